@@ -1,0 +1,40 @@
+#include "actors/atoms.hpp"
+
+#include "actors/entity.hpp"
+#include "protocols/types.hpp"
+
+namespace shop {
+
+void register_shop_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<product_record>("shop::product_record");
+  cfg.add_message_type<sale_terms>("shop::sale_terms");
+  cfg.add_message_type<order_line>("shop::order_line");
+  cfg.add_message_type<order_record>("shop::order_record");
+  cfg.add_message_type<inventory_view>("shop::inventory_view");
+  cfg.add_message_type<product_view>("shop::product_view");
+  cfg.add_message_type<sale_view>("shop::sale_view");
+  cfg.add_message_type<user_view>("shop::user_view");
+  cfg.add_message_type<purchase_result>("shop::purchase_result");
+  cfg.add_message_type<create_product>("shop::create_product");
+  cfg.add_message_type<get_product>("shop::get_product");
+  cfg.add_message_type<update_product>("shop::update_product");
+  cfg.add_message_type<restock>("shop::restock");
+  cfg.add_message_type<get_inventory>("shop::get_inventory");
+  cfg.add_message_type<create_sale>("shop::create_sale");
+  cfg.add_message_type<get_sale>("shop::get_sale");
+  cfg.add_message_type<purchase>("shop::purchase");
+  cfg.add_message_type<register_sale>("shop::register_sale");
+  cfg.add_message_type<get_sale_stock>("shop::get_sale_stock");
+  cfg.add_message_type<purchase_at_sku>("shop::purchase_at_sku");
+  cfg.add_message_type<get_order>("shop::get_order");
+  cfg.add_message_type<cancel_order>("shop::cancel_order");
+  cfg.add_message_type<expire_order>("shop::expire_order");
+  cfg.add_message_type<release_reservation>("shop::release_reservation");
+  cfg.add_message_type<register_user>("shop::register_user");
+  cfg.add_message_type<login_user>("shop::login_user");
+  cfg.add_message_type<get_user>("shop::get_user");
+  cfg.add_message_type<crash_entity>("shop::crash_entity");
+  cfg.add_message_type<region_stats>("shop::region_stats");
+}
+
+} // namespace shop

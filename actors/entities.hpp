@@ -1,0 +1,74 @@
+#pragma once
+// The entity actors of one node and the shard region that hosts them.
+// Clients never hold entity handles: they send commands to the region, which
+// activates the owning entity (loading it from storage) and delegates.
+
+#include <string>
+#include <unordered_set>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/entity.hpp"
+#include "actors/stock_book.hpp"
+
+namespace shop {
+
+/// One per SKU: the product, its stock ledger and its flash sales' counters.
+/// Hot: every purchase of the SKU is decided here, in mailbox order.
+struct sku_stock_state {
+  entity_core core;
+  stock_book book;
+  /// Orders whose expiry request to their order entity is in flight.
+  std::unordered_set<std::string> expiring;
+  /// When the expiry timer fires next (0: not armed).
+  millis timer_at = 0;
+  static inline const char* name = "sku_stock";
+};
+caf::behavior sku_stock_actor(caf::stateful_actor<sku_stock_state>* self, context_ptr ctx,
+                              std::string sku);
+
+/// One per flash sale: its immutable terms; routes purchases to the SKU.
+struct flash_sale_state {
+  entity_core core;
+  bool exists = false;
+  sale_terms terms;
+  static inline const char* name = "flash_sale";
+};
+caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, context_ptr ctx,
+                               std::string sale_id);
+
+/// One per order: its status machine (pending_payment -> cancelled | expired).
+struct order_state {
+  entity_core core;
+  bool exists = false;
+  order_record order;
+  /// Requests to other entities in flight (keeps the actor from passivating).
+  int outstanding = 0;
+  static inline const char* name = "order";
+};
+caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,
+                          std::string order_id);
+
+/// One per username: the account and its password hash.
+struct user_account_state {
+  entity_core core;
+  bool exists = false;
+  user_record user;
+  int outstanding = 0;
+  static inline const char* name = "user_account";
+};
+caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,
+                                 std::string username);
+
+/// A detached actor (own thread) that hashes and verifies passwords with
+/// argon2id, so slow hashing never stalls the scheduler. `cost` is log2 of
+/// the memory in KiB (3..22); time cost 2, one lane.
+caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost);
+
+/// Spawns the node's region: one per node. `base.region` is filled in by the region.
+/// On start it activates every SKU with open reservations, so their expiry timers run.
+caf::actor spawn_region(caf::actor_system& sys, entity_context base);
+
+} // namespace shop

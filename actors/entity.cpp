@@ -1,0 +1,57 @@
+#include "actors/entity.hpp"
+
+#include <caf/send.hpp>
+
+namespace shop {
+
+const char* to_string(entity_kind k) noexcept {
+  switch (k) {
+    case entity_kind::sku: return "sku";
+    case entity_kind::sale: return "sale";
+    case entity_kind::order: return "order";
+    case entity_kind::user: return "user";
+  }
+  return "unknown";
+}
+
+millis now_millis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void entity_core::persist(const caf::actor& self, write_batch ops) {
+  auto seq = ++submitted_;
+  ctx->journal->submit(std::move(ops), [self, seq](bool ok) {
+    caf::anon_send(self, committed_atom::value, seq, ok);
+  });
+}
+
+void entity_core::after_commit(waiter fn) {
+  if (quiescent()) {
+    fn(nullptr);
+    return;
+  }
+  waiting_.emplace_back(submitted_, std::move(fn));
+}
+
+void entity_core::on_committed(uint64_t seq, bool ok) {
+  if (!ok) {
+    fail_all(make_error(errc::unavailable, "storage write failed; retry"));
+    return;
+  }
+  committed_ = seq;
+  while (!waiting_.empty() && waiting_.front().first <= committed_) {
+    auto fn = std::move(waiting_.front().second);
+    waiting_.pop_front();
+    fn(nullptr);
+  }
+}
+
+void entity_core::fail_all(const caf::error& err) {
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& w : waiting)
+    w.second(&err);
+}
+
+} // namespace shop

@@ -1,0 +1,192 @@
+#pragma once
+// What every persistent entity (virtual actor) shares: the node context it is
+// spawned with, and `entity_core`, which implements persist-then-reply.
+//
+// Persist, then reply: a handler applies a command to in-memory state at
+// once (mailbox order), hands the resulting writes to the journal and keeps
+// the reply until the journal reports that batch durable. Any reply, also a
+// read or a rejection, is held until every change applied before it is
+// durable, so no answer ever reveals state that could still be lost. The
+// entity never blocks: it keeps serving its mailbox meanwhile.
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+#include <caf/result.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/atoms.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/types.hpp"
+#include "storage/journal.hpp"
+#include "storage/store.hpp"
+
+namespace shop {
+
+enum class entity_kind : uint8_t { sku = 1, sale = 2, order = 3, user = 4 };
+
+const char* to_string(entity_kind k) noexcept;
+
+/// Counters of the entity population, one per node (read by /metrics).
+struct entity_metrics {
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> activations{0};
+  std::atomic<uint64_t> passivations{0};
+  std::atomic<uint64_t> crashes{0};
+  std::atomic<uint64_t> restarts{0};
+};
+
+/// Handles of the password hasher pool, picked round-robin.
+struct hasher_pool {
+  std::vector<caf::actor> workers;
+  std::atomic<size_t> next{0};
+  const caf::actor& pick() { return workers[next.fetch_add(1) % workers.size()]; }
+};
+
+/// Everything an entity needs from its node. One per node, shared read-only.
+struct entity_context {
+  store_ptr db;
+  std::shared_ptr<shop::journal> journal;
+  /// Fixed per deployment; part of every key.
+  uint32_t shard_count = 64;
+  /// Server secret for order ids derived from idempotency keys.
+  std::string order_secret;
+  /// How long an order waits for payment. Default: 900 s.
+  std::chrono::milliseconds payment_timeout{900'000};
+  /// How long an entity stays active without messages. Default: 120 s.
+  std::chrono::milliseconds passivate_after{120'000};
+  /// Timeout of requests between entities. Default: 5 s.
+  std::chrono::milliseconds ask_timeout{5'000};
+  /// The node's shard region: entities reach each other through it.
+  caf::actor region;
+  std::shared_ptr<hasher_pool> hashers;
+  std::shared_ptr<entity_metrics> metrics;
+};
+
+using context_ptr = std::shared_ptr<const entity_context>;
+
+/// Wall-clock milliseconds since the epoch.
+millis now_millis();
+
+/// Fault injection: crash the named entity (the region routes it).
+struct crash_entity {
+  entity_kind kind = entity_kind::sku;
+  std::string id;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, crash_entity& x) {
+  return f(caf::meta::type_name("shop::crash_entity"), x.kind, x.id);
+}
+
+/// The region's figures.
+struct region_stats {
+  int64_t active = 0;
+  uint64_t activations = 0;
+  uint64_t passivations = 0;
+  uint64_t crashes = 0;
+  uint64_t restarts = 0;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, region_stats& x) {
+  return f(caf::meta::type_name("shop::region_stats"), x.active, x.activations, x.passivations,
+           x.crashes, x.restarts);
+}
+
+/// The persist-then-reply machinery and lifecycle bookkeeping of one entity.
+/// Lives in the entity's state; used only from the entity's own thread of control.
+class entity_core {
+public:
+  /// Called once with nullptr when the awaited changes are durable, or with the error.
+  using waiter = std::function<void(const caf::error*)>;
+
+  context_ptr ctx;
+  entity_kind kind = entity_kind::sku;
+  std::string id;
+
+  /// True when every submitted change is durable.
+  bool quiescent() const noexcept { return submitted_ == committed_; }
+
+  /// Counts one command delivered by the region (the passivation handshake
+  /// compares this with the region's count) and marks activity.
+  void touch() noexcept {
+    ++processed_;
+    last_active_ = std::chrono::steady_clock::now();
+  }
+  uint64_t processed() const noexcept { return processed_; }
+  std::chrono::steady_clock::duration idle_for() const {
+    return std::chrono::steady_clock::now() - last_active_;
+  }
+
+  /// Submits `ops` to the journal; `self` receives (committed_atom, seq, ok).
+  void persist(const caf::actor& self, write_batch ops);
+
+  /// Runs `fn` once every change submitted so far is durable (at once if none is pending).
+  void after_commit(waiter fn);
+
+  /// The journal's report for batch `seq`. On failure every waiter gets an
+  /// error and the caller must stop the entity (it restarts from storage).
+  void on_committed(uint64_t seq, bool ok);
+
+  /// Answers every held request with `err` (before a crash or a failed commit).
+  void fail_all(const caf::error& err);
+
+private:
+  uint64_t submitted_ = 0;
+  uint64_t committed_ = 0;
+  uint64_t processed_ = 0;
+  std::chrono::steady_clock::time_point last_active_ = std::chrono::steady_clock::now();
+  std::deque<std::pair<uint64_t, waiter>> waiting_;
+};
+
+/// Returns `value` to the requester once every change applied so far is durable.
+template <class T, class State>
+caf::result<T> reply_durable(caf::stateful_actor<State>* self, T value) {
+  auto& core = self->state.core;
+  if (core.quiescent())
+    return value;
+  auto rp = self->template make_response_promise<T>();
+  core.after_commit([rp, v = std::move(value)](const caf::error* err) mutable {
+    if (err)
+      rp.deliver(*err);
+    else
+      rp.deliver(std::move(v));
+  });
+  return rp;
+}
+
+/// Returns the error `err` once every change applied so far is durable.
+template <class T, class State>
+caf::result<T> reject_durable(caf::stateful_actor<State>* self, caf::error err) {
+  auto& core = self->state.core;
+  if (core.quiescent())
+    return err;
+  auto rp = self->template make_response_promise<T>();
+  core.after_commit([rp, e = std::move(err)](const caf::error* failure) mutable {
+    rp.deliver(failure ? *failure : e);
+  });
+  return rp;
+}
+
+/// Common lifecycle of an entity actor. `load` reads durable state (returning
+/// an error stops the entity); `running` makes the behavior that serves
+/// commands; `can_passivate` says whether the entity holds work that must
+/// keep it alive (e.g. reservation timers).
+///
+/// Activation waits for a journal barrier before loading, so that a restart
+/// after a crash never reads storage while the crashed incarnation's last
+/// batches are still in flight. Messages that arrive meanwhile wait (skip).
+template <class State>
+caf::behavior
+activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind kind,
+                std::string id, std::function<caf::error()> load,
+                std::function<caf::message_handler()> running, std::function<bool()> can_passivate);
+
+} // namespace shop
+
+#include "actors/entity_impl.hpp"

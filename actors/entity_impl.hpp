@@ -1,0 +1,100 @@
+#pragma once
+// Template part of entity.hpp; include entity.hpp instead.
+
+#include <exception>
+#include <stdexcept>
+
+#include <caf/actor_cast.hpp>
+#include <caf/message_handler.hpp>
+#include <caf/scheduled_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/sec.hpp>
+#include <caf/skip.hpp>
+
+namespace shop {
+
+namespace detail {
+
+inline std::chrono::milliseconds idle_check_interval(const entity_context& ctx) {
+  auto quarter = ctx.passivate_after / 4;
+  return std::max(quarter, std::chrono::milliseconds{250});
+}
+
+template <class State>
+void maybe_passivate(caf::stateful_actor<State>* self, const std::function<bool()>& can_passivate,
+                     std::shared_ptr<bool> asking) {
+  auto& core = self->state.core;
+  const auto& ctx = *core.ctx;
+  self->delayed_send(self, idle_check_interval(ctx), idle_atom::value);
+  if (*asking || core.idle_for() < ctx.passivate_after || !core.quiescent() || !can_passivate())
+    return;
+  *asking = true;
+  self
+    ->request(ctx.region, ctx.ask_timeout, passivate_atom::value,
+              static_cast<uint8_t>(core.kind), core.id, core.processed())
+    .then(
+      [=](bool granted) {
+        *asking = false;
+        if (granted)
+          self->quit(); // normal exit: the region already forgot this activation
+      },
+      [=](caf::error&) { *asking = false; });
+}
+
+} // namespace detail
+
+template <class State>
+caf::behavior
+activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind kind,
+                std::string id, std::function<caf::error()> load,
+                std::function<caf::message_handler()> running, std::function<bool()> can_passivate) {
+  auto& core = self->state.core;
+  core.ctx = ctx;
+  core.kind = kind;
+  core.id = std::move(id);
+  // A crash answers every held request (none waits forever), then stops the
+  // actor with the exception as reason; the region restarts it from storage.
+  self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    self->state.core.fail_all(make_error(errc::unavailable, "the entity crashed; retry"));
+    return caf::make_error(caf::sec::runtime_error, std::move(what));
+  });
+  self->set_default_handler(caf::skip); // hold commands until loaded
+  auto handle = caf::actor_cast<caf::actor>(self);
+  ctx->journal->barrier([handle](bool) { caf::anon_send(handle, loaded_atom::value); });
+  auto asking = std::make_shared<bool>(false);
+  caf::message_handler common{
+    [self](committed_atom, uint64_t seq, bool ok) {
+      self->state.core.on_committed(seq, ok);
+      if (!ok)
+        self->quit(make_error(errc::unavailable, "a commit failed; restarting from storage"));
+    },
+    [self, can_passivate, asking](idle_atom) {
+      detail::maybe_passivate(self, can_passivate, asking);
+    },
+    [self](const crash_entity&) -> caf::result<bool> {
+      self->state.core.touch();
+      throw std::runtime_error("fault injection: crash requested for " + self->state.core.id);
+    },
+  };
+  return {
+    [self, load, running, common](loaded_atom) {
+      if (auto err = load()) {
+        self->quit(err);
+        return;
+      }
+      self->set_default_handler(caf::print_and_drop);
+      self->become(caf::behavior{running().or_else(common)});
+      self->delayed_send(self, detail::idle_check_interval(*self->state.core.ctx),
+                         idle_atom::value);
+    },
+  };
+}
+
+} // namespace shop

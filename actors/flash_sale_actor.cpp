@@ -1,0 +1,84 @@
+// flash_sale: one actor per sale. It owns the sale's id and terms; the live
+// counters (remaining, per-user units) live in the SKU's actor, which decides
+// every purchase, so a purchase costs one extra local hop and nothing more.
+
+#include <caf/all.hpp>
+
+#include "actors/entities.hpp"
+#include "protocols/record_codec.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, context_ptr ctx,
+                               std::string sale_id) {
+  auto key = keys::entity(keys::sale, sale_id, ctx->shard_count);
+  auto load = [self, ctx, key]() -> caf::error {
+    std::string raw;
+    auto found = ctx->db->get(key, raw);
+    if (!found)
+      return found.error();
+    if (*found) {
+      if (!decode(raw, self->state.terms))
+        return make_error(errc::internal, "corrupt flash sale record");
+      self->state.exists = true;
+    }
+    return caf::none;
+  };
+  auto running = [self, ctx, key]() -> caf::message_handler {
+    return {
+      [=](const create_sale& c) -> caf::result<sale_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (st.exists)
+          return reject_durable<sale_view>(
+            self, make_error(errc::conflict, "a flash sale with this id exists"));
+        auto rp = self->make_response_promise<sale_view>();
+        // The SKU registers the terms first (checking its available stock);
+        // a crash before our own write is healed by a retry, which the SKU
+        // accepts because the terms are the same. `await` keeps a second
+        // creation of the same id waiting until this one is decided.
+        self->request(ctx->region, ctx->ask_timeout, register_sale{c.terms})
+          .await(
+            [self, rp, key, terms = c.terms](sale_view& view) mutable {
+              auto& st = self->state;
+              st.exists = true;
+              st.terms = terms;
+              write_batch ops;
+              ops.push_back(put_op(key, encode(terms)));
+              st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+              st.core.after_commit([rp, view](const caf::error* err) mutable {
+                if (err)
+                  rp.deliver(*err);
+                else
+                  rp.deliver(std::move(view));
+              });
+            },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [=](const get_sale&) {
+        auto& st = self->state;
+        st.core.touch();
+        auto rp = self->make_response_promise();
+        if (!st.exists)
+          rp.deliver(make_error(errc::not_found, "no such flash sale"));
+        else
+          rp.delegate(ctx->region, get_sale_stock{st.terms.sku, st.terms.id});
+      },
+      [=](purchase& c) {
+        auto& st = self->state;
+        st.core.touch();
+        auto rp = self->make_response_promise();
+        if (!st.exists)
+          rp.deliver(make_error(errc::not_found, "no such flash sale"));
+        else
+          rp.delegate(ctx->region, purchase_at_sku{st.terms.sku, std::move(c)});
+      },
+    };
+  };
+  return activate_entity(self, ctx, entity_kind::sale, std::move(sale_id), load, running,
+                         [] { return true; });
+}
+
+} // namespace shop

@@ -1,0 +1,225 @@
+// The shard region: one per node. It is the only way to reach an entity.
+//
+// - Activation: the first command for (kind, id) spawns the entity actor,
+//   which loads its state; later commands are delegated to it, so the
+//   entity's answer goes straight to the original requester.
+// - Passivation: an idle entity asks to stop, naming how many commands it
+//   has handled; the region agrees only if that equals how many it delivered,
+//   so no command is ever in flight to a stopping actor.
+// - Supervision: the region monitors its entities. A crashed entity is
+//   restarted from durable state at once (its timers must run); more than
+//   `max_restarts` crashes within `restart_window` quarantine it with
+//   exponential backoff, during which its commands fail fast with 503.
+
+#include <caf/all.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/entities.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+constexpr size_t max_restarts = 5;
+constexpr auto restart_window = std::chrono::seconds{10};
+constexpr auto max_backoff = std::chrono::seconds{30};
+
+using steady = std::chrono::steady_clock;
+
+struct region_state {
+  struct entry {
+    caf::actor handle;
+    uint64_t delivered = 0;
+  };
+  struct health {
+    std::deque<steady::time_point> crashes;
+    steady::time_point quarantined_until{};
+    int backoff_exponent = 0;
+  };
+  context_ptr ctx;
+  std::unordered_map<std::string, entry> entities;
+  std::unordered_map<caf::actor_addr, std::string> by_addr;
+  std::unordered_map<std::string, health> health_by_key;
+  static inline const char* name = "shard_region";
+};
+
+using region_actor = caf::stateful_actor<region_state>;
+
+std::string region_key(entity_kind kind, const std::string& id) {
+  std::string key{to_string(kind)};
+  key.push_back('/');
+  key.append(id);
+  return key;
+}
+
+region_state::entry& spawn_entity(region_actor* self, entity_kind kind, const std::string& id,
+                                  const std::string& key) {
+  auto& st = self->state;
+  caf::actor handle;
+  switch (kind) {
+    case entity_kind::sku: handle = self->spawn<caf::monitored>(sku_stock_actor, st.ctx, id); break;
+    case entity_kind::sale:
+      handle = self->spawn<caf::monitored>(flash_sale_actor, st.ctx, id);
+      break;
+    case entity_kind::order: handle = self->spawn<caf::monitored>(order_actor, st.ctx, id); break;
+    case entity_kind::user:
+      handle = self->spawn<caf::monitored>(user_account_actor, st.ctx, id);
+      break;
+  }
+  st.by_addr[handle.address()] = key;
+  st.ctx->metrics->active.fetch_add(1);
+  st.ctx->metrics->activations.fetch_add(1);
+  auto& e = st.entities[key];
+  e = region_state::entry{std::move(handle), 0};
+  return e;
+}
+
+template <class Command>
+void route(region_actor* self, entity_kind kind, const std::string& id, Command&& cmd) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  auto key = region_key(kind, id);
+  if (auto h = st.health_by_key.find(key);
+      h != st.health_by_key.end() && steady::now() < h->second.quarantined_until) {
+    rp.deliver(make_error(errc::unavailable, "the entity is restarting after repeated crashes"));
+    return;
+  }
+  auto i = st.entities.find(key);
+  auto& e = i != st.entities.end() ? i->second : spawn_entity(self, kind, id, key);
+  ++e.delivered;
+  rp.delegate(e.handle, std::forward<Command>(cmd));
+}
+
+void on_down(region_actor* self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto i = st.by_addr.find(dm.source);
+  if (i == st.by_addr.end())
+    return; // passivated (already forgotten) or unknown
+  auto key = i->second;
+  st.by_addr.erase(i);
+  auto j = st.entities.find(key);
+  if (j != st.entities.end() && j->second.handle.address() == dm.source)
+    st.entities.erase(j);
+  st.ctx->metrics->active.fetch_sub(1);
+  if (!dm.reason)
+    return;
+  st.ctx->metrics->crashes.fetch_add(1);
+  auto slash = key.find('/');
+  auto kind_name = key.substr(0, slash);
+  auto id = key.substr(slash + 1);
+  auto& h = st.health_by_key[key];
+  auto now = steady::now();
+  h.crashes.push_back(now);
+  while (!h.crashes.empty() && now - h.crashes.front() > restart_window)
+    h.crashes.pop_front();
+  entity_kind kind = entity_kind::sku;
+  for (auto k : {entity_kind::sku, entity_kind::sale, entity_kind::order, entity_kind::user})
+    if (kind_name == to_string(k))
+      kind = k;
+  if (h.crashes.size() > max_restarts) {
+    auto backoff = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds{1000} * (1 << std::min(h.backoff_exponent, 5)), max_backoff);
+    ++h.backoff_exponent;
+    h.quarantined_until = now + backoff;
+    spdlog::error("region: {} crashed {} times in {}s; quarantined for {} ms: {}", key,
+                  h.crashes.size(), restart_window.count(), backoff.count(),
+                  caf::to_string(dm.reason));
+    self->delayed_send(self, backoff, restart_atom::value, static_cast<uint8_t>(kind), id);
+    return;
+  }
+  spdlog::warn("region: {} crashed ({}); restarting from durable state", key,
+               caf::to_string(dm.reason));
+  st.ctx->metrics->restarts.fetch_add(1);
+  spawn_entity(self, kind, id, key);
+}
+
+/// Activates every SKU that holds open reservations, so their expiry timers
+/// run after a restart even if nobody sends them a command.
+void activate_open_skus(region_actor* self) {
+  auto& st = self->state;
+  for (uint32_t shard = 0; shard < st.ctx->shard_count; ++shard) {
+    auto prefix = keys::shard_prefix(keys::open_skus, shard);
+    auto err = st.ctx->db->scan(prefix, [&](std::string_view k, std::string_view) {
+      std::string id{k.substr(prefix.size())};
+      auto key = region_key(entity_kind::sku, id);
+      if (st.entities.count(key) == 0)
+        spawn_entity(self, entity_kind::sku, id, key);
+      return true;
+    });
+    if (err)
+      spdlog::error("region: cannot scan open reservations: {}", describe(err).message);
+  }
+}
+
+caf::behavior region(region_actor* self, entity_context base) {
+  base.region = caf::actor_cast<caf::actor>(self);
+  self->state.ctx = std::make_shared<const entity_context>(std::move(base));
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  // On shutdown, take the entities down with us (they hold our handle).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    for (auto& [key, e] : self->state.entities)
+      self->send_exit(e.handle, em.reason);
+    self->state.entities.clear();
+    self->state.by_addr.clear();
+    self->quit(em.reason);
+  });
+  activate_open_skus(self);
+  using k = entity_kind;
+  return {
+    [=](create_product& c) { route(self, k::sku, c.product.sku, std::move(c)); },
+    [=](get_product& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](update_product& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](restock& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](get_inventory& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](register_sale& c) { route(self, k::sku, c.terms.sku, std::move(c)); },
+    [=](get_sale_stock& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](purchase_at_sku& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](release_reservation& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](create_sale& c) { route(self, k::sale, c.terms.id, std::move(c)); },
+    [=](get_sale& c) { route(self, k::sale, c.sale_id, std::move(c)); },
+    [=](purchase& c) { route(self, k::sale, c.sale_id, std::move(c)); },
+    [=](get_order& c) { route(self, k::order, c.order_id, std::move(c)); },
+    [=](cancel_order& c) { route(self, k::order, c.order_id, std::move(c)); },
+    [=](expire_order& c) { route(self, k::order, c.order_id, std::move(c)); },
+    [=](register_user& c) { route(self, k::user, c.username, std::move(c)); },
+    [=](login_user& c) { route(self, k::user, c.username, std::move(c)); },
+    [=](get_user& c) { route(self, k::user, c.username, std::move(c)); },
+    [=](crash_entity& c) { route(self, c.kind, c.id, std::move(c)); },
+    [=](passivate_atom, uint8_t kind, const std::string& id, uint64_t processed) -> bool {
+      auto& st = self->state;
+      auto key = region_key(static_cast<entity_kind>(kind), id);
+      auto i = st.entities.find(key);
+      auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      if (i == st.entities.end() || i->second.handle.address() != sender
+          || i->second.delivered != processed)
+        return false;
+      st.entities.erase(i);
+      st.by_addr.erase(sender);
+      st.ctx->metrics->active.fetch_sub(1);
+      st.ctx->metrics->passivations.fetch_add(1);
+      return true;
+    },
+    [=](restart_atom, uint8_t kind, const std::string& id) {
+      auto key = region_key(static_cast<entity_kind>(kind), id);
+      if (self->state.entities.count(key) == 0) {
+        self->state.ctx->metrics->restarts.fetch_add(1);
+        spawn_entity(self, static_cast<entity_kind>(kind), id, key);
+      }
+    },
+    [=](stats_atom) -> region_stats {
+      auto& m = *self->state.ctx->metrics;
+      return region_stats{m.active.load(), m.activations.load(), m.passivations.load(),
+                          m.crashes.load(), m.restarts.load()};
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_region(caf::actor_system& sys, entity_context base) {
+  return sys.spawn(region, std::move(base));
+}
+
+} // namespace shop

@@ -1,0 +1,325 @@
+// sku_stock: one actor per SKU. See entities.hpp and stock_book.hpp.
+
+#include <caf/all.hpp>
+
+#include "actors/entities.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/record_codec.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+using sku_actor = caf::stateful_actor<sku_stock_state>;
+
+order_record order_of(const ledger_entry& e, const std::string& sku) {
+  order_record o;
+  o.order_id = e.order_id;
+  o.user_id = e.user_id;
+  o.status = order_status::pending_payment;
+  o.items.push_back(order_line{sku, e.quantity, e.unit_price_cents});
+  o.total_cents = e.quantity * e.unit_price_cents;
+  o.created_at = e.created_at;
+  o.expires_at = e.expires_at;
+  o.updated_at = e.created_at;
+  o.flash_sale_id = e.sale_id;
+  return o;
+}
+
+bool same_terms(const sale_terms& a, const sale_terms& b) {
+  return a.id == b.id && a.sku == b.sku && a.price_cents == b.price_cents
+         && a.quantity == b.quantity && a.per_user_limit == b.per_user_limit
+         && a.starts_at == b.starts_at && a.ends_at == b.ends_at;
+}
+
+struct sku_keys {
+  std::string product;
+  std::string open;
+  const entity_context* ctx;
+  const std::string* sku;
+  std::string ledger(const std::string& order_id) const {
+    return keys::child(keys::ledger, *sku, order_id, ctx->shard_count);
+  }
+  std::string sale(const std::string& sale_id) const {
+    return keys::child(keys::sku_sale, *sku, sale_id, ctx->shard_count);
+  }
+};
+
+/// Writes an entry's new state; adds or drops the SKU's "open reservations"
+/// marker when the count of reserved entries crosses zero.
+void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, size_t open_before) {
+  auto& book = self->state.book;
+  write_batch ops;
+  ops.push_back(put_op(k.ledger(e.order_id), encode(e)));
+  if (open_before == 0 && book.open_reservations() > 0)
+    ops.push_back(put_op(k.open, {}));
+  else if (open_before > 0 && book.open_reservations() == 0)
+    ops.push_back(erase_op(k.open));
+  self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+}
+
+/// Arms the expiry timer for the earliest reservation not already being expired.
+void arm_timer(sku_actor* self) {
+  auto& st = self->state;
+  auto next = st.book.next_expiry(st.expiring);
+  if (!next || (st.timer_at != 0 && st.timer_at <= *next))
+    return;
+  st.timer_at = *next;
+  auto delay = std::max<millis>(0, *next - now_millis());
+  self->delayed_send(self, std::chrono::milliseconds{delay}, expiry_atom::value);
+}
+
+/// The order entity decided the order's fate: release or sell its units.
+void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
+            order_status status) {
+  auto& book = self->state.book;
+  auto open_before = book.open_reservations();
+  bool changed = false;
+  switch (status) {
+    case order_status::cancelled:
+    case order_status::expired:
+    case order_status::refunded: changed = book.release(order_id); break;
+    case order_status::paid:
+    case order_status::shipped: changed = book.mark_sold(order_id); break;
+    case order_status::pending_payment: break; // not expired yet: try again later
+  }
+  if (changed)
+    persist_entry(self, k, *book.find_entry(order_id), open_before);
+}
+
+void on_expiry(sku_actor* self, const sku_keys& k) {
+  auto& st = self->state;
+  st.timer_at = 0;
+  auto ctx = st.core.ctx;
+  for (auto& order_id : st.book.due(now_millis())) {
+    if (!st.expiring.insert(order_id).second)
+      continue;
+    self->request(ctx->region, ctx->ask_timeout, expire_order{order_id})
+      .then(
+        [self, k, order_id](uint8_t status) {
+          self->state.expiring.erase(order_id);
+          settle(self, k, order_id, static_cast<order_status>(status));
+          arm_timer(self);
+        },
+        [self, order_id](caf::error&) {
+          // The order entity is unreachable right now: ask again in a second.
+          self->state.expiring.erase(order_id);
+          self->state.timer_at = 0;
+          self->delayed_send(self, std::chrono::seconds{1}, expiry_atom::value);
+        });
+  }
+  arm_timer(self);
+}
+
+} // namespace
+
+caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku) {
+  auto n = ctx->shard_count;
+  auto sku_ptr = std::make_shared<const std::string>(sku);
+  sku_keys k{keys::entity(keys::product, sku, n), keys::entity(keys::open_skus, sku, n),
+             ctx.get(), sku_ptr.get()};
+  auto load = [self, ctx, k, sku_ptr]() -> caf::error {
+    auto& st = self->state;
+    std::string raw;
+    auto found = ctx->db->get(k.product, raw);
+    if (!found)
+      return found.error();
+    if (*found) {
+      product_record p;
+      if (!decode(raw, p))
+        return make_error(errc::internal, "corrupt product record for " + *sku_ptr);
+      st.book.set_product(std::move(p));
+    }
+    bool corrupt = false;
+    auto err = ctx->db->scan(keys::children_prefix(keys::sku_sale, *sku_ptr, ctx->shard_count),
+                             [&](std::string_view, std::string_view v) {
+                               sale_terms t;
+                               if (!decode(v, t))
+                                 return !(corrupt = true);
+                               st.book.add_sale(std::move(t));
+                               return true;
+                             });
+    if (!err)
+      err = ctx->db->scan(keys::children_prefix(keys::ledger, *sku_ptr, ctx->shard_count),
+                          [&](std::string_view, std::string_view v) {
+                            ledger_entry e;
+                            if (!decode(v, e))
+                              return !(corrupt = true);
+                            st.book.restore(std::move(e));
+                            return true;
+                          });
+    if (err)
+      return err;
+    if (corrupt)
+      return make_error(errc::internal, "corrupt stock ledger for " + *sku_ptr);
+    if (st.book.open_reservations() > 0)
+      arm_timer(self);
+    return caf::none;
+  };
+  auto running = [self, ctx, k, sku_ptr]() -> caf::message_handler {
+    auto handle = [self] { return caf::actor_cast<caf::actor>(self); };
+    const auto& sku = *sku_ptr;
+    return {
+      [=](const create_product& c) -> caf::result<product_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (st.book.exists())
+          return reject_durable<product_view>(
+            self, make_error(errc::conflict, "a product with sku '" + sku + "' exists"));
+        st.book.set_product(c.product);
+        write_batch ops;
+        ops.push_back(put_op(k.product, encode(st.book.product())));
+        st.core.persist(handle(), std::move(ops));
+        return reply_durable(self, product_view{st.book.product(), st.book.inventory()});
+      },
+      [=](const get_product&) -> caf::result<product_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<product_view>(self, make_error(errc::not_found, "no such product"));
+        return reply_durable(self, product_view{st.book.product(), st.book.inventory()});
+      },
+      [=](const update_product& c) -> caf::result<product_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<product_view>(self, make_error(errc::not_found, "no such product"));
+        auto p = st.book.product();
+        if (c.has_name)
+          p.name = c.name;
+        if (c.has_description)
+          p.description = c.description;
+        if (c.has_price)
+          p.price_cents = c.price_cents;
+        st.book.set_product(std::move(p));
+        write_batch ops;
+        ops.push_back(put_op(k.product, encode(st.book.product())));
+        st.core.persist(handle(), std::move(ops));
+        return reply_durable(self, product_view{st.book.product(), st.book.inventory()});
+      },
+      [=](const restock& c) -> caf::result<inventory_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<inventory_view>(self,
+                                                make_error(errc::not_found, "no such product"));
+        constexpr int64_t max_total = 1'000'000'000'000;
+        auto p = st.book.product();
+        if (c.quantity <= 0 || p.stocked + c.quantity > max_total)
+          return reject_durable<inventory_view>(
+            self, make_error(errc::validation_failed, "restock would exceed the stock limit"));
+        p.stocked += c.quantity;
+        st.book.set_product(std::move(p));
+        write_batch ops;
+        ops.push_back(put_op(k.product, encode(st.book.product())));
+        st.core.persist(handle(), std::move(ops));
+        return reply_durable(self, st.book.inventory());
+      },
+      [=](const get_inventory&) -> caf::result<inventory_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<inventory_view>(self,
+                                                make_error(errc::not_found, "no such product"));
+        return reply_durable(self, st.book.inventory());
+      },
+      [=](const register_sale& c) -> caf::result<sale_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<sale_view>(
+            self, make_error(errc::not_found, "no product with sku '" + sku + "'"));
+        if (auto existing = st.book.find_sale(c.terms.id)) {
+          if (same_terms(*existing, c.terms)) // a retried creation
+            return reply_durable(self, st.book.view(*existing, now_millis()));
+          return reject_durable<sale_view>(
+            self, make_error(errc::conflict, "a flash sale with this id exists"));
+        }
+        if (c.terms.quantity > st.book.available())
+          return reject_durable<sale_view>(
+            self, make_error(errc::insufficient_stock,
+                             "sku '" + sku + "' has only " + std::to_string(st.book.available())
+                               + " units available"));
+        st.book.add_sale(c.terms);
+        write_batch ops;
+        ops.push_back(put_op(k.sale(c.terms.id), encode(c.terms)));
+        st.core.persist(handle(), std::move(ops));
+        return reply_durable(self, st.book.view(c.terms, now_millis()));
+      },
+      [=](const get_sale_stock& c) -> caf::result<sale_view> {
+        auto& st = self->state;
+        st.core.touch();
+        auto terms = st.book.find_sale(c.sale_id);
+        if (!terms)
+          return reject_durable<sale_view>(self, make_error(errc::not_found, "no such flash sale"));
+        return reply_durable(self, st.book.view(*terms, now_millis()));
+      },
+      [=](const purchase_at_sku& c) -> caf::result<purchase_result> {
+        auto& st = self->state;
+        st.core.touch();
+        const auto& req = c.request;
+        auto terms = st.book.find_sale(req.sale_id);
+        if (!st.book.exists() || !terms)
+          return reject_durable<purchase_result>(self,
+                                                 make_error(errc::not_found, "no such flash sale"));
+        std::string order_id;
+        if (!req.idempotency_key.empty()) {
+          order_id = derive_order_id(ctx->order_secret, req.user_id, req.idempotency_key);
+          if (auto e = st.book.find_entry(order_id)) {
+            // A retry: the first answer again, also after expiry or a restart.
+            if (e->user_id == req.user_id && e->sale_id == req.sale_id
+                && e->quantity == req.quantity)
+              return reply_durable(self, purchase_result{order_of(*e, sku), true});
+            return reject_durable<purchase_result>(
+              self, make_error(errc::conflict,
+                               "this Idempotency-Key was already used for a different request"));
+          }
+          std::string raw;
+          auto used = ctx->db->get(keys::entity(keys::order, order_id, ctx->shard_count), raw);
+          if (!used)
+            return reject_durable<purchase_result>(self, used.error());
+          if (*used)
+            return reject_durable<purchase_result>(
+              self, make_error(errc::conflict,
+                               "this Idempotency-Key was already used for a different request"));
+        } else {
+          order_id = random_hex(16);
+        }
+        auto now = now_millis();
+        if (auto err = st.book.check_purchase(*terms, req.user_id, req.quantity, now))
+          return reject_durable<purchase_result>(self, std::move(err));
+        ledger_entry e{order_id, req.user_id, req.sale_id, req.quantity, terms->price_cents, now,
+                       now + ctx->payment_timeout.count(), reservation_state::reserved};
+        auto open_before = st.book.open_reservations();
+        st.book.reserve(e);
+        auto order = order_of(e, sku);
+        // One write: the reservation and the order it belongs to, atomically.
+        write_batch ops;
+        ops.push_back(put_op(k.ledger(order_id), encode(e)));
+        ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(order)));
+        if (open_before == 0)
+          ops.push_back(put_op(k.open, {}));
+        st.core.persist(handle(), std::move(ops));
+        arm_timer(self);
+        return reply_durable(self, purchase_result{std::move(order), false});
+      },
+      [=](const release_reservation& c) -> caf::result<bool> {
+        auto& st = self->state;
+        st.core.touch();
+        auto open_before = st.book.open_reservations();
+        if (st.book.release(c.order_id))
+          persist_entry(self, k, *st.book.find_entry(c.order_id), open_before);
+        return reply_durable(self, true); // idempotent: releasing twice changes nothing
+      },
+      [=](expiry_atom) { on_expiry(self, k); },
+    };
+  };
+  auto can_passivate = [self] {
+    return self->state.book.open_reservations() == 0 && self->state.expiring.empty();
+  };
+  return activate_entity(self, ctx, entity_kind::sku, std::move(sku), load, running,
+                         can_passivate);
+}
+
+} // namespace shop

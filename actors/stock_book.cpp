@@ -1,0 +1,153 @@
+#include "actors/stock_book.hpp"
+
+#include <algorithm>
+
+#include "protocols/errc.hpp"
+
+namespace shop {
+
+void stock_book::set_product(product_record p) {
+  product_ = std::move(p);
+  exists_ = true;
+}
+
+inventory_view stock_book::inventory() const {
+  return inventory_view{product_.sku, available(), reserved_, sold_};
+}
+
+const sale_terms* stock_book::find_sale(const std::string& sale_id) const {
+  auto i = sales_.find(sale_id);
+  return i == sales_.end() ? nullptr : &i->second.terms;
+}
+
+void stock_book::add_sale(sale_terms terms) {
+  auto id = terms.id;
+  sales_[id].terms = std::move(terms);
+}
+
+int64_t stock_book::remaining(const sale_terms& terms) const {
+  auto i = sales_.find(terms.id);
+  int64_t taken = i == sales_.end() ? 0 : i->second.taken;
+  return std::max<int64_t>(0, std::min(terms.quantity - taken, available()));
+}
+
+const char* stock_book::status(const sale_terms& terms, millis now) const {
+  if (now < terms.starts_at)
+    return "scheduled";
+  if (now >= terms.ends_at)
+    return "ended";
+  if (remaining(terms) == 0)
+    return "sold_out";
+  return "active";
+}
+
+sale_view stock_book::view(const sale_terms& terms, millis now) const {
+  return sale_view{terms, remaining(terms), status(terms, now)};
+}
+
+int64_t stock_book::units_of(const std::string& sale_id, const std::string& user_id) const {
+  auto i = sales_.find(sale_id);
+  if (i == sales_.end())
+    return 0;
+  auto j = i->second.per_user.find(user_id);
+  return j == i->second.per_user.end() ? 0 : j->second;
+}
+
+caf::error stock_book::check_purchase(const sale_terms& terms, const std::string& user_id,
+                                      int64_t quantity, millis now) const {
+  if (quantity <= 0)
+    return make_error(errc::validation_failed, "quantity must be positive");
+  if (now < terms.starts_at)
+    return make_error(errc::sale_not_active, "the sale has not started yet");
+  if (now >= terms.ends_at)
+    return make_error(errc::sale_not_active, "the sale has ended");
+  auto held = units_of(terms.id, user_id);
+  if (held + quantity > terms.per_user_limit)
+    return make_error(errc::limit_exceeded,
+                      "the limit is " + std::to_string(terms.per_user_limit)
+                        + " per user and you hold " + std::to_string(held));
+  auto left = remaining(terms);
+  if (left < quantity)
+    return make_error(errc::sold_out, left == 0 ? "sold out"
+                                                : "only " + std::to_string(left) + " left");
+  return caf::none;
+}
+
+const ledger_entry* stock_book::find_entry(const std::string& order_id) const {
+  auto i = ledger_.find(order_id);
+  return i == ledger_.end() ? nullptr : &i->second;
+}
+
+void stock_book::count(const ledger_entry& e, int64_t sign) {
+  if (e.state == reservation_state::released)
+    return;
+  (e.state == reservation_state::reserved ? reserved_ : sold_) += sign * e.quantity;
+  auto i = sales_.find(e.sale_id);
+  if (i != sales_.end()) {
+    i->second.taken += sign * e.quantity;
+    auto& units = i->second.per_user[e.user_id];
+    units += sign * e.quantity;
+    if (units == 0)
+      i->second.per_user.erase(e.user_id);
+  }
+}
+
+void stock_book::forget_expiry(const ledger_entry& e) {
+  auto range = expiries_.equal_range(e.expires_at);
+  for (auto i = range.first; i != range.second; ++i) {
+    if (i->second == e.order_id) {
+      expiries_.erase(i);
+      return;
+    }
+  }
+}
+
+void stock_book::reserve(ledger_entry entry) {
+  entry.state = reservation_state::reserved;
+  restore(std::move(entry));
+}
+
+void stock_book::restore(ledger_entry entry) {
+  count(entry, +1);
+  if (entry.state == reservation_state::reserved)
+    expiries_.emplace(entry.expires_at, entry.order_id);
+  auto id = entry.order_id;
+  ledger_[id] = std::move(entry);
+}
+
+bool stock_book::release(const std::string& order_id) {
+  auto i = ledger_.find(order_id);
+  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+    return false;
+  count(i->second, -1);
+  forget_expiry(i->second);
+  i->second.state = reservation_state::released;
+  return true;
+}
+
+bool stock_book::mark_sold(const std::string& order_id) {
+  auto i = ledger_.find(order_id);
+  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+    return false;
+  count(i->second, -1);
+  forget_expiry(i->second);
+  i->second.state = reservation_state::sold;
+  count(i->second, +1);
+  return true;
+}
+
+std::vector<std::string> stock_book::due(millis now) const {
+  std::vector<std::string> out;
+  for (auto i = expiries_.begin(); i != expiries_.end() && i->first <= now; ++i)
+    out.push_back(i->second);
+  return out;
+}
+
+std::optional<millis> stock_book::next_expiry(const std::unordered_set<std::string>& skip) const {
+  for (auto& [at, order_id] : expiries_)
+    if (skip.count(order_id) == 0)
+      return at;
+  return std::nullopt;
+}
+
+} // namespace shop

@@ -1,0 +1,98 @@
+#pragma once
+// The rules of one SKU's stock, without actors or I/O: the product, its
+// flash sales and the ledger of purchases (reservations). One per SKU, held
+// by that SKU's `sku_stock` actor. Everything else is derived from the ledger:
+//   reserved  = units of entries in state `reserved`
+//   sold      = units of entries in state `sold`
+//   available = stocked - reserved - sold
+//   a sale's taken units and each user's units in a sale = its reserved + sold entries
+// so `available + reserved + sold == stocked` holds by construction, and a
+// check that passes here can never oversell.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "protocols/types.hpp"
+
+namespace shop {
+
+class stock_book {
+public:
+  bool exists() const noexcept { return exists_; }
+  const product_record& product() const noexcept { return product_; }
+  /// Creates or replaces the product (its `stocked` included).
+  void set_product(product_record p);
+
+  int64_t reserved() const noexcept { return reserved_; }
+  int64_t sold() const noexcept { return sold_; }
+  int64_t available() const noexcept { return product_.stocked - reserved_ - sold_; }
+  inventory_view inventory() const;
+
+  // -- sales ------------------------------------------------------------------
+
+  const sale_terms* find_sale(const std::string& sale_id) const;
+  /// Adds a sale (terms are immutable). Precondition: not present.
+  void add_sale(sale_terms terms);
+  /// Units the sale can still sell: quantity - taken, capped by the SKU's available stock.
+  int64_t remaining(const sale_terms& terms) const;
+  /// scheduled | active | sold_out | ended
+  const char* status(const sale_terms& terms, millis now) const;
+  sale_view view(const sale_terms& terms, millis now) const;
+  /// Units `user_id` holds in the sale (reserved or sold).
+  int64_t units_of(const std::string& sale_id, const std::string& user_id) const;
+
+  // -- purchases --------------------------------------------------------------
+
+  /// Checks, in this order: the sale window (sale_not_active), the user's
+  /// limit (limit_exceeded), the sale's and the SKU's remaining units
+  /// (sold_out). An empty error means the purchase may be reserved.
+  caf::error check_purchase(const sale_terms& terms, const std::string& user_id, int64_t quantity,
+                            millis now) const;
+
+  const ledger_entry* find_entry(const std::string& order_id) const;
+
+  /// Records a reservation. Precondition: check_purchase passed and the order id is new.
+  void reserve(ledger_entry entry);
+
+  /// Returns a reserved entry's units to available; false if it was not reserved.
+  bool release(const std::string& order_id);
+
+  /// Turns a reserved entry into sold; false if it was not reserved.
+  bool mark_sold(const std::string& order_id);
+
+  /// Re-applies a stored entry in any state (recovery).
+  void restore(ledger_entry entry);
+
+  /// Order ids of reserved entries whose expiry is at or before `now`.
+  std::vector<std::string> due(millis now) const;
+  /// The earliest expiry of a reserved entry not in `skip`, if any.
+  std::optional<millis> next_expiry(const std::unordered_set<std::string>& skip = {}) const;
+  /// Number of reserved entries (a SKU with open reservations must stay active for its timers).
+  size_t open_reservations() const noexcept { return expiries_.size(); }
+
+private:
+  struct sale_book {
+    sale_terms terms;
+    int64_t taken = 0;
+    std::unordered_map<std::string, int64_t> per_user;
+  };
+
+  void count(const ledger_entry& e, int64_t sign);
+  void forget_expiry(const ledger_entry& e);
+
+  bool exists_ = false;
+  product_record product_;
+  int64_t reserved_ = 0;
+  int64_t sold_ = 0;
+  std::unordered_map<std::string, sale_book> sales_;
+  std::unordered_map<std::string, ledger_entry> ledger_;
+  std::multimap<millis, std::string> expiries_;
+};
+
+} // namespace shop

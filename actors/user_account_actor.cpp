@@ -1,0 +1,140 @@
+// user_account: one actor per username, so registering a name is decided once.
+
+#include <caf/all.hpp>
+
+#include <argon2.h>
+
+#include "actors/entities.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/record_codec.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+user_view view_of(const user_record& u) {
+  return user_view{u.user_id, u.username, u.role, u.created_at};
+}
+
+} // namespace
+
+caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,
+                                 std::string username) {
+  auto key = keys::entity(keys::user, username, ctx->shard_count);
+  auto load = [self, ctx, key]() -> caf::error {
+    std::string raw;
+    auto found = ctx->db->get(key, raw);
+    if (!found)
+      return found.error();
+    if (*found) {
+      if (!decode(raw, self->state.user))
+        return make_error(errc::internal, "corrupt user record");
+      self->state.exists = true;
+    }
+    return caf::none;
+  };
+  auto running = [self, ctx, key]() -> caf::message_handler {
+    return {
+      [=](register_user& c) -> caf::result<user_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (st.exists && !c.upsert)
+          return reject_durable<user_view>(self,
+                                           make_error(errc::conflict, "the username is taken"));
+        auto rp = self->make_response_promise<user_view>();
+        ++st.outstanding;
+        // `await`: a second registration of this name waits for this one.
+        self->request(ctx->hashers->pick(), ctx->ask_timeout, hash_atom::value, c.password)
+          .await(
+            [self, rp, key, c](std::string& hash) mutable {
+              auto& st = self->state;
+              --st.outstanding;
+              if (!st.exists) {
+                st.user.user_id = random_hex(12);
+                st.user.username = c.username;
+                st.user.created_at = now_millis();
+                st.exists = true;
+              }
+              st.user.password_hash = std::move(hash);
+              st.user.role = c.role;
+              write_batch ops;
+              ops.push_back(put_op(key, encode(st.user)));
+              st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+              st.core.after_commit([rp, v = view_of(st.user)](const caf::error* err) mutable {
+                if (err)
+                  rp.deliver(*err);
+                else
+                  rp.deliver(std::move(v));
+              });
+            },
+            [self, rp](caf::error& err) mutable {
+              --self->state.outstanding;
+              rp.deliver(std::move(err));
+            });
+        return rp;
+      },
+      [=](const login_user& c) -> caf::result<user_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.exists)
+          return reject_durable<user_view>(
+            self, make_error(errc::unauthorized, "wrong username or password"));
+        auto rp = self->make_response_promise<user_view>();
+        ++st.outstanding;
+        self
+          ->request(ctx->hashers->pick(), ctx->ask_timeout, verify_atom::value,
+                    st.user.password_hash, c.password)
+          .then(
+            [self, rp](bool ok) mutable {
+              --self->state.outstanding;
+              if (ok)
+                rp.deliver(view_of(self->state.user));
+              else
+                rp.deliver(make_error(errc::unauthorized, "wrong username or password"));
+            },
+            [self, rp](caf::error& err) mutable {
+              --self->state.outstanding;
+              rp.deliver(std::move(err));
+            });
+        return rp;
+      },
+      [=](const get_user&) -> caf::result<user_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.exists)
+          return reject_durable<user_view>(self, make_error(errc::not_found, "no such user"));
+        return reply_durable(self, view_of(st.user));
+      },
+    };
+  };
+  return activate_entity(self, ctx, entity_kind::user, std::move(username), load, running,
+                         [self] { return self->state.outstanding == 0; });
+}
+
+caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost) {
+  const uint32_t t_cost = 2;
+  const uint32_t m_cost = 1u << std::clamp<uint32_t>(cost, 3, 22);
+  return {
+    [=](hash_atom, const std::string& password) -> caf::result<std::string> {
+      unsigned char salt[16];
+      auto salt_hex = random_hex(sizeof(salt));
+      for (size_t i = 0; i < sizeof(salt); ++i)
+        salt[i] = static_cast<unsigned char>(std::stoi(salt_hex.substr(i * 2, 2), nullptr, 16));
+      const size_t hash_len = 32;
+      std::string encoded(argon2_encodedlen(t_cost, m_cost, 1, sizeof(salt), hash_len, Argon2_id),
+                          '\0');
+      auto rc = argon2id_hash_encoded(t_cost, m_cost, 1, password.data(), password.size(), salt,
+                                      sizeof(salt), hash_len, encoded.data(), encoded.size());
+      if (rc != ARGON2_OK)
+        return make_error(errc::internal, std::string{"argon2: "} + argon2_error_message(rc));
+      encoded.resize(std::strlen(encoded.c_str()));
+      return encoded;
+    },
+    [=](verify_atom, const std::string& encoded, const std::string& password) -> bool {
+      return argon2id_verify(encoded.c_str(), password.data(), password.size()) == ARGON2_OK;
+    },
+  };
+}
+
+} // namespace shop

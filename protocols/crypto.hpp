@@ -1,0 +1,31 @@
+#pragma once
+// Small wrappers over OpenSSL: HMAC-SHA256, random ids, base64url, constant-time compare.
+
+#include <string>
+#include <string_view>
+
+namespace shop {
+
+/// Raw 32-byte HMAC-SHA256 of `data` under `key`.
+[[nodiscard]] std::string hmac_sha256(std::string_view key, std::string_view data);
+
+/// Lower-case hex of `bytes`.
+[[nodiscard]] std::string to_hex(std::string_view bytes);
+
+/// `n` cryptographically random bytes as hex (2n characters). Throws on RNG failure.
+[[nodiscard]] std::string random_hex(size_t n);
+
+[[nodiscard]] std::string base64url_encode(std::string_view bytes);
+
+/// Returns false on characters outside the base64url alphabet (padding is refused too).
+[[nodiscard]] bool base64url_decode(std::string_view text, std::string& out);
+
+/// Compares without an early exit, so the time taken does not reveal a prefix.
+[[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
+
+/// The id of the order that (user, idempotency key) names: a keyed hash under
+/// the server secret, 128 bits as hex. Unguessable, and a retry lands on the same id.
+[[nodiscard]] std::string derive_order_id(std::string_view secret, std::string_view user_id,
+                                          std::string_view idempotency_key);
+
+} // namespace shop

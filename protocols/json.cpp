@@ -1,0 +1,580 @@
+#include "protocols/json.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <functional>
+
+#include <simdjson.h>
+
+#include "protocols/errc.hpp"
+
+namespace shop {
+
+// -- writer -------------------------------------------------------------------
+
+void json_writer::comma() {
+  if (need_comma_)
+    out_.push_back(',');
+}
+
+json_writer& json_writer::begin_object() {
+  comma();
+  out_.push_back('{');
+  need_comma_ = false;
+  return *this;
+}
+
+json_writer& json_writer::end_object() {
+  out_.push_back('}');
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::begin_array() {
+  comma();
+  out_.push_back('[');
+  need_comma_ = false;
+  return *this;
+}
+
+json_writer& json_writer::end_array() {
+  out_.push_back(']');
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::key(std::string_view name) {
+  value(name);
+  out_.push_back(':');
+  need_comma_ = false;
+  return *this;
+}
+
+json_writer& json_writer::value(std::string_view s) {
+  comma();
+  out_.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out_ += "\\\""; break;
+      case '\\': out_ += "\\\\"; break;
+      case '\n': out_ += "\\n"; break;
+      case '\r': out_ += "\\r"; break;
+      case '\t': out_ += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out_ += buf;
+        } else {
+          out_.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out_.push_back('"');
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::value(int64_t n) {
+  comma();
+  out_ += std::to_string(n);
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::value(bool b) {
+  comma();
+  out_ += b ? "true" : "false";
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::null() {
+  comma();
+  out_ += "null";
+  need_comma_ = true;
+  return *this;
+}
+
+json_writer& json_writer::time(millis t) {
+  return value(format_time(t));
+}
+
+// -- time ---------------------------------------------------------------------
+
+std::string format_time(millis t) {
+  time_t secs = static_cast<time_t>(t / 1000);
+  int ms = static_cast<int>(t % 1000);
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return buf;
+}
+
+namespace {
+
+bool digits(std::string_view s, size_t pos, size_t n, int& out) {
+  if (pos + n > s.size())
+    return false;
+  out = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+} // namespace
+
+bool parse_time(std::string_view s, millis& out) {
+  int year, mon, day, hour, min, sec;
+  if (!digits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mon)
+      || s[7] != '-' || !digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't')
+      || !digits(s, 11, 2, hour) || s[13] != ':' || !digits(s, 14, 2, min) || s[16] != ':'
+      || !digits(s, 17, 2, sec))
+    return false;
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+    return false;
+  size_t pos = 19;
+  int ms = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int scale = 100;
+    size_t start = pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      ms += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start || pos - start > 9)
+      return false;
+  }
+  int offset_min = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh, om;
+    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':'
+        || !digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
+      return false;
+    offset_min = (oh * 60 + om) * (s[pos] == '+' ? 1 : -1);
+    pos += 6;
+  } else {
+    return false;
+  }
+  if (pos != s.size())
+    return false;
+  int64_t days = days_from_civil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
+  int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;
+  out = secs * 1000 + ms;
+  return true;
+}
+
+bool is_valid_id(std::string_view s) noexcept {
+  if (s.empty() || s.size() > 64)
+    return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == '-';
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+// -- decoding -----------------------------------------------------------------
+
+namespace {
+
+using namespace simdjson;
+
+caf::error invalid_json(std::string_view why) {
+  return make_error(errc::invalid_json, "malformed JSON: " + std::string{why});
+}
+
+caf::error invalid_field(std::string_view field, std::string_view why) {
+  return make_error(errc::validation_failed,
+                    "field '" + std::string{field} + "' " + std::string{why});
+}
+
+/// One object field's value, read with range and length checks.
+class field_value {
+public:
+  field_value(std::string_view name, ondemand::value v) : name_(name), v_(v) {}
+
+  caf::error integer(int64_t lo, int64_t hi, int64_t& out) {
+    int64_t n = 0;
+    if (v_.get_int64().get(n) != SUCCESS || n < lo || n > hi)
+      return invalid_field(name_, "must be an integer from " + std::to_string(lo) + " to "
+                                    + std::to_string(hi));
+    out = n;
+    return caf::none;
+  }
+
+  caf::error string(size_t min_len, size_t max_len, std::string& out) {
+    std::string_view s;
+    if (v_.get_string().get(s) != SUCCESS)
+      return invalid_field(name_, "must be a string");
+    if (s.size() < min_len || s.size() > max_len)
+      return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
+                                    + std::to_string(max_len) + " characters long");
+    out.assign(s);
+    return caf::none;
+  }
+
+  caf::error id(std::string& out) {
+    if (auto err = string(1, 64, out))
+      return err;
+    if (!is_valid_id(out))
+      return invalid_field(name_, "must match [A-Za-z0-9._-]{1,64}");
+    return caf::none;
+  }
+
+  caf::error time(millis& out) {
+    std::string s;
+    if (auto err = string(1, 64, s))
+      return err;
+    if (!parse_time(s, out))
+      return invalid_field(name_, "must be an RFC 3339 timestamp");
+    return caf::none;
+  }
+
+  caf::error boolean(bool& out) {
+    if (v_.get_bool().get(out) != SUCCESS)
+      return invalid_field(name_, "must be true or false");
+    return caf::none;
+  }
+
+private:
+  std::string_view name_;
+  ondemand::value v_;
+};
+
+using field_handler = std::function<caf::error(std::string_view key, field_value& v, bool& known)>;
+
+/// Parses `body` as one JSON object and hands each field to `on_field`.
+/// Refuses malformed JSON, non-objects, duplicate and unknown fields and trailing content.
+caf::error for_each_field(std::string_view body, const field_handler& on_field,
+                          bool empty_is_object = false) {
+  if (body.empty()) {
+    if (empty_is_object)
+      return caf::none;
+    return invalid_json("the request body is empty");
+  }
+  thread_local ondemand::parser parser;
+  padded_string input{body};
+  ondemand::document doc;
+  if (auto err = parser.iterate(input).get(doc))
+    return invalid_json(error_message(err));
+  ondemand::object obj;
+  if (auto err = doc.get_object().get(obj))
+    return err == INCORRECT_TYPE ? make_error(errc::validation_failed,
+                                              "the request body must be a JSON object")
+                                 : invalid_json(error_message(err));
+  std::vector<std::string> seen;
+  for (auto field : obj) {
+    std::string_view key;
+    if (auto err = field.unescaped_key().get(key))
+      return invalid_json(error_message(err));
+    for (auto& k : seen)
+      if (k == key)
+        return invalid_field(key, "appears twice");
+    seen.emplace_back(key);
+    ondemand::value v;
+    if (auto err = field.value().get(v))
+      return invalid_json(error_message(err));
+    field_value fv{seen.back(), v};
+    bool known = true;
+    if (auto err = on_field(seen.back(), fv, known))
+      return err;
+    if (!known)
+      return invalid_field(seen.back(), "is not accepted here");
+  }
+  // A single-pass walk validated the object; anything after it is an error.
+  if (auto loc = doc.current_location(); !loc.error())
+    return invalid_json("trailing content after the JSON object");
+  return caf::none;
+}
+
+caf::error missing(std::string_view field) {
+  return invalid_field(field, "is required");
+}
+
+} // namespace
+
+caf::expected<login_user> decode_credentials(std::string_view body, bool strict) {
+  login_user out;
+  bool has_user = false, has_pass = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "username") {
+      has_user = true;
+      return v.string(strict ? 3 : 1, 32, out.username);
+    }
+    if (k == "password") {
+      has_pass = true;
+      return v.string(strict ? 8 : 1, 128, out.password);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_user)
+    return missing("username");
+  if (!has_pass)
+    return missing("password");
+  if (strict) {
+    for (char c : out.username)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+        return invalid_field("username", "must match [a-z0-9_]{3,32}");
+  }
+  return out;
+}
+
+constexpr int64_t max_price_cents = 1'000'000'000'000; // 10 billion units of currency
+constexpr int64_t max_stock = 1'000'000'000;
+
+caf::expected<product_record> decode_create_product(std::string_view body) {
+  product_record out;
+  bool has_sku = false, has_name = false, has_price = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "sku") {
+      has_sku = true;
+      return v.id(out.sku);
+    }
+    if (k == "name") {
+      has_name = true;
+      return v.string(1, 200, out.name);
+    }
+    if (k == "description")
+      return v.string(0, 4000, out.description);
+    if (k == "price_cents") {
+      has_price = true;
+      return v.integer(0, max_price_cents, out.price_cents);
+    }
+    if (k == "stock")
+      return v.integer(0, max_stock, out.stocked);
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_sku)
+    return missing("sku");
+  if (!has_name)
+    return missing("name");
+  if (!has_price)
+    return missing("price_cents");
+  return out;
+}
+
+caf::expected<update_product> decode_update_product(std::string_view body) {
+  update_product out;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "name") {
+      out.has_name = true;
+      return v.string(1, 200, out.name);
+    }
+    if (k == "description") {
+      out.has_description = true;
+      return v.string(0, 4000, out.description);
+    }
+    if (k == "price_cents") {
+      out.has_price = true;
+      return v.integer(0, max_price_cents, out.price_cents);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!out.has_name && !out.has_description && !out.has_price)
+    return make_error(errc::validation_failed,
+                      "give at least one of 'name', 'description', 'price_cents'");
+  return out;
+}
+
+caf::expected<int64_t> decode_restock(std::string_view body) {
+  int64_t quantity = 0;
+  bool has_quantity = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "quantity") {
+      has_quantity = true;
+      return v.integer(1, max_stock, quantity);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_quantity)
+    return missing("quantity");
+  return quantity;
+}
+
+caf::expected<sale_terms> decode_create_sale(std::string_view body) {
+  sale_terms out;
+  int seen = 0;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "id") {
+      seen |= 1;
+      return v.id(out.id);
+    }
+    if (k == "sku") {
+      seen |= 2;
+      return v.id(out.sku);
+    }
+    if (k == "price_cents") {
+      seen |= 4;
+      return v.integer(0, max_price_cents, out.price_cents);
+    }
+    if (k == "quantity") {
+      seen |= 8;
+      return v.integer(1, max_stock, out.quantity);
+    }
+    if (k == "per_user_limit") {
+      seen |= 16;
+      return v.integer(1, max_purchase_quantity, out.per_user_limit);
+    }
+    if (k == "starts_at") {
+      seen |= 32;
+      return v.time(out.starts_at);
+    }
+    if (k == "ends_at") {
+      seen |= 64;
+      return v.time(out.ends_at);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  const char* names[] = {"id", "sku", "price_cents", "quantity", "per_user_limit", "starts_at",
+                         "ends_at"};
+  for (int i = 0; i < 7; ++i)
+    if ((seen & (1 << i)) == 0)
+      return missing(names[i]);
+  if (out.ends_at <= out.starts_at)
+    return invalid_field("ends_at", "must be after starts_at");
+  return out;
+}
+
+caf::expected<int64_t> decode_purchase(std::string_view body) {
+  int64_t quantity = 1;
+  auto err = for_each_field(
+    body,
+    [&](std::string_view k, field_value& v, bool& known) {
+      if (k == "quantity")
+        return v.integer(1, max_purchase_quantity, quantity);
+      known = false;
+      return caf::error{};
+    },
+    true);
+  if (err)
+    return err;
+  return quantity;
+}
+
+// -- encoding -----------------------------------------------------------------
+
+std::string to_json(const inventory_view& x) {
+  json_writer w;
+  w.begin_object()
+    .field("sku", x.sku)
+    .field("available", x.available)
+    .field("reserved", x.reserved)
+    .field("sold", x.sold)
+    .end_object();
+  return w.take();
+}
+
+std::string to_json(const product_view& x) {
+  json_writer w;
+  w.begin_object()
+    .field("sku", x.product.sku)
+    .field("name", x.product.name)
+    .field("price_cents", x.product.price_cents)
+    .field("description", x.product.description)
+    .field("available", x.inventory.available)
+    .field("reserved", x.inventory.reserved)
+    .field("sold", x.inventory.sold)
+    .end_object();
+  return w.take();
+}
+
+std::string to_json(const sale_view& x) {
+  json_writer w;
+  w.begin_object()
+    .field("id", x.terms.id)
+    .field("sku", x.terms.sku)
+    .field("price_cents", x.terms.price_cents)
+    .field("quantity", x.terms.quantity)
+    .field("remaining", x.remaining)
+    .field("per_user_limit", x.terms.per_user_limit);
+  w.key("starts_at").time(x.terms.starts_at);
+  w.key("ends_at").time(x.terms.ends_at);
+  w.field("status", x.status).end_object();
+  return w.take();
+}
+
+std::string to_json(const order_record& x) {
+  json_writer w;
+  w.begin_object()
+    .field("order_id", x.order_id)
+    .field("user_id", x.user_id)
+    .field("status", to_string(x.status));
+  w.key("items").begin_array();
+  for (auto& line : x.items)
+    w.begin_object()
+      .field("sku", line.sku)
+      .field("quantity", line.quantity)
+      .field("price_cents", line.price_cents)
+      .end_object();
+  w.end_array();
+  w.field("total_cents", x.total_cents).field("discount_cents", x.discount_cents);
+  w.key("created_at").time(x.created_at);
+  w.key("expires_at").time(x.expires_at);
+  if (!x.flash_sale_id.empty())
+    w.field("flash_sale_id", x.flash_sale_id);
+  w.end_object();
+  return w.take();
+}
+
+std::string to_json(const user_view& x) {
+  json_writer w;
+  w.begin_object()
+    .field("user_id", x.user_id)
+    .field("username", x.username)
+    .field("role", to_string(x.role));
+  w.key("created_at").time(x.created_at);
+  w.end_object();
+  return w.take();
+}
+
+std::string error_json(std::string_view code, std::string_view message,
+                       std::string_view request_id) {
+  json_writer w;
+  w.begin_object().key("error").begin_object();
+  w.field("code", code).field("message", message).field("request_id", request_id);
+  w.end_object().end_object();
+  return w.take();
+}
+
+} // namespace shop

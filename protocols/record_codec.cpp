@@ -1,0 +1,218 @@
+#include "protocols/record_codec.hpp"
+
+#include <cstdint>
+
+namespace shop {
+namespace {
+
+constexpr uint8_t format_v1 = 1;
+
+class writer {
+public:
+  writer() { out_.push_back(static_cast<char>(format_v1)); }
+  writer& u(uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  writer& i(int64_t v) { return u((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  writer& s(std::string_view v) {
+    u(v.size());
+    out_.append(v.data(), v.size());
+    return *this;
+  }
+  std::string take() { return std::move(out_); }
+
+private:
+  std::string out_;
+};
+
+class reader {
+public:
+  explicit reader(std::string_view in) : in_(in) {
+    if (in_.empty() || static_cast<uint8_t>(in_[0]) != format_v1)
+      ok_ = false;
+    else
+      pos_ = 1;
+  }
+  reader& u(uint64_t& v) {
+    v = 0;
+    for (int shift = 0; ok_; shift += 7) {
+      if (pos_ >= in_.size() || shift > 63) {
+        ok_ = false;
+        break;
+      }
+      auto byte = static_cast<uint8_t>(in_[pos_++]);
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0)
+        break;
+    }
+    return *this;
+  }
+  reader& i(int64_t& v) {
+    uint64_t raw = 0;
+    u(raw);
+    v = static_cast<int64_t>((raw >> 1) ^ (~(raw & 1) + 1));
+    return *this;
+  }
+  reader& s(std::string& v) {
+    uint64_t n = 0;
+    u(n);
+    if (!ok_ || n > in_.size() - pos_) {
+      ok_ = false;
+      return *this;
+    }
+    v.assign(in_.data() + pos_, n);
+    pos_ += n;
+    return *this;
+  }
+  template <class Enum>
+  reader& e(Enum& v, uint8_t max) {
+    uint64_t raw = 0;
+    u(raw);
+    if (raw > max)
+      ok_ = false;
+    v = static_cast<Enum>(raw);
+    return *this;
+  }
+  /// True if every field decoded and nothing is left over.
+  bool done() const { return ok_ && pos_ == in_.size(); }
+
+private:
+  std::string_view in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+} // namespace
+
+std::string encode(const product_record& x) {
+  return writer{}.s(x.sku).s(x.name).s(x.description).i(x.price_cents).i(x.stocked).take();
+}
+
+bool decode(std::string_view in, product_record& x) {
+  return reader{in}.s(x.sku).s(x.name).s(x.description).i(x.price_cents).i(x.stocked).done();
+}
+
+std::string encode(const sale_terms& x) {
+  return writer{}
+    .s(x.id)
+    .s(x.sku)
+    .i(x.price_cents)
+    .i(x.quantity)
+    .i(x.per_user_limit)
+    .i(x.starts_at)
+    .i(x.ends_at)
+    .take();
+}
+
+bool decode(std::string_view in, sale_terms& x) {
+  return reader{in}
+    .s(x.id)
+    .s(x.sku)
+    .i(x.price_cents)
+    .i(x.quantity)
+    .i(x.per_user_limit)
+    .i(x.starts_at)
+    .i(x.ends_at)
+    .done();
+}
+
+std::string encode(const ledger_entry& x) {
+  return writer{}
+    .s(x.order_id)
+    .s(x.user_id)
+    .s(x.sale_id)
+    .i(x.quantity)
+    .i(x.unit_price_cents)
+    .i(x.created_at)
+    .i(x.expires_at)
+    .u(static_cast<uint8_t>(x.state))
+    .take();
+}
+
+bool decode(std::string_view in, ledger_entry& x) {
+  return reader{in}
+    .s(x.order_id)
+    .s(x.user_id)
+    .s(x.sale_id)
+    .i(x.quantity)
+    .i(x.unit_price_cents)
+    .i(x.created_at)
+    .i(x.expires_at)
+    .e(x.state, static_cast<uint8_t>(reservation_state::sold))
+    .done();
+}
+
+std::string encode(const order_record& x) {
+  writer w;
+  w.s(x.order_id).s(x.user_id).u(static_cast<uint8_t>(x.status)).u(x.items.size());
+  for (auto& line : x.items)
+    w.s(line.sku).i(line.quantity).i(line.price_cents);
+  return w.i(x.total_cents)
+    .i(x.discount_cents)
+    .i(x.created_at)
+    .i(x.expires_at)
+    .i(x.updated_at)
+    .s(x.flash_sale_id)
+    .take();
+}
+
+bool decode(std::string_view in, order_record& x) {
+  reader r{in};
+  uint64_t n = 0;
+  r.s(x.order_id).s(x.user_id).e(x.status, static_cast<uint8_t>(order_status::refunded)).u(n);
+  if (n > 1000)
+    return false;
+  x.items.resize(n);
+  for (auto& line : x.items)
+    r.s(line.sku).i(line.quantity).i(line.price_cents);
+  return r.i(x.total_cents)
+    .i(x.discount_cents)
+    .i(x.created_at)
+    .i(x.expires_at)
+    .i(x.updated_at)
+    .s(x.flash_sale_id)
+    .done();
+}
+
+std::string encode(const user_record& x) {
+  return writer{}
+    .s(x.user_id)
+    .s(x.username)
+    .s(x.password_hash)
+    .u(static_cast<uint8_t>(x.role))
+    .i(x.created_at)
+    .take();
+}
+
+bool decode(std::string_view in, user_record& x) {
+  return reader{in}
+    .s(x.user_id)
+    .s(x.username)
+    .s(x.password_hash)
+    .e(x.role, static_cast<uint8_t>(user_role::admin))
+    .i(x.created_at)
+    .done();
+}
+
+const char* to_string(order_status s) noexcept {
+  switch (s) {
+    case order_status::pending_payment: return "pending_payment";
+    case order_status::paid: return "paid";
+    case order_status::shipped: return "shipped";
+    case order_status::cancelled: return "cancelled";
+    case order_status::expired: return "expired";
+    case order_status::refunded: return "refunded";
+  }
+  return "unknown";
+}
+
+const char* to_string(user_role r) noexcept {
+  return r == user_role::admin ? "admin" : "user";
+}
+
+} // namespace shop

@@ -1,0 +1,27 @@
+#pragma once
+// The on-disk encoding of domain records: a format byte, then each field in
+// declaration order (zig-zag varints for integers, length-prefixed strings).
+// Decoding is total: any truncated or unknown input returns false and leaves
+// no partially trusted record behind.
+
+#include <string>
+#include <string_view>
+
+#include "protocols/types.hpp"
+
+namespace shop {
+
+[[nodiscard]] std::string encode(const product_record& x);
+[[nodiscard]] std::string encode(const sale_terms& x);
+[[nodiscard]] std::string encode(const ledger_entry& x);
+[[nodiscard]] std::string encode(const order_record& x);
+[[nodiscard]] std::string encode(const user_record& x);
+
+/// Each returns false on malformed input.
+[[nodiscard]] bool decode(std::string_view in, product_record& x);
+[[nodiscard]] bool decode(std::string_view in, sale_terms& x);
+[[nodiscard]] bool decode(std::string_view in, ledger_entry& x);
+[[nodiscard]] bool decode(std::string_view in, order_record& x);
+[[nodiscard]] bool decode(std::string_view in, user_record& x);
+
+} // namespace shop

@@ -1,0 +1,345 @@
+#pragma once
+// Domain records (what is stored) and command/reply messages (what travels
+// between the edge and the entities). Every type has a CAF `inspect`, so it
+// can cross a node boundary once the cluster routes remotely. Times are
+// milliseconds since the Unix epoch (UTC); money is integer cents.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+namespace shop {
+
+using millis = int64_t;
+
+/// The version of every message that may cross the network.
+constexpr uint8_t protocol_version = 1;
+
+// -- records ------------------------------------------------------------------
+
+/// A catalog product and its total stocked units. One per SKU, owned by the
+/// SKU's `sku_stock` entity. reserved/sold are derived from the ledger.
+struct product_record {
+  std::string sku;
+  std::string name;
+  std::string description;
+  int64_t price_cents = 0;
+  int64_t stocked = 0;
+};
+
+/// The terms of a flash sale. Immutable after creation.
+struct sale_terms {
+  std::string id;
+  std::string sku;
+  int64_t price_cents = 0;
+  int64_t quantity = 0;
+  int64_t per_user_limit = 0;
+  millis starts_at = 0;
+  millis ends_at = 0;
+};
+
+enum class reservation_state : uint8_t { reserved = 0, released = 1, sold = 2 };
+
+/// One purchase as the SKU's stock ledger sees it. The ledger is the single
+/// source of the SKU's reserved and sold counts, of each sale's remaining
+/// units and of each user's units in a sale: one purchase writes one entry.
+struct ledger_entry {
+  std::string order_id;
+  std::string user_id;
+  std::string sale_id;
+  int64_t quantity = 0;
+  int64_t unit_price_cents = 0;
+  millis created_at = 0;
+  millis expires_at = 0;
+  reservation_state state = reservation_state::reserved;
+};
+
+enum class order_status : uint8_t {
+  pending_payment = 0,
+  paid = 1,
+  shipped = 2,
+  cancelled = 3,
+  expired = 4,
+  refunded = 5,
+};
+
+const char* to_string(order_status s) noexcept;
+
+struct order_line {
+  std::string sku;
+  int64_t quantity = 0;
+  int64_t price_cents = 0;
+};
+
+/// An order. Created by the SKU actor (in the same write as its reservation),
+/// then owned by its `order` entity.
+struct order_record {
+  std::string order_id;
+  std::string user_id;
+  order_status status = order_status::pending_payment;
+  std::vector<order_line> items;
+  int64_t total_cents = 0;
+  int64_t discount_cents = 0;
+  millis created_at = 0;
+  millis expires_at = 0;
+  millis updated_at = 0;
+  std::string flash_sale_id;
+};
+
+enum class user_role : uint8_t { user = 0, admin = 1 };
+
+const char* to_string(user_role r) noexcept;
+
+/// A user account, keyed by username (which makes registration a single
+/// serialized decision in one actor).
+struct user_record {
+  std::string user_id;
+  std::string username;
+  std::string password_hash; // argon2id encoded string: algorithm, cost and salt included
+  user_role role = user_role::user;
+  millis created_at = 0;
+};
+
+// -- replies ------------------------------------------------------------------
+
+struct inventory_view {
+  std::string sku;
+  int64_t available = 0;
+  int64_t reserved = 0;
+  int64_t sold = 0;
+};
+
+struct product_view {
+  product_record product;
+  inventory_view inventory;
+};
+
+struct sale_view {
+  sale_terms terms;
+  int64_t remaining = 0;
+  std::string status; // scheduled | active | sold_out | ended
+};
+
+struct user_view {
+  std::string user_id;
+  std::string username;
+  user_role role = user_role::user;
+  millis created_at = 0;
+};
+
+/// A purchase's answer: the order as created. `replayed` is true when an
+/// Idempotency-Key retry returned an earlier result.
+struct purchase_result {
+  order_record order;
+  bool replayed = false;
+};
+
+// -- commands -----------------------------------------------------------------
+
+struct create_product {
+  product_record product;
+};
+struct get_product {
+  std::string sku;
+};
+/// PATCH: only the fields whose `has_*` flag is set change.
+struct update_product {
+  std::string sku;
+  bool has_name = false;
+  std::string name;
+  bool has_description = false;
+  std::string description;
+  bool has_price = false;
+  int64_t price_cents = 0;
+};
+struct restock {
+  std::string sku;
+  int64_t quantity = 0;
+};
+struct get_inventory {
+  std::string sku;
+};
+struct create_sale {
+  sale_terms terms;
+};
+struct get_sale {
+  std::string sale_id;
+};
+/// A buyer's purchase in a flash sale. `idempotency_key` may be empty.
+struct purchase {
+  uint8_t version = protocol_version;
+  std::string sale_id;
+  std::string user_id;
+  int64_t quantity = 1;
+  std::string idempotency_key;
+  std::string trace_id;
+};
+/// Sent by a `flash_sale` entity to the SKU that holds its stock.
+struct register_sale {
+  sale_terms terms;
+};
+struct get_sale_stock {
+  std::string sku;
+  std::string sale_id;
+};
+struct purchase_at_sku {
+  std::string sku;
+  purchase request;
+};
+struct get_order {
+  std::string order_id;
+  std::string requester; // user id
+  bool requester_is_admin = false;
+};
+struct cancel_order {
+  std::string order_id;
+  std::string requester;
+  bool requester_is_admin = false;
+};
+/// From a SKU's reservation timer: expire the order if it is still unpaid.
+/// The reply is the order's status after the command.
+struct expire_order {
+  std::string order_id;
+};
+/// From an order that ended unpaid: release its reservation (idempotent).
+struct release_reservation {
+  std::string sku;
+  std::string order_id;
+};
+struct register_user {
+  std::string username;
+  std::string password;
+  user_role role = user_role::user;
+  /// Bootstrap only: if the user exists, set this password and role instead of failing.
+  bool upsert = false;
+};
+struct login_user {
+  std::string username;
+  std::string password;
+};
+struct get_user {
+  std::string username;
+};
+
+// -- inspect ------------------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, product_record& x) {
+  return f(caf::meta::type_name("shop::product_record"), x.sku, x.name, x.description,
+           x.price_cents, x.stocked);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sale_terms& x) {
+  return f(caf::meta::type_name("shop::sale_terms"), x.id, x.sku, x.price_cents, x.quantity,
+           x.per_user_limit, x.starts_at, x.ends_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_line& x) {
+  return f(caf::meta::type_name("shop::order_line"), x.sku, x.quantity, x.price_cents);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_record& x) {
+  return f(caf::meta::type_name("shop::order_record"), x.order_id, x.user_id, x.status, x.items,
+           x.total_cents, x.discount_cents, x.created_at, x.expires_at, x.updated_at,
+           x.flash_sale_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inventory_view& x) {
+  return f(caf::meta::type_name("shop::inventory_view"), x.sku, x.available, x.reserved, x.sold);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, product_view& x) {
+  return f(caf::meta::type_name("shop::product_view"), x.product, x.inventory);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sale_view& x) {
+  return f(caf::meta::type_name("shop::sale_view"), x.terms, x.remaining, x.status);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_view& x) {
+  return f(caf::meta::type_name("shop::user_view"), x.user_id, x.username, x.role, x.created_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purchase_result& x) {
+  return f(caf::meta::type_name("shop::purchase_result"), x.order, x.replayed);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, create_product& x) {
+  return f(caf::meta::type_name("shop::create_product"), x.product);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_product& x) {
+  return f(caf::meta::type_name("shop::get_product"), x.sku);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, update_product& x) {
+  return f(caf::meta::type_name("shop::update_product"), x.sku, x.has_name, x.name,
+           x.has_description, x.description, x.has_price, x.price_cents);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, restock& x) {
+  return f(caf::meta::type_name("shop::restock"), x.sku, x.quantity);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_inventory& x) {
+  return f(caf::meta::type_name("shop::get_inventory"), x.sku);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, create_sale& x) {
+  return f(caf::meta::type_name("shop::create_sale"), x.terms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_sale& x) {
+  return f(caf::meta::type_name("shop::get_sale"), x.sale_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purchase& x) {
+  return f(caf::meta::type_name("shop::purchase"), x.version, x.sale_id, x.user_id, x.quantity,
+           x.idempotency_key, x.trace_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, register_sale& x) {
+  return f(caf::meta::type_name("shop::register_sale"), x.terms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_sale_stock& x) {
+  return f(caf::meta::type_name("shop::get_sale_stock"), x.sku, x.sale_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purchase_at_sku& x) {
+  return f(caf::meta::type_name("shop::purchase_at_sku"), x.sku, x.request);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_order& x) {
+  return f(caf::meta::type_name("shop::get_order"), x.order_id, x.requester,
+           x.requester_is_admin);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cancel_order& x) {
+  return f(caf::meta::type_name("shop::cancel_order"), x.order_id, x.requester,
+           x.requester_is_admin);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expire_order& x) {
+  return f(caf::meta::type_name("shop::expire_order"), x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {
+  return f(caf::meta::type_name("shop::release_reservation"), x.sku, x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, register_user& x) {
+  return f(caf::meta::type_name("shop::register_user"), x.username, x.password, x.role, x.upsert);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, login_user& x) {
+  return f(caf::meta::type_name("shop::login_user"), x.username, x.password);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_user& x) {
+  return f(caf::meta::type_name("shop::get_user"), x.username);
+}
+
+} // namespace shop

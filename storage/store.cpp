@@ -1,0 +1,111 @@
+#include "storage/store.hpp"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "protocols/errc.hpp"
+
+namespace shop {
+namespace {
+
+caf::error to_error(const rocksdb::Status& s, std::string_view what) {
+  return make_error(errc::unavailable, std::string{what} + ": " + s.ToString());
+}
+
+void append(rocksdb::WriteBatch& wb, const write_batch& ops) {
+  for (auto& op : ops) {
+    if (op.op == write_op::kind::put)
+      wb.Put(op.key, op.value);
+    else
+      wb.Delete(op.key);
+  }
+}
+
+} // namespace
+
+store::store(std::unique_ptr<rocksdb::DB> db, std::string path)
+  : db_(std::move(db)), path_(std::move(path)) {
+}
+
+store::~store() {
+  if (db_) {
+    auto s = db_->FlushWAL(true);
+    (void)s; // best effort on shutdown: every acknowledged write was already durable
+    s = db_->Close();
+    (void)s;
+  }
+}
+
+caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.IncreaseParallelism(2);
+  o.OptimizeLevelStyleCompaction();
+  // After a crash, recover every write whose WAL record is complete; a torn
+  // tail record is an unacknowledged write and is dropped.
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(o, opts.path, &raw);
+  if (!s.ok())
+    return to_error(s, "cannot open RocksDB at " + opts.path);
+  return std::shared_ptr<store>{new store(std::unique_ptr<rocksdb::DB>{raw}, opts.path)};
+}
+
+caf::expected<bool> store::get(std::string_view key, std::string& out) const {
+  auto s = db_->Get(rocksdb::ReadOptions{}, rocksdb::Slice{key.data(), key.size()}, &out);
+  if (s.ok())
+    return true;
+  if (s.IsNotFound())
+    return false;
+  return to_error(s, "read failed");
+}
+
+caf::error store::scan(std::string_view prefix,
+                       const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::string upper{prefix};
+  upper.back()++; // prefixes end with '/', so this is the first key past the range
+  rocksdb::Slice upper_slice{upper};
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro)};
+  for (it->Seek(rocksdb::Slice{prefix.data(), prefix.size()}); it->Valid(); it->Next()) {
+    auto k = it->key();
+    auto v = it->value();
+    if (!fn(std::string_view{k.data(), k.size()}, std::string_view{v.data(), v.size()}))
+      break;
+  }
+  if (!it->status().ok())
+    return to_error(it->status(), "scan failed");
+  return caf::none;
+}
+
+caf::error store::write(const write_batch& ops, bool sync) {
+  return write_all({&ops}, sync);
+}
+
+caf::error store::write_all(const std::vector<const write_batch*>& batches, bool sync) {
+  rocksdb::WriteBatch wb;
+  for (auto* b : batches)
+    append(wb, *b);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  auto s = db_->Write(wo, &wb);
+  if (!s.ok())
+    return to_error(s, "write failed");
+  return caf::none;
+}
+
+uint64_t store::int_property(const std::string& name) const {
+  uint64_t v = 0;
+  if (!db_->GetIntProperty(name, &v))
+    return 0;
+  return v;
+}
+
+} // namespace shop

@@ -1,0 +1,80 @@
+#pragma once
+// The node's RocksDB database. One per node, shared (thread-safe) by the
+// journal's writer thread and by entities reading their state on activation.
+// rocksdb::Status never leaves this folder: failures become shop errors.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+namespace rocksdb {
+class DB;
+}
+
+namespace shop {
+
+/// One change in a batch.
+struct write_op {
+  enum class kind : uint8_t { put, erase };
+  kind op = kind::put;
+  std::string key;
+  std::string value;
+};
+
+using write_batch = std::vector<write_op>;
+
+inline write_op put_op(std::string key, std::string value) {
+  return {write_op::kind::put, std::move(key), std::move(value)};
+}
+inline write_op erase_op(std::string key) {
+  return {write_op::kind::erase, std::move(key), {}};
+}
+
+struct store_options {
+  /// The RocksDB directory; created when missing. Default: ./data
+  std::string path = "./data";
+};
+
+class store {
+public:
+  /// Opens (or creates) the database. On error returns errc::unavailable with RocksDB's text.
+  [[nodiscard]] static caf::expected<std::shared_ptr<store>> open(const store_options& opts);
+
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  /// Reads `key`: true and `out` filled if present, false if absent, an error on I/O failure.
+  [[nodiscard]] caf::expected<bool> get(std::string_view key, std::string& out) const;
+
+  /// Calls `fn(key, value)` for every key that starts with `prefix`, in key
+  /// order, until `fn` returns false. `prefix` must end with a separator.
+  [[nodiscard]] caf::error
+  scan(std::string_view prefix,
+       const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  /// Applies `ops` atomically; `sync` fsyncs the WAL before returning.
+  [[nodiscard]] caf::error write(const write_batch& ops, bool sync);
+
+  /// Applies several batches atomically as one RocksDB WriteBatch (group commit).
+  [[nodiscard]] caf::error write_all(const std::vector<const write_batch*>& batches, bool sync);
+
+  /// A RocksDB integer property such as "rocksdb.estimate-num-keys"; 0 if unknown.
+  [[nodiscard]] uint64_t int_property(const std::string& name) const;
+
+  const std::string& path() const noexcept { return path_; }
+
+private:
+  store(std::unique_ptr<rocksdb::DB> db, std::string path);
+  std::unique_ptr<rocksdb::DB> db_;
+  std::string path_;
+};
+
+using store_ptr = std::shared_ptr<store>;
+
+} // namespace shop
