@@ -33,16 +33,17 @@ bool same_terms(const sale_terms& a, const sale_terms& b) {
          && a.starts_at == b.starts_at && a.ends_at == b.ends_at;
 }
 
+/// The keys of one SKU's records (self-contained: copied into handlers).
 struct sku_keys {
-  std::string product;
-  std::string open;
-  const entity_context* ctx;
-  const std::string* sku;
+  std::string sku;
+  uint32_t shard_count;
+  std::string product = keys::entity(keys::product, sku, shard_count);
+  std::string open = keys::entity(keys::open_skus, sku, shard_count);
   std::string ledger(const std::string& order_id) const {
-    return keys::child(keys::ledger, *sku, order_id, ctx->shard_count);
+    return keys::child(keys::ledger, sku, order_id, shard_count);
   }
   std::string sale(const std::string& sale_id) const {
-    return keys::child(keys::sku_sale, *sku, sale_id, ctx->shard_count);
+    return keys::child(keys::sku_sale, sku, sale_id, shard_count);
   }
 };
 
@@ -115,11 +116,8 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
 } // namespace
 
 caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku) {
-  auto n = ctx->shard_count;
-  auto sku_ptr = std::make_shared<const std::string>(sku);
-  sku_keys k{keys::entity(keys::product, sku, n), keys::entity(keys::open_skus, sku, n),
-             ctx.get(), sku_ptr.get()};
-  auto load = [self, ctx, k, sku_ptr]() -> caf::error {
+  sku_keys k{sku, ctx->shard_count};
+  auto load = [self, ctx, k]() -> caf::error {
     auto& st = self->state;
     std::string raw;
     auto found = ctx->db->get(k.product, raw);
@@ -128,11 +126,11 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     if (*found) {
       product_record p;
       if (!decode(raw, p))
-        return make_error(errc::internal, "corrupt product record for " + *sku_ptr);
+        return make_error(errc::internal, "corrupt product record for " + k.sku);
       st.book.set_product(std::move(p));
     }
     bool corrupt = false;
-    auto err = ctx->db->scan(keys::children_prefix(keys::sku_sale, *sku_ptr, ctx->shard_count),
+    auto err = ctx->db->scan(keys::children_prefix(keys::sku_sale, k.sku, k.shard_count),
                              [&](std::string_view, std::string_view v) {
                                sale_terms t;
                                if (!decode(v, t))
@@ -141,7 +139,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                                return true;
                              });
     if (!err)
-      err = ctx->db->scan(keys::children_prefix(keys::ledger, *sku_ptr, ctx->shard_count),
+      err = ctx->db->scan(keys::children_prefix(keys::ledger, k.sku, k.shard_count),
                           [&](std::string_view, std::string_view v) {
                             ledger_entry e;
                             if (!decode(v, e))
@@ -152,14 +150,14 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     if (err)
       return err;
     if (corrupt)
-      return make_error(errc::internal, "corrupt stock ledger for " + *sku_ptr);
+      return make_error(errc::internal, "corrupt stock ledger for " + k.sku);
     if (st.book.open_reservations() > 0)
       arm_timer(self);
     return caf::none;
   };
-  auto running = [self, ctx, k, sku_ptr]() -> caf::message_handler {
+  auto running = [self, ctx, k]() -> caf::message_handler {
     auto handle = [self] { return caf::actor_cast<caf::actor>(self); };
-    const auto& sku = *sku_ptr;
+    const auto sku = k.sku;
     return {
       [=](const create_product& c) -> caf::result<product_view> {
         auto& st = self->state;

@@ -1,0 +1,211 @@
+#include "cluster/node.hpp"
+
+#include <caf/all.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/entities.hpp"
+#include "protocols/crypto.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+struct node_system_config : caf::actor_system_config {
+  explicit node_system_config(size_t workers) {
+    register_shop_types(*this);
+    // CAF defaults to 4 workers; on small machines their polling steals CPU.
+    set("scheduler.max-threads", workers);
+    set("logger.verbosity", caf::atom("quiet"));
+  }
+};
+
+/// Reads a node secret from storage, or stores `configured` (if given) or a new random one.
+caf::expected<std::string> node_secret(store& db, const std::string& name,
+                                       const std::string& configured) {
+  auto key = keys::meta(name);
+  if (!configured.empty())
+    return configured;
+  std::string value;
+  auto found = db.get(key, value);
+  if (!found)
+    return found.error();
+  if (*found)
+    return value;
+  value = random_hex(32);
+  if (auto err = db.write({put_op(key, value)}, true))
+    return err;
+  return value;
+}
+
+} // namespace
+
+struct node::impl {
+  node_config cfg;
+  store_ptr db;
+  std::shared_ptr<journal> jrnl;
+  std::unique_ptr<node_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor region;
+  std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
+  std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
+  std::string jwt_secret;
+  bool running = false;
+};
+
+void node::write_metrics(std::string& out) const {
+  auto& i = *impl_;
+  auto& metrics = i.metrics;
+  auto& jrnl = i.jrnl;
+  auto& db = i.db;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    write_metric_header(out, name, "gauge", help);
+    write_sample(out, name, {}, v);
+  };
+  auto counter = [&](const char* name, const char* help, double v) {
+    write_metric_header(out, name, "counter", help);
+    write_sample(out, name, {}, v);
+  };
+  gauge("shop_entities_active", "Entity actors currently active on this node.",
+        static_cast<double>(metrics->active.load()));
+  counter("shop_entity_activations_total", "Entity activations (first message or restart).",
+          static_cast<double>(metrics->activations.load()));
+  counter("shop_entity_passivations_total", "Entities passivated after being idle.",
+          static_cast<double>(metrics->passivations.load()));
+  counter("shop_entity_crashes_total", "Entity actors that crashed.",
+          static_cast<double>(metrics->crashes.load()));
+  counter("shop_entity_restarts_total", "Crashed entities restarted from durable state.",
+          static_cast<double>(metrics->restarts.load()));
+  counter("shop_journal_groups_total", "Group commits (one WriteBatch, one WAL sync each).",
+          static_cast<double>(jrnl->groups()));
+  counter("shop_journal_batches_total", "Entity batches carried by group commits.",
+          static_cast<double>(jrnl->batches()));
+  counter("shop_journal_failures_total", "Group commits that failed.",
+          static_cast<double>(jrnl->failures()));
+  write_metric_header(out, "shop_journal_commit_duration_seconds", "histogram",
+                      "Time of one group commit's RocksDB write.");
+  jrnl->commit_latency().write(out, "shop_journal_commit_duration_seconds", {});
+  gauge("shop_rocksdb_estimated_keys", "RocksDB's estimate of the number of keys.",
+        static_cast<double>(db->int_property("rocksdb.estimate-num-keys")));
+}
+
+node::node(node_config cfg) : impl_(std::make_unique<impl>()) {
+  impl_->cfg = std::move(cfg);
+}
+
+node::~node() {
+  stop();
+}
+
+caf::actor_system& node::system() {
+  return *impl_->sys;
+}
+
+const caf::actor& node::region() const {
+  return impl_->region;
+}
+
+const std::string& node::jwt_secret() const {
+  return impl_->jwt_secret;
+}
+
+bool node::ready() const noexcept {
+  return impl_->running;
+}
+
+const node_config& node::config() const noexcept {
+  return impl_->cfg;
+}
+
+caf::error node::start() {
+  auto& i = *impl_;
+  auto& cfg = i.cfg;
+  auto db = store::open(store_options{cfg.data_dir});
+  if (!db)
+    return db.error();
+  i.db = *db;
+  // The shard count is part of every key: a data dir keeps the one it was made with.
+  {
+    std::string stored;
+    auto found = i.db->get(keys::meta("shard_count"), stored);
+    if (!found)
+      return found.error();
+    if (*found && stored != std::to_string(cfg.shards))
+      return make_error(errc::validation_failed, "the data dir " + cfg.data_dir + " was created with "
+                                                    + stored + " shards, not "
+                                                    + std::to_string(cfg.shards));
+    if (!*found)
+      if (auto err = i.db->write({put_op(keys::meta("shard_count"), std::to_string(cfg.shards))},
+                                 true))
+        return err;
+  }
+  auto jwt_secret = node_secret(*i.db, "jwt_secret", cfg.jwt_secret);
+  auto order_secret = node_secret(*i.db, "order_secret", {});
+  if (!jwt_secret)
+    return jwt_secret.error();
+  if (!order_secret)
+    return order_secret.error();
+  i.jrnl = std::make_shared<journal>(i.db, cfg.mode);
+  i.sys_cfg = std::make_unique<node_system_config>(cfg.workers);
+  i.sys = std::make_unique<caf::actor_system>(*i.sys_cfg);
+  for (size_t n = 0; n < std::max<size_t>(1, cfg.hashers); ++n)
+    i.hashers->workers.push_back(i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost));
+  entity_context ctx;
+  ctx.db = i.db;
+  ctx.journal = i.jrnl;
+  ctx.shard_count = cfg.shards;
+  ctx.order_secret = *order_secret;
+  ctx.payment_timeout = std::chrono::milliseconds{static_cast<int64_t>(cfg.payment_timeout_s * 1000)};
+  ctx.passivate_after = std::chrono::milliseconds{static_cast<int64_t>(cfg.passivate_after_s * 1000)};
+  ctx.hashers = i.hashers;
+  ctx.metrics = i.metrics;
+  i.region = spawn_region(*i.sys, std::move(ctx));
+  i.running = true;
+  // Bootstrap the admin account.
+  {
+    caf::scoped_actor self{*i.sys};
+    auto password = cfg.admin_password;
+    bool exists = false;
+    caf::error failure;
+    self->request(i.region, std::chrono::seconds{10}, get_user{"admin"})
+      .receive([&](const user_view&) { exists = true; }, [&](caf::error&) {});
+    if (password.empty() && !exists) {
+      password = random_hex(12);
+      generated_password_ = password;
+    }
+    if (!password.empty()) {
+      self->request(i.region, std::chrono::seconds{30},
+                    register_user{"admin", password, user_role::admin, true})
+        .receive([&](const user_view&) {}, [&](caf::error& err) { failure = err; });
+      if (failure) {
+        stop();
+        return failure;
+      }
+    }
+  }
+  i.jwt_secret = *jwt_secret;
+  spdlog::info("node {}: started with data in {} (durability {}, {} shards)", cfg.node_id,
+               cfg.data_dir,
+               cfg.mode == durability::sync ? "sync" : "async", cfg.shards);
+  return caf::none;
+}
+
+void node::stop() {
+  auto& i = *impl_;
+  i.running = false;
+  if (i.sys) {
+    caf::anon_send_exit(i.region, caf::exit_reason::user_shutdown);
+    for (auto& h : i.hashers->workers)
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
+    i.hashers->workers.clear();
+    i.region = nullptr;
+    i.sys.reset(); // waits for every actor
+  }
+  if (i.jrnl)
+    i.jrnl->stop(); // commits whatever is queued
+  i.jrnl.reset();
+  i.db.reset();
+}
+
+} // namespace shop

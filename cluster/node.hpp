@@ -1,0 +1,88 @@
+#pragma once
+// Node bootstrap: one per process. Opens storage, loads or creates the
+// node's secrets, starts the actor system, the journal and the shard region,
+// bootstraps the admin account, and hands the edge what it needs. It knows
+// nothing of HTTP: the edge is started on top of a running node.
+//
+// Today a node is a single-node deployment; membership, the shard
+// coordinator and remote routing arrive with the cluster work.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+
+#include "actors/entity.hpp"
+#include "storage/journal.hpp"
+
+namespace caf {
+class actor_system;
+class actor_system_config;
+} // namespace caf
+
+namespace shop {
+
+struct node_config {
+  /// RocksDB directory. Default: ./data
+  std::string data_dir = "./data";
+  /// Password of the bootstrapped `admin` user; empty: generated and printed on first start.
+  std::string admin_password;
+  /// Default: sync (fsync per group commit).
+  durability mode = durability::sync;
+  /// Seconds an order waits for payment. Default: 900.
+  double payment_timeout_s = 900;
+  /// argon2id memory cost as log2(KiB); lower only for tests and benches. Default: 15 (32 MiB).
+  uint32_t password_hash_cost = 15;
+  /// Seconds an idle entity stays active. Default: 120.
+  double passivate_after_s = 120;
+  /// HMAC key of tokens; empty: generated once and stored in the data dir.
+  std::string jwt_secret;
+  /// This node's name in logs and metrics. Default: n1
+  std::string node_id = "n1";
+  /// Number of shards; fixed for the life of a data dir. Default: 64.
+  uint32_t shards = 64;
+  /// `text` or `json`. Default: text.
+  std::string log_format = "text";
+  /// CAF scheduler threads. Default: 2.
+  size_t workers = 2;
+  /// Password hashing threads. Default: 2.
+  size_t hashers = 2;
+};
+
+class node {
+public:
+  explicit node(node_config cfg);
+  ~node();
+
+  /// Starts everything; on error nothing is left running.
+  [[nodiscard]] caf::error start();
+
+  /// Stops the actors, then the journal (committing what is queued). Idempotent.
+  /// Stop the edge first.
+  void stop();
+
+  // -- for the edge (valid between start and stop) ----------------------------
+  caf::actor_system& system();
+  /// The shard region: every command goes here.
+  const caf::actor& region() const;
+  /// The HMAC key of tokens.
+  const std::string& jwt_secret() const;
+  /// True while the node serves (storage open, actors running).
+  bool ready() const noexcept;
+  /// Appends the node's metrics (entities, journal, storage) in Prometheus text.
+  void write_metrics(std::string& out) const;
+  const node_config& config() const noexcept;
+
+  /// The admin password generated at this start ("" if none was generated).
+  const std::string& generated_admin_password() const noexcept { return generated_password_; }
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+  std::string generated_password_;
+};
+
+} // namespace shop

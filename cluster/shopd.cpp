@@ -1,0 +1,107 @@
+// shopd: one node of the shop. Thin: parse configuration, start the node and
+// its edge, wait for SIGINT/SIGTERM, stop in order.
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cluster/node.hpp"
+#include "edge/server.hpp"
+#include "protocols/errc.hpp"
+
+int main(int argc, char** argv) {
+  shop::node_config cfg;
+  shop::edge::server_config edge_cfg;
+  std::string durability = "sync";
+  double request_timeout_s = 5;
+
+  CLI::App app{"shopd: an actor-based shop backend for flash sales (one node)"};
+  app.set_config("--config", "", "read options from a TOML/INI file");
+  app.option_defaults()->always_capture_default();
+  auto opt = [&](const char* name, auto& var, const char* env, const char* help) {
+    return app.add_option(name, var, help)->envname(env);
+  };
+  opt("--http-host", edge_cfg.http_host, "SHOP_HTTP_HOST", "address the edge listens on");
+  opt("--http-port", edge_cfg.http_port, "SHOP_HTTP_PORT", "port the edge listens on (0: any free port)");
+  opt("--data-dir", cfg.data_dir, "SHOP_DATA_DIR", "RocksDB directory");
+  opt("--admin-password", cfg.admin_password, "SHOP_ADMIN_PASSWORD",
+      "password of user 'admin' (default: generated and printed once)");
+  opt("--durability", durability, "SHOP_DURABILITY",
+      "sync: fsync the WAL per group commit; async: WAL without fsync")
+    ->check(CLI::IsMember({"sync", "async"}));
+  opt("--payment-timeout", cfg.payment_timeout_s, "SHOP_PAYMENT_TIMEOUT",
+      "seconds an order waits for payment before it expires")
+    ->check(CLI::Range(0.1, 30.0 * 86400));
+  opt("--password-hash-cost", cfg.password_hash_cost, "SHOP_PASSWORD_HASH_COST",
+      "argon2id memory cost as log2(KiB); lower only for tests and benches (3 = 8 KiB)")
+    ->check(CLI::Range(3, 22));
+  opt("--passivate-after", cfg.passivate_after_s, "SHOP_PASSIVATE_AFTER",
+      "seconds an idle entity stays active")
+    ->check(CLI::Range(0.1, 86400.0));
+  opt("--jwt-secret", cfg.jwt_secret, "SHOP_JWT_SECRET",
+      "HMAC key of tokens (default: generated once and stored in the data dir)");
+  opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs and metrics");
+  opt("--shards", cfg.shards, "SHOP_SHARDS", "number of shards; fixed for the life of a data dir")
+    ->check(CLI::Range(1, 65536));
+  opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
+    ->check(CLI::IsMember({"text", "json"}));
+  opt("--workers", cfg.workers, "SHOP_WORKERS", "actor scheduler threads")->check(CLI::Range(1, 64));
+  opt("--fault-injection", edge_cfg.api.fault_injection, "SHOP_FAULT_INJECTION",
+      "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)");
+  opt("--request-timeout", request_timeout_s, "SHOP_REQUEST_TIMEOUT",
+      "seconds the edge waits for an answer before 503")
+    ->check(CLI::Range(0.01, 600.0));
+  opt("--max-inflight", edge_cfg.limits.max_inflight, "SHOP_MAX_INFLIGHT",
+      "requests in flight before new ones get 503")
+    ->check(CLI::Range(1, 10'000'000));
+  opt("--max-body-bytes", edge_cfg.limits.max_body_bytes, "SHOP_MAX_BODY_BYTES",
+      "largest request body (413 beyond)");
+  opt("--max-header-bytes", edge_cfg.limits.max_header_bytes, "SHOP_MAX_HEADER_BYTES",
+      "largest request line plus headers (431 beyond)");
+  CLI11_PARSE(app, argc, argv);
+
+  cfg.mode = durability == "async" ? shop::durability::async : shop::durability::sync;
+  edge_cfg.api.request_timeout =
+    std::chrono::milliseconds{static_cast<int64_t>(request_timeout_s * 1000)};
+  if (cfg.log_format == "json")
+    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":")" + cfg.node_id
+                          + R"(","msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
+
+  // Block the stop signals before any thread starts; main waits for them below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  shop::node node{cfg};
+  if (auto err = node.start()) {
+    spdlog::error("cannot start the node: {}", shop::describe(err).message);
+    return 1;
+  }
+  if (!node.generated_admin_password().empty()) {
+    std::printf("admin password (generated; printed only this once): %s\n",
+                node.generated_admin_password().c_str());
+    std::fflush(stdout);
+  }
+  shop::edge::server edge{node, edge_cfg};
+  if (auto err = edge.start(); !err.empty()) {
+    spdlog::error("cannot start the edge: {}", err);
+    node.stop();
+    return 1;
+  }
+  std::printf("shopd ready on http://%s:%u\n", edge_cfg.http_host.c_str(), edge.port());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("shopd: signal {} received; stopping", sig);
+  edge.stop();
+  node.stop();
+  spdlog::shutdown();
+  return 0;
+}

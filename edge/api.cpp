@@ -1,0 +1,447 @@
+#include "edge/api.hpp"
+
+#include <caf/all.hpp>
+
+#include "actors/entity.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/json.hpp"
+
+namespace shop::edge {
+
+/// A job the loop thread hands to a bridge actor: it runs there and may
+/// send requests whose answers complete the responder. Local only.
+struct edge_job {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+} // namespace shop::edge
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(shop::edge::edge_job)
+
+namespace shop::edge {
+
+namespace {
+
+enum auth_level { public_route = 0, user_route = 1, admin_route = 2 };
+
+caf::behavior bridge(caf::event_based_actor* self) {
+  return {[self](edge_job& job) { job.run(self); }};
+}
+
+http_response json_response(int status, std::string body) {
+  http_response res;
+  res.status = status;
+  res.body = std::move(body);
+  return res;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    auto j = path.find('/', i);
+    if (j == std::string_view::npos)
+      j = path.size();
+    out.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+int64_t now_secs() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace
+
+http_response error_response(const caf::error& err, const std::string& request_id) {
+  auto info = describe(err);
+  auto res = json_response(http_status(info.code),
+                           error_json(to_code(info.code), info.message, request_id));
+  if (res.status == 503 || res.status == 429)
+    res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
+
+struct api::context {
+  http_request& req;
+  responder r;
+  std::vector<std::string> params;
+  jwt_claims claims;
+  std::string route;
+
+  void fail(errc code, std::string message) { r.send(error_response(make_error(code, std::move(message)), r.request_id())); }
+  void fail(const caf::error& err) { r.send(error_response(err, r.request_id())); }
+};
+
+struct api::route {
+  std::string method;
+  std::string pattern;
+  std::vector<std::string> segments;
+  int auth;
+  void (api::*fn)(context&);
+};
+
+api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_options opts,
+         node_probe probe)
+  : sys_(sys),
+    region_(std::move(region)),
+    jwt_(jwt_secret),
+    issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
+    opts_(opts),
+    probe_(std::move(probe)) {
+  for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i)
+    bridges_.push_back(sys_.spawn(bridge));
+  add("POST", "/api/v1/users", public_route, &api::register_user);
+  add("POST", "/api/v1/auth/login", public_route, &api::login);
+  add("GET", "/api/v1/users/me", user_route, &api::me);
+  add("POST", "/api/v1/products", admin_route, &api::create_product);
+  add("GET", "/api/v1/products/{sku}", public_route, &api::get_product);
+  add("PATCH", "/api/v1/products/{sku}", admin_route, &api::patch_product);
+  add("POST", "/api/v1/products/{sku}/restock", admin_route, &api::restock);
+  add("GET", "/api/v1/inventory/{sku}", public_route, &api::get_inventory);
+  add("POST", "/api/v1/flash-sales", admin_route, &api::create_sale);
+  add("GET", "/api/v1/flash-sales/{id}", public_route, &api::get_sale);
+  add("POST", "/api/v1/flash-sales/{id}/purchase", user_route, &api::purchase);
+  add("GET", "/api/v1/orders/{id}", user_route, &api::get_order);
+  add("POST", "/api/v1/orders/{id}/cancel", user_route, &api::cancel_order);
+  add("GET", "/healthz", public_route, &api::healthz);
+  add("GET", "/readyz", public_route, &api::readyz);
+  add("GET", "/metrics", public_route, &api::metrics);
+  if (opts_.fault_injection)
+    add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
+}
+
+api::~api() {
+  for (auto& b : bridges_)
+    caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
+
+void api::add(std::string method, std::string pattern, int auth, void (api::*fn)(context&)) {
+  route r{std::move(method), pattern, {}, auth, fn};
+  for (auto s : split_path(pattern))
+    r.segments.emplace_back(s);
+  routes_.push_back(std::move(r));
+}
+
+void api::handle(http_request& req, responder r) {
+  auto segments = split_path(req.path);
+  const route* match = nullptr;
+  std::string allowed;
+  std::vector<std::string> params;
+  for (auto& rt : routes_) {
+    if (rt.segments.size() != segments.size())
+      continue;
+    bool ok = true;
+    std::vector<std::string> ps;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      if (rt.segments[i].front() == '{')
+        ps.emplace_back(segments[i]);
+      else
+        ok = rt.segments[i] == segments[i];
+    }
+    if (!ok)
+      continue;
+    if (rt.method == req.method) {
+      match = &rt;
+      params = std::move(ps);
+      break;
+    }
+    if (!allowed.empty())
+      allowed += ", ";
+    allowed += rt.method;
+  }
+  context ctx{req, std::move(r), std::move(params), {}, {}};
+  if (!match) {
+    if (!allowed.empty()) {
+      auto res = error_response(make_error(errc::method_not_allowed,
+                                           req.method + " is not allowed on " + req.path),
+                                ctx.r.request_id());
+      res.headers.emplace_back("Allow", allowed);
+      res.route = "(unmatched)";
+      ctx.r.send(std::move(res));
+    } else {
+      auto res = error_response(make_error(errc::not_found, "no route for " + req.path),
+                                ctx.r.request_id());
+      res.route = "(unmatched)";
+      ctx.r.send(std::move(res));
+    }
+    return;
+  }
+  ctx.route = match->method + " " + match->pattern;
+  if (match->auth != public_route) {
+    auto auth = req.header("authorization");
+    constexpr std::string_view bearer = "Bearer ";
+    if (auth.size() <= bearer.size() || auth.substr(0, bearer.size()) != bearer) {
+      ctx.fail(errc::unauthorized, "a bearer token is required");
+      return;
+    }
+    auto claims = jwt_.verify(auth.substr(bearer.size()), now_secs());
+    if (!claims) {
+      ctx.fail(claims.error());
+      return;
+    }
+    ctx.claims = std::move(*claims);
+    if (match->auth == admin_route && ctx.claims.role != user_role::admin) {
+      ctx.fail(errc::forbidden, "this route needs the admin role");
+      return;
+    }
+  }
+  (this->*(match->fn))(ctx);
+}
+
+template <class Reply, class Command, class Encode>
+void api::ask(context& ctx, Command cmd, int status, Encode encode) {
+  auto r = ctx.r;
+  auto timeout = opts_.request_timeout;
+  auto region = region_;
+  auto route = ctx.route;
+  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, timeout, region,
+                       route](caf::event_based_actor* self) mutable {
+    self->request(region, timeout, std::move(cmd))
+      .then(
+        [r, status, encode, route](Reply& reply) {
+          auto res = json_response(status, encode(reply));
+          res.route = route;
+          r.send(std::move(res));
+        },
+        [r, route](caf::error& err) {
+          auto res = error_response(err, r.request_id());
+          res.route = route;
+          r.send(std::move(res));
+        });
+  }};
+  caf::anon_send(bridges_[next_bridge_++ % bridges_.size()], std::move(job));
+}
+
+// -- handlers -----------------------------------------------------------------
+
+void api::register_user(context& c) {
+  auto creds = decode_credentials(c.req.body, true);
+  if (!creds)
+    return c.fail(creds.error());
+  ask<user_view>(c, shop::register_user{creds->username, creds->password, user_role::user, false},
+                 201, [](const user_view& u) {
+                   json_writer w;
+                   w.begin_object()
+                     .field("user_id", u.user_id)
+                     .field("username", u.username)
+                     .end_object();
+                   return w.take();
+                 });
+}
+
+void api::login(context& c) {
+  auto creds = decode_credentials(c.req.body, false);
+  if (!creds)
+    return c.fail(creds.error());
+  auto issuer = issuer_;
+  auto ttl = opts_.token_ttl.count();
+  ask<user_view>(c, login_user{creds->username, creds->password}, 200,
+                 [issuer, ttl](const user_view& u) {
+                   jwt_claims claims{u.user_id, u.username, u.role, now_secs() + ttl};
+                   json_writer w;
+                   w.begin_object()
+                     .field("token", issuer->issue(claims))
+                     .field("token_type", "Bearer")
+                     .field("expires_in", static_cast<int64_t>(ttl))
+                     .field("user_id", u.user_id)
+                     .field("role", to_string(u.role))
+                     .end_object();
+                   return w.take();
+                 });
+}
+
+void api::me(context& c) {
+  ask<user_view>(c, get_user{c.claims.name}, 200, [](const user_view& u) { return to_json(u); });
+}
+
+namespace {
+
+bool check_id(api::context& c, const std::string& id, const char* what) {
+  if (is_valid_id(id))
+    return true;
+  c.fail(errc::not_found, std::string{"no such "} + what);
+  return false;
+}
+
+auto encode_product = [](const product_view& p) { return to_json(p); };
+auto encode_inventory = [](const inventory_view& v) { return to_json(v); };
+auto encode_sale = [](const sale_view& v) { return to_json(v); };
+auto encode_order = [](const order_record& o) { return to_json(o); };
+
+} // namespace
+
+void api::create_product(context& c) {
+  auto p = decode_create_product(c.req.body);
+  if (!p)
+    return c.fail(p.error());
+  ask<product_view>(c, shop::create_product{std::move(*p)}, 201, encode_product);
+}
+
+void api::get_product(context& c) {
+  if (check_id(c, c.params[0], "product"))
+    ask<product_view>(c, shop::get_product{c.params[0]}, 200, encode_product);
+}
+
+void api::patch_product(context& c) {
+  if (!check_id(c, c.params[0], "product"))
+    return;
+  auto u = decode_update_product(c.req.body);
+  if (!u)
+    return c.fail(u.error());
+  u->sku = c.params[0];
+  ask<product_view>(c, std::move(*u), 200, encode_product);
+}
+
+void api::restock(context& c) {
+  if (!check_id(c, c.params[0], "product"))
+    return;
+  auto q = decode_restock(c.req.body);
+  if (!q)
+    return c.fail(q.error());
+  ask<inventory_view>(c, shop::restock{c.params[0], *q}, 200, encode_inventory);
+}
+
+void api::get_inventory(context& c) {
+  if (check_id(c, c.params[0], "product"))
+    ask<inventory_view>(c, shop::get_inventory{c.params[0]}, 200, encode_inventory);
+}
+
+void api::create_sale(context& c) {
+  auto t = decode_create_sale(c.req.body);
+  if (!t)
+    return c.fail(t.error());
+  ask<sale_view>(c, shop::create_sale{std::move(*t)}, 201, encode_sale);
+}
+
+void api::get_sale(context& c) {
+  if (check_id(c, c.params[0], "flash sale"))
+    ask<sale_view>(c, shop::get_sale{c.params[0]}, 200, encode_sale);
+}
+
+void api::purchase(context& c) {
+  if (!check_id(c, c.params[0], "flash sale"))
+    return;
+  auto key = c.req.header("idempotency-key");
+  if (c.req.headers.size() > 0 && key.size() > 128)
+    return c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
+  for (char ch : key)
+    if (ch < 0x21 || ch > 0x7e)
+      return c.fail(errc::bad_request, "Idempotency-Key must be printable ASCII");
+  auto q = decode_purchase(c.req.body);
+  if (!q)
+    return c.fail(q.error());
+  shop::purchase cmd;
+  cmd.sale_id = c.params[0];
+  cmd.user_id = c.claims.sub;
+  cmd.quantity = *q;
+  cmd.idempotency_key.assign(key);
+  auto tp = c.req.header("traceparent");
+  if (tp.size() == 55)
+    cmd.trace_id.assign(tp.substr(3, 32));
+  ask<purchase_result>(c, std::move(cmd), 201,
+                       [](const purchase_result& p) { return to_json(p.order); });
+}
+
+void api::get_order(context& c) {
+  if (check_id(c, c.params[0], "order"))
+    ask<order_record>(c,
+                      shop::get_order{c.params[0], c.claims.sub,
+                                      c.claims.role == user_role::admin},
+                      200, encode_order);
+}
+
+void api::cancel_order(context& c) {
+  if (check_id(c, c.params[0], "order"))
+    ask<order_record>(c,
+                      shop::cancel_order{c.params[0], c.claims.sub,
+                                         c.claims.role == user_role::admin},
+                      200, encode_order);
+}
+
+void api::healthz(context& c) {
+  auto res = json_response(200, R"({"status":"ok"})");
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::readyz(context& c) {
+  bool ready = !probe_.ready || probe_.ready();
+  auto res = ready ? json_response(200, R"({"status":"ready"})")
+                   : error_response(make_error(errc::unavailable, "the node is not ready"),
+                                    c.r.request_id());
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::metrics(context& c) {
+  std::string out;
+  write_metric_header(out, "shop_http_requests_total", "counter",
+                      "HTTP requests answered, by route and status.");
+  for (auto& [key, n] : requests_)
+    write_sample(out, "shop_http_requests_total",
+                 "route=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"",
+                 static_cast<double>(n));
+  write_metric_header(out, "shop_http_request_duration_seconds", "histogram",
+                      "Time from a request's arrival to its answer, by route.");
+  for (auto& [route, h] : latency_)
+    h->write(out, "shop_http_request_duration_seconds", "route=\"" + route + "\"");
+  if (probe_.write_metrics)
+    probe_.write_metrics(out);
+  http_response res;
+  res.status = 200;
+  res.body = std::move(out);
+  res.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::crash(context& c) {
+  // Body: {"kind":"sku"|"sale"|"order"|"user","id":"..."}; minimal strict parse.
+  auto body = c.req.body;
+  auto field = [&](std::string_view name) -> std::string {
+    auto key = "\"" + std::string{name} + "\":\"";
+    auto i = body.find(key);
+    if (i == std::string::npos)
+      return {};
+    auto j = body.find('"', i + key.size());
+    return j == std::string::npos ? std::string{} : body.substr(i + key.size(), j - i - key.size());
+  };
+  auto kind_name = field("kind");
+  auto id = field("id");
+  crash_entity cmd;
+  if (kind_name == "sku")
+    cmd.kind = entity_kind::sku;
+  else if (kind_name == "sale")
+    cmd.kind = entity_kind::sale;
+  else if (kind_name == "order")
+    cmd.kind = entity_kind::order;
+  else if (kind_name == "user")
+    cmd.kind = entity_kind::user;
+  else
+    return c.fail(errc::validation_failed, "field 'kind' must be sku, sale, order or user");
+  if (!is_valid_id(id))
+    return c.fail(errc::validation_failed, "field 'id' must be an id");
+  cmd.id = id;
+  caf::anon_send(region_, std::move(cmd));
+  auto res = json_response(202, R"({"status":"crash requested"})");
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::observe(const std::string& route, int status, std::chrono::microseconds latency) {
+  ++requests_[{route, status}];
+  auto& h = latency_[route];
+  if (!h)
+    h = std::make_unique<latency_histogram>();
+  h->observe_us(static_cast<uint64_t>(latency.count()));
+}
+
+} // namespace shop::edge

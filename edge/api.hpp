@@ -1,0 +1,97 @@
+#pragma once
+// The routes of API.md: auth middleware, then one handler per route that
+// turns the request into one message to the node's shard region and the
+// reply into JSON. One per node; `handle` runs on the edge's loop thread.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "edge/http_server.hpp"
+#include "edge/jwt.hpp"
+#include "protocols/metrics.hpp"
+
+namespace shop::edge {
+
+struct api_options {
+  /// Lifetime of issued tokens. Default: 1 h.
+  std::chrono::seconds token_ttl{3600};
+  /// How long the edge waits for an entity's answer before 503. Default: 5 s.
+  std::chrono::milliseconds request_timeout{5000};
+  /// Enables POST /api/v1/admin/fault-injection/crash (tests and chaos drills only). Default: off.
+  bool fault_injection = false;
+  /// Actors that carry requests from the loop into CAF. Default: 2.
+  size_t bridges = 2;
+};
+
+/// What the edge asks of the node it runs on.
+struct node_probe {
+  /// /readyz: storage open and the node able to serve.
+  std::function<bool()> ready;
+  /// Appends the node's own metrics (entities, journal, storage) in Prometheus text.
+  std::function<void(std::string&)> write_metrics;
+};
+
+class api {
+public:
+  api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_options opts,
+      node_probe probe);
+  ~api();
+
+  /// The request handler for http_server (loop thread).
+  void handle(http_request& req, responder r);
+
+  /// The response observer for http_server (loop thread): request metrics.
+  void observe(const std::string& route, int status, std::chrono::microseconds latency);
+
+  struct context;
+  struct route;
+
+private:
+  template <class Reply, class Command, class Encode>
+  void ask(context& ctx, Command cmd, int status, Encode encode);
+
+  void add(std::string method, std::string pattern, int auth, void (api::*fn)(context&));
+
+  void register_user(context& c);
+  void login(context& c);
+  void me(context& c);
+  void create_product(context& c);
+  void get_product(context& c);
+  void patch_product(context& c);
+  void restock(context& c);
+  void get_inventory(context& c);
+  void create_sale(context& c);
+  void get_sale(context& c);
+  void purchase(context& c);
+  void get_order(context& c);
+  void cancel_order(context& c);
+  void healthz(context& c);
+  void readyz(context& c);
+  void metrics(context& c);
+  void crash(context& c);
+
+  caf::actor_system& sys_;
+  caf::actor region_;
+  std::vector<caf::actor> bridges_;
+  size_t next_bridge_ = 0;
+  jwt_codec jwt_;
+  std::shared_ptr<const jwt_codec> issuer_;
+  api_options opts_;
+  node_probe probe_;
+  std::vector<route> routes_;
+  // Request metrics, touched only on the loop thread.
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, std::unique_ptr<latency_histogram>> latency_;
+};
+
+/// The JSON error response of API.md for `err` (adds Retry-After to 429 and 503).
+http_response error_response(const caf::error& err, const std::string& request_id);
+
+} // namespace shop::edge

@@ -1,0 +1,605 @@
+#include "edge/http_server.hpp"
+
+#include <cctype>
+#include <climits>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+#include <http_parser.h>
+#include <uv.h>
+
+namespace shop::edge {
+
+std::string_view http_request::header(std::string_view name) const {
+  for (auto& [k, v] : headers)
+    if (k == name)
+      return v;
+  return {};
+}
+
+const char* reason_phrase(int status) noexcept {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+// -- cross-thread completion --------------------------------------------------
+
+struct responder::shared {
+  struct item {
+    uint64_t conn_id;
+    uint64_t seq;
+    http_response res;
+    std::string request_id;
+    std::chrono::steady_clock::time_point received;
+  };
+  std::mutex mtx;
+  bool closed = false;
+  uv_async_t* async = nullptr;
+  std::vector<item> items;
+};
+
+void responder::send(http_response res) const {
+  if (!shared_)
+    return;
+  std::lock_guard<std::mutex> guard{shared_->mtx};
+  if (shared_->closed)
+    return;
+  shared_->items.push_back({conn_id_, seq_, std::move(res), request_id_, received_});
+  uv_async_send(shared_->async); // the one libuv call allowed off the loop thread
+}
+
+// -- the server ---------------------------------------------------------------
+
+namespace {
+
+struct connection;
+
+/// One response slot per request, in arrival order.
+struct slot {
+  bool done = false;
+  bool keep_alive = true;
+  std::string bytes;
+};
+
+struct write_req {
+  uv_write_t req;
+  std::string data;
+  connection* conn;
+  bool close_after;
+};
+
+} // namespace
+
+struct http_server::impl {
+  http_server* owner;
+  http_limits limits;
+  request_handler handler;
+  response_observer observer;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t reply_async;
+  uv_async_t stop_async;
+  std::thread thread;
+  std::shared_ptr<responder::shared> shared = std::make_shared<responder::shared>();
+  std::unordered_map<uint64_t, connection*> conns;
+  uint64_t next_conn_id = 1;
+  http_parser_settings settings{};
+  char read_buf[64 * 1024];
+  std::string id_prefix;
+  uint64_t id_counter = 0;
+  bool stopped = false;
+  std::atomic<size_t> inflight{0};
+  std::atomic<size_t> connections{0};
+
+  std::string next_request_id() {
+    ++id_counter;
+    return id_prefix + std::to_string(id_counter);
+  }
+};
+
+namespace {
+
+struct connection {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  http_server::impl* srv = nullptr;
+  uint64_t id = 0;
+  http_parser parser;
+  http_request cur;
+  std::string field;
+  bool last_was_value = false;
+  size_t header_bytes = 0;
+  bool in_message = false;
+  int error_status = 0; // set by a callback that refuses the request
+  std::map<uint64_t, slot> slots;
+  uint64_t next_seq = 0;
+  uint64_t write_seq = 0;
+  bool reading = true;
+  bool closing = false;
+  bool in_parse = false;
+  bool refuse_more = false; // after an error: no further requests are read
+  int open_handles = 2;
+};
+
+void close_connection(connection* c);
+void arm_timer(connection* c);
+
+std::string serialize(const http_response& res, const std::string& request_id, bool keep_alive) {
+  std::string out;
+  out.reserve(160 + res.body.size());
+  out.append("HTTP/1.1 ").append(std::to_string(res.status)).push_back(' ');
+  out.append(reason_phrase(res.status)).append("\r\n");
+  bool has_type = false;
+  for (auto& [k, v] : res.headers) {
+    if (k == "Content-Type")
+      has_type = true;
+    out.append(k).append(": ").append(v).append("\r\n");
+  }
+  if (!has_type && !res.body.empty())
+    out.append("Content-Type: application/json\r\n");
+  out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
+  out.append("X-Request-Id: ").append(request_id).append("\r\n");
+  if (!keep_alive)
+    out.append("Connection: close\r\n");
+  out.append("\r\n").append(res.body);
+  return out;
+}
+
+void on_closed(uv_handle_t* h) {
+  auto c = static_cast<connection*>(h->data);
+  if (--c->open_handles == 0)
+    delete c;
+}
+
+void close_connection(connection* c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  if (c->in_parse)
+    return; // finished by on_read once http_parser_execute returns
+  c->srv->conns.erase(c->id);
+  c->srv->connections.fetch_sub(1);
+  uv_timer_stop(&c->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
+}
+
+size_t unanswered(const connection* c) {
+  return c->next_seq - c->write_seq;
+}
+
+void update_reading(connection* c);
+void start_reading(connection* c);
+
+void on_written(uv_write_t* req, int status) {
+  auto w = static_cast<write_req*>(req->data);
+  auto c = w->conn;
+  if (status < 0 || w->close_after)
+    close_connection(c);
+  else
+    update_reading(c);
+  delete w;
+}
+
+/// Writes every consecutive finished response, in request order, as one write.
+void flush(connection* c) {
+  if (c->closing)
+    return;
+  std::string out;
+  bool close_after = false;
+  for (auto i = c->slots.begin(); i != c->slots.end() && i->first == c->write_seq && i->second.done;
+       i = c->slots.erase(i)) {
+    out.append(i->second.bytes);
+    ++c->write_seq;
+    if (!i->second.keep_alive) {
+      close_after = true;
+      c->slots.clear();
+      break;
+    }
+  }
+  if (out.empty())
+    return;
+  auto w = new write_req{};
+  w->data = std::move(out);
+  w->conn = c;
+  w->close_after = close_after;
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, on_written) < 0) {
+    delete w;
+    close_connection(c);
+    return;
+  }
+  arm_timer(c);
+}
+
+void fill_slot(connection* c, uint64_t seq, const http_response& res,
+               const std::string& request_id) {
+  auto i = c->slots.find(seq);
+  if (i == c->slots.end())
+    return;
+  i->second.bytes = serialize(res, request_id, i->second.keep_alive);
+  i->second.done = true;
+  flush(c);
+}
+
+/// Answers a request the server itself refuses (limits, malformed input),
+/// then closes the connection: the rest of its byte stream cannot be trusted.
+void refuse(connection* c, int status, std::string_view code, std::string_view message) {
+  auto seq = c->next_seq++;
+  c->slots[seq].keep_alive = false;
+  c->refuse_more = true;
+  auto rid = c->srv->next_request_id();
+  http_response res;
+  res.status = status;
+  res.body = std::string{"{\"error\":{\"code\":\""} + std::string{code} + "\",\"message\":\""
+             + std::string{message} + "\",\"request_id\":\"" + rid + "\"}}";
+  if (c->srv->observer)
+    c->srv->observer("(refused)", status, std::chrono::microseconds{0});
+  fill_slot(c, seq, res, rid);
+}
+
+void update_reading(connection* c) {
+  if (c->closing)
+    return;
+  bool want = !c->refuse_more && unanswered(c) < c->srv->limits.max_pipelined;
+  if (want == c->reading)
+    return;
+  c->reading = want;
+  if (want)
+    start_reading(c);
+  else
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+}
+
+void on_timer(uv_timer_t* t) {
+  auto c = static_cast<connection*>(t->data);
+  if (c->in_message) {
+    c->in_message = false;
+    refuse(c, 408, "request_timeout", "the request did not arrive in time");
+  } else if (unanswered(c) == 0) {
+    close_connection(c);
+  }
+}
+
+void arm_timer(connection* c) {
+  if (c->closing)
+    return;
+  auto& l = c->srv->limits;
+  if (c->in_message)
+    uv_timer_start(&c->timer, on_timer, static_cast<uint64_t>(l.read_timeout.count()), 0);
+  else if (unanswered(c) == 0)
+    uv_timer_start(&c->timer, on_timer, static_cast<uint64_t>(l.idle_timeout.count()), 0);
+  else
+    uv_timer_stop(&c->timer); // waiting on our own answers, not on the client
+}
+
+// -- http_parser callbacks ----------------------------------------------------
+
+connection* conn_of(http_parser* p) {
+  return static_cast<connection*>(p->data);
+}
+
+int count_header_bytes(connection* c, size_t n) {
+  c->header_bytes += n;
+  if (c->header_bytes > c->srv->limits.max_header_bytes) {
+    c->error_status = 431;
+    return 1;
+  }
+  return 0;
+}
+
+int on_message_begin(http_parser* p) {
+  auto c = conn_of(p);
+  c->cur = http_request{};
+  c->cur.received = std::chrono::steady_clock::now();
+  c->field.clear();
+  c->last_was_value = false;
+  c->header_bytes = 0;
+  c->in_message = true;
+  arm_timer(c);
+  return 0;
+}
+
+int on_url(http_parser* p, const char* at, size_t n) {
+  auto c = conn_of(p);
+  c->cur.path.append(at, n);
+  return count_header_bytes(c, n);
+}
+
+int on_header_field(http_parser* p, const char* at, size_t n) {
+  auto c = conn_of(p);
+  if (c->last_was_value) {
+    c->field.clear();
+    c->last_was_value = false;
+  }
+  c->field.append(at, n);
+  return count_header_bytes(c, n);
+}
+
+int on_header_value(http_parser* p, const char* at, size_t n) {
+  auto c = conn_of(p);
+  if (!c->last_was_value) {
+    if (c->cur.headers.size() >= c->srv->limits.max_headers) {
+      c->error_status = 431;
+      return 1;
+    }
+    std::string name = c->field;
+    for (auto& ch : name)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    c->cur.headers.emplace_back(std::move(name), std::string{});
+    c->last_was_value = true;
+  }
+  c->cur.headers.back().second.append(at, n);
+  return count_header_bytes(c, n);
+}
+
+int on_headers_complete(http_parser* p) {
+  auto c = conn_of(p);
+  if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
+    c->error_status = 413;
+    return 1; // http_parser: non-zero means error here (1 would mean "skip body")
+  }
+  c->cur.method = http_method_str(static_cast<http_method>(p->method));
+  return 0;
+}
+
+int on_body(http_parser* p, const char* at, size_t n) {
+  auto c = conn_of(p);
+  if (c->cur.body.size() + n > c->srv->limits.max_body_bytes) {
+    c->error_status = 413;
+    return 1;
+  }
+  c->cur.body.append(at, n);
+  return 0;
+}
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128)
+    return false;
+  for (char ch : id)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'
+          || ch == ':'))
+      return false;
+  return true;
+}
+
+int on_message_complete(http_parser* p) {
+  auto c = conn_of(p);
+  auto srv = c->srv;
+  c->in_message = false;
+  auto seq = c->next_seq++;
+  auto& s = c->slots[seq];
+  s.keep_alive = http_should_keep_alive(p) != 0;
+  auto& req = c->cur;
+  if (auto q = req.path.find('?'); q != std::string::npos) {
+    req.query = req.path.substr(q + 1);
+    req.path.resize(q);
+  }
+  auto rid = req.header("x-request-id");
+  req.request_id = valid_request_id(rid) ? std::string{rid} : srv->next_request_id();
+  responder r{srv->shared, c->id, seq, req.request_id, req.received};
+  if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
+    http_response res;
+    res.status = 503;
+    res.headers.emplace_back("Retry-After", "1");
+    res.body = "{\"error\":{\"code\":\"unavailable\",\"message\":\"the node is at capacity; "
+               "retry\",\"request_id\":\""
+               + req.request_id + "\"}}";
+    if (srv->observer)
+      srv->observer("(shed)", 503, std::chrono::microseconds{0});
+    fill_slot(c, seq, res, req.request_id);
+  } else {
+    srv->inflight.fetch_add(1, std::memory_order_relaxed);
+    srv->handler(req, std::move(r));
+  }
+  update_reading(c);
+  return 0;
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+
+void start_reading(connection* c) {
+  uv_read_start(
+    reinterpret_cast<uv_stream_t*>(&c->tcp),
+    [](uv_handle_t* h, size_t, uv_buf_t* b) {
+      auto cc = static_cast<connection*>(h->data);
+      *b = uv_buf_init(cc->srv->read_buf, sizeof(cc->srv->read_buf));
+    },
+    on_read);
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto c = static_cast<connection*>(stream->data);
+  if (nread < 0) {
+    close_connection(c);
+    return;
+  }
+  if (nread == 0 || c->refuse_more)
+    return;
+  c->in_parse = true;
+  auto parsed = http_parser_execute(&c->parser, &c->srv->settings, buf->base,
+                                    static_cast<size_t>(nread));
+  c->in_parse = false;
+  if (c->closing) {
+    c->closing = false;
+    close_connection(c);
+    return;
+  }
+  auto err = HTTP_PARSER_ERRNO(&c->parser);
+  if (err != HPE_OK || c->parser.upgrade) {
+    c->in_message = false;
+    if (c->error_status == 413)
+      refuse(c, 413, "payload_too_large", "the request body is too large");
+    else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
+      refuse(c, 431, "header_too_large", "the request headers are too large or too many");
+    else
+      refuse(c, 400, "bad_request",
+             std::string{"malformed HTTP request: "} + http_errno_description(err));
+    uv_read_stop(stream);
+    c->reading = false;
+  }
+  (void)parsed;
+}
+
+void on_connection(uv_stream_t* server, int status) {
+  auto srv = static_cast<http_server::impl*>(server->data);
+  if (status < 0)
+    return;
+  auto c = new connection{};
+  c->srv = srv;
+  c->id = srv->next_conn_id++;
+  uv_tcp_init(&srv->loop, &c->tcp);
+  uv_timer_init(&srv->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+    c->closing = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  srv->conns[c->id] = c;
+  srv->connections.fetch_add(1);
+  start_reading(c);
+  arm_timer(c);
+}
+
+void on_replies(uv_async_t* a) {
+  auto srv = static_cast<http_server::impl*>(a->data);
+  std::vector<responder::shared::item> items;
+  {
+    std::lock_guard<std::mutex> guard{srv->shared->mtx};
+    items.swap(srv->shared->items); // uv_async_send coalesces: always drain everything
+  }
+  auto now = std::chrono::steady_clock::now();
+  for (auto& it : items) {
+    srv->inflight.fetch_sub(1, std::memory_order_relaxed);
+    if (srv->observer)
+      srv->observer(it.res.route, it.res.status,
+                    std::chrono::duration_cast<std::chrono::microseconds>(now - it.received));
+    auto c = srv->conns.find(it.conn_id);
+    if (c != srv->conns.end()) // the client may have gone
+      fill_slot(c->second, it.seq, it.res, it.request_id);
+  }
+}
+
+void on_stop(uv_async_t* a) {
+  auto srv = static_cast<http_server::impl*>(a->data);
+  {
+    std::lock_guard<std::mutex> guard{srv->shared->mtx};
+    srv->shared->closed = true;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->listener), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->reply_async), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
+  std::vector<connection*> all;
+  for (auto& [id, c] : srv->conns)
+    all.push_back(c);
+  for (auto c : all)
+    close_connection(c);
+}
+
+} // namespace
+
+http_server::http_server(http_limits limits, request_handler handler, response_observer observer)
+  : impl_(std::make_unique<impl>()) {
+  impl_->owner = this;
+  impl_->limits = limits;
+  impl_->handler = std::move(handler);
+  impl_->observer = std::move(observer);
+  auto& s = impl_->settings;
+  s.on_message_begin = on_message_begin;
+  s.on_url = on_url;
+  s.on_header_field = on_header_field;
+  s.on_header_value = on_header_value;
+  s.on_headers_complete = on_headers_complete;
+  s.on_body = on_body;
+  s.on_message_complete = on_message_complete;
+  std::random_device rd;
+  char prefix[16];
+  std::snprintf(prefix, sizeof(prefix), "%08x-", rd());
+  impl_->id_prefix = prefix;
+}
+
+size_t http_server::inflight() const noexcept {
+  return impl_->inflight.load(std::memory_order_relaxed);
+}
+
+size_t http_server::connections() const noexcept {
+  return impl_->connections.load(std::memory_order_relaxed);
+}
+
+http_server::~http_server() {
+  stop();
+}
+
+std::string http_server::start(const std::string& host, uint16_t port) {
+  auto& i = *impl_;
+  uv_loop_init(&i.loop);
+  uv_tcp_init(&i.loop, &i.listener);
+  i.listener.data = impl_.get();
+  sockaddr_storage addr{};
+  int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0)
+    rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
+  if (rc != 0)
+    return "invalid listen address '" + host + "'";
+  rc = uv_tcp_bind(&i.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&i.listener), 1024, on_connection);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&i.listener), nullptr);
+    uv_run(&i.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&i.loop);
+    return "cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc);
+  }
+  sockaddr_storage bound{};
+  int len = sizeof(bound);
+  uv_tcp_getsockname(&i.listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  uv_async_init(&i.loop, &i.reply_async, on_replies);
+  i.reply_async.data = impl_.get();
+  uv_async_init(&i.loop, &i.stop_async, on_stop);
+  i.stop_async.data = impl_.get();
+  i.shared->async = &i.reply_async;
+  i.thread = std::thread{[this] {
+    uv_run(&impl_->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&impl_->loop);
+  }};
+  return {};
+}
+
+void http_server::stop() {
+  if (!impl_ || impl_->stopped || !impl_->thread.joinable())
+    return;
+  impl_->stopped = true;
+  uv_async_send(&impl_->stop_async);
+  impl_->thread.join();
+}
+
+} // namespace shop::edge

@@ -1,0 +1,133 @@
+#pragma once
+// The HTTP/1.1 transport: one libuv loop thread that accepts connections,
+// parses requests with http_parser (the parser Node.js shipped for a decade),
+// enforces limits and timeouts, and writes responses in request order
+// (pipelining). One per node.
+//
+// The loop never waits for an actor. A handler either answers at once or
+// keeps the `responder` and completes it later from any thread; completions
+// travel back to the loop through a mutex-protected queue and uv_async_send.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace shop::edge {
+
+struct http_limits {
+  /// Request line plus all header lines, in bytes; more answers 431. Default: 8 KiB.
+  size_t max_header_bytes = 8 * 1024;
+  /// Number of header lines; more answers 431. Default: 64.
+  size_t max_headers = 64;
+  /// Request body in bytes; more answers 413. Default: 64 KiB.
+  size_t max_body_bytes = 64 * 1024;
+  /// A request must arrive completely within this time after its first byte (else 408). Default: 10 s.
+  std::chrono::milliseconds read_timeout{10'000};
+  /// A keep-alive connection without requests is closed after this. Default: 60 s.
+  std::chrono::milliseconds idle_timeout{60'000};
+  /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
+  size_t max_inflight = 20'000;
+  /// Unanswered pipelined requests per connection before reading pauses. Default: 256.
+  size_t max_pipelined = 256;
+};
+
+struct http_request {
+  std::string method;
+  std::string path;
+  std::string query;
+  /// Header names in lower case, in arrival order.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string request_id;
+  std::chrono::steady_clock::time_point received;
+
+  /// The first header named `name` (lower case), or empty.
+  std::string_view header(std::string_view name) const;
+};
+
+struct http_response {
+  int status = 200;
+  std::string body;
+  /// Extra headers; Content-Type is application/json unless given here.
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// Set by the server for metrics: the route pattern that served the request.
+  std::string route;
+};
+
+class http_server;
+
+/// Completes one request; usable from any thread, exactly once.
+class responder {
+public:
+  /// The server's completion queue (opaque outside http_server.cpp).
+  struct shared;
+
+  responder() = default;
+  responder(std::shared_ptr<shared> queue, uint64_t conn_id, uint64_t seq, std::string request_id,
+            std::chrono::steady_clock::time_point received)
+    : shared_(std::move(queue)),
+      conn_id_(conn_id),
+      seq_(seq),
+      request_id_(std::move(request_id)),
+      received_(received) {
+  }
+
+  /// Queues the response for the loop thread. Call once.
+  void send(http_response res) const;
+  const std::string& request_id() const noexcept { return request_id_; }
+
+private:
+  std::shared_ptr<shared> shared_;
+  uint64_t conn_id_ = 0;
+  uint64_t seq_ = 0;
+  std::string request_id_;
+  std::chrono::steady_clock::time_point received_;
+};
+
+/// Called on the loop thread for every complete request.
+using request_handler = std::function<void(http_request&, responder)>;
+
+/// Called on the loop thread after each response is written (metrics).
+using response_observer =
+  std::function<void(const std::string& route, int status, std::chrono::microseconds latency)>;
+
+class http_server {
+public:
+  http_server(http_limits limits, request_handler handler, response_observer observer = {});
+  ~http_server();
+
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// Binds and starts the loop thread. Returns an error text, or empty on success.
+  [[nodiscard]] std::string start(const std::string& host, uint16_t port);
+
+  /// Stops accepting, closes every connection and joins the loop thread. Idempotent.
+  void stop();
+
+  /// The bound port (useful when started on port 0).
+  uint16_t port() const noexcept { return port_; }
+
+  /// Requests handed to the handler and not yet answered.
+  size_t inflight() const noexcept;
+  /// Open client connections.
+  size_t connections() const noexcept;
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+  uint16_t port_ = 0;
+};
+
+/// The reason phrase of a status code.
+const char* reason_phrase(int status) noexcept;
+
+} // namespace shop::edge

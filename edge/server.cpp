@@ -1,0 +1,50 @@
+#include "edge/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace shop::edge {
+
+server::server(node& n, server_config cfg) : node_(n), cfg_(std::move(cfg)) {
+}
+
+server::~server() {
+  stop();
+}
+
+std::string server::start() {
+  node_probe probe;
+  probe.ready = [this] { return node_.ready(); };
+  probe.write_metrics = [this](std::string& out) {
+    node_.write_metrics(out);
+    if (http_) {
+      write_metric_header(out, "shop_http_inflight", "gauge", "Requests being processed.");
+      write_sample(out, "shop_http_inflight", {}, static_cast<double>(http_->inflight()));
+      write_metric_header(out, "shop_http_connections", "gauge", "Open client connections.");
+      write_sample(out, "shop_http_connections", {}, static_cast<double>(http_->connections()));
+    }
+  };
+  api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(), cfg_.api,
+                               std::move(probe));
+  auto a = api_.get();
+  http_ = std::make_unique<http_server>(
+    cfg_.limits, [a](http_request& req, responder r) { a->handle(req, std::move(r)); },
+    [a](const std::string& route, int status, std::chrono::microseconds us) {
+      a->observe(route, status, us);
+    });
+  if (auto err = http_->start(cfg_.http_host, cfg_.http_port); !err.empty())
+    return err;
+  spdlog::info("edge: serving http://{}:{}", cfg_.http_host, http_->port());
+  return {};
+}
+
+void server::stop() {
+  if (http_)
+    http_->stop();
+  api_.reset();
+}
+
+uint16_t server::port() const noexcept {
+  return http_ ? http_->port() : 0;
+}
+
+} // namespace shop::edge

@@ -1,0 +1,40 @@
+#pragma once
+// The edge of one node: the HTTP server plus the API, on top of a running
+// node. One per node; start after node::start, stop before node::stop.
+
+#include <memory>
+#include <string>
+
+#include "cluster/node.hpp"
+#include "edge/api.hpp"
+#include "edge/http_server.hpp"
+
+namespace shop::edge {
+
+struct server_config {
+  /// Where the edge listens. Default: 127.0.0.1:8080 (port 0 picks a free port).
+  std::string http_host = "127.0.0.1";
+  uint16_t http_port = 8080;
+  http_limits limits;
+  api_options api;
+};
+
+class server {
+public:
+  server(node& n, server_config cfg);
+  ~server();
+
+  /// Binds and serves; returns an error text or empty.
+  [[nodiscard]] std::string start();
+  /// Stops accepting and closes every connection. Idempotent.
+  void stop();
+  uint16_t port() const noexcept;
+
+private:
+  node& node_;
+  server_config cfg_;
+  std::unique_ptr<api> api_;
+  std::unique_ptr<http_server> http_;
+};
+
+} // namespace shop::edge
