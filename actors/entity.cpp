@@ -1,5 +1,7 @@
 #include "actors/entity.hpp"
 
+#include <future>
+
 #include <caf/send.hpp>
 
 namespace shop {
@@ -21,9 +23,28 @@ millis now_millis() {
 
 void entity_core::persist(const caf::actor& self, write_batch ops) {
   auto seq = ++submitted_;
-  ctx->journal->submit(std::move(ops), [self, seq](bool ok) {
+  ctx->journal->submit(std::move(ops), [self, seq, durable = durable_](bool ok) {
+    if (ok) {
+      auto cur = durable->load();
+      while (cur < seq && !durable->compare_exchange_weak(cur, seq)) {
+      }
+    }
     caf::anon_send(self, committed_atom::value, seq, ok);
   });
+}
+
+void entity_core::settle_before_crash() {
+  if (quiescent())
+    return;
+  auto written = std::make_shared<std::promise<void>>();
+  auto done = written->get_future();
+  ctx->journal->barrier([written](bool) { written->set_value(); });
+  if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready) {
+    auto durable = durable_->load();
+    if (durable > committed_)
+      on_committed(durable, true); // answers every request whose batch is durable
+  }
+  fail_all(make_error(errc::unavailable, "the entity crashed before the change was stored; retry"));
 }
 
 void entity_core::after_commit(waiter fn) {

@@ -133,10 +133,20 @@ public:
   /// error and the caller must stop the entity (it restarts from storage).
   void on_committed(uint64_t seq, bool ok);
 
-  /// Answers every held request with `err` (before a crash or a failed commit).
+  /// Answers every held request with `err` (after a failed commit).
   void fail_all(const caf::error& err);
 
+  /// Before a crashed entity dies: waits (blocking, one group commit) until
+  /// the journal has written every batch this entity submitted, then answers
+  /// each held request with its real outcome: success if its batch is
+  /// durable, else an error. A crash thus never turns a durable change into
+  /// an error reply, nor an error into a lost change.
+  void settle_before_crash();
+
 private:
+  /// Highest sequence number the journal reported durable; written on the
+  /// journal's thread, read by settle_before_crash.
+  std::shared_ptr<std::atomic<uint64_t>> durable_ = std::make_shared<std::atomic<uint64_t>>(0);
   uint64_t submitted_ = 0;
   uint64_t committed_ = 0;
   uint64_t processed_ = 0;

@@ -52,8 +52,9 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
   core.ctx = ctx;
   core.kind = kind;
   core.id = std::move(id);
-  // A crash answers every held request (none waits forever), then stops the
-  // actor with the exception as reason; the region restarts it from storage.
+  // A crash answers every held request with its real outcome (none waits
+  // forever), then stops the actor with the exception as reason; the region
+  // restarts it from storage.
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     std::string what = "unknown exception";
     try {
@@ -62,7 +63,7 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
       what = e.what();
     } catch (...) {
     }
-    self->state.core.fail_all(make_error(errc::unavailable, "the entity crashed; retry"));
+    self->state.core.settle_before_crash();
     return caf::make_error(caf::sec::runtime_error, std::move(what));
   });
   self->set_default_handler(caf::skip); // hold commands until loaded

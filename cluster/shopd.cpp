@@ -49,8 +49,9 @@ int main(int argc, char** argv) {
   opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
     ->check(CLI::IsMember({"text", "json"}));
   opt("--workers", cfg.workers, "SHOP_WORKERS", "actor scheduler threads")->check(CLI::Range(1, 64));
-  opt("--fault-injection", edge_cfg.api.fault_injection, "SHOP_FAULT_INJECTION",
-      "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)");
+  app.add_flag("--fault-injection", edge_cfg.api.fault_injection,
+               "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)")
+    ->envname("SHOP_FAULT_INJECTION");
   opt("--request-timeout", request_timeout_s, "SHOP_REQUEST_TIMEOUT",
       "seconds the edge waits for an answer before 503")
     ->check(CLI::Range(0.01, 600.0));

@@ -358,7 +358,7 @@ int on_headers_complete(http_parser* p) {
   auto c = conn_of(p);
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
     c->error_status = 413;
-    return 1; // http_parser: non-zero means error here (1 would mean "skip body")
+    return -1; // an error (1 and 2 mean "skip the body" to http_parser)
   }
   c->cur.method = http_method_str(static_cast<http_method>(p->method));
   return 0;

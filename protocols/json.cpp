@@ -269,10 +269,31 @@ private:
 
 using field_handler = std::function<caf::error(std::string_view key, field_value& v, bool& known)>;
 
+caf::error walk_fields(std::string_view body, const field_handler& on_field, bool empty_is_object);
+
 /// Parses `body` as one JSON object and hands each field to `on_field`.
 /// Refuses malformed JSON, non-objects, duplicate and unknown fields and trailing content.
+/// The on-demand parser validates lazily, so a field error may hide malformed
+/// JSON after it: every error is double-checked with a full parse, which
+/// decides between invalid_json and the field's validation error (off the
+/// hot path: only requests that fail pay for it).
 caf::error for_each_field(std::string_view body, const field_handler& on_field,
                           bool empty_is_object = false) {
+  auto err = walk_fields(body, on_field, empty_is_object);
+  if (err && describe(err).code != errc::invalid_json) {
+    thread_local dom::parser full;
+    dom::element ignored;
+    auto parse_err = full.parse(body).get(ignored);
+    // A number too large for 64 bits is valid JSON: keep the field's error.
+    if (parse_err && parse_err != NUMBER_ERROR && parse_err != BIGINT_ERROR
+        && parse_err != NUMBER_OUT_OF_RANGE)
+      return invalid_json(error_message(parse_err));
+  }
+  return err;
+}
+
+caf::error walk_fields(std::string_view body, const field_handler& on_field,
+                       bool empty_is_object) {
   if (body.empty()) {
     if (empty_is_object)
       return caf::none;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Hot-SKU purchase benchmark with wrk, next to GET /healthz on the same node
+# in the same run. Usage: bench/wrk/run.sh [sync|async] [connections] [seconds]
+# Starts its own shopd on 127.0.0.1:${PORT:-18990} with a fresh data dir, and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODE=${1:-sync}
+CONNS=${2:-64}
+SECS=${3:-10}
+PORT=${PORT:-18990}
+USERS=${USERS:-256}
+SHOPD=${SHOPD:-build/cluster/shopd}
+DATA=$(mktemp -d /tmp/shop-bench-XXXXXX)
+WORK=$(mktemp -d /tmp/shop-bench-work-XXXXXX)
+B=http://127.0.0.1:$PORT/api/v1
+cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$WORK"; }
+trap cleanup EXIT
+"$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
+  --admin-password bench-admin-pw --payment-timeout 86400 >"$WORK/shopd.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }
+AT=$(token admin bench-admin-pw)
+curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
+  -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
+curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $AT" \
+  -d '{"id":"bench-sale","sku":"hot","price_cents":99,"quantity":1000000000,"per_user_limit":10000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"}' >/dev/null
+for i in $(seq "$USERS"); do
+  curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
+  echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
+done
+
+echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H "Authorization: Bearer $(head -1 "$WORK/tokens.txt")" -d '{"quantity":1}' | cut -c1-120)"
+echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores"
+echo "-- GET /healthz"
+wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz" | grep -E "Requests/sec|50%|99%|Non-2xx"
+echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
+TOKENS="$WORK/tokens.txt" SALE=bench-sale wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+  -s bench/wrk/purchase.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|99%|Non-2xx|p50_ms"
+curl -sf "$B/inventory/hot"; echo

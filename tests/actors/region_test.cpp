@@ -1,0 +1,146 @@
+// The shard region with real RocksDB and the real journal, in process:
+// supervision, passivation and persist-then-reply.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "actors/entities.hpp"
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct test_config : caf::actor_system_config {
+  test_config() {
+    register_shop_types(*this);
+    set("scheduler.max-threads", 2);
+  }
+};
+
+class RegionTest : public ::testing::Test {
+protected:
+  void start(std::chrono::milliseconds passivate_after = 120s) {
+    auto db = store::open({dir.path()});
+    ASSERT_TRUE(db);
+    db_ = *db;
+    journal_ = std::make_shared<journal>(db_, durability::sync);
+    entity_context ctx;
+    ctx.db = db_;
+    ctx.journal = journal_;
+    ctx.order_secret = "test-secret";
+    ctx.passivate_after = passivate_after;
+    ctx.metrics = metrics;
+    ctx.hashers = std::make_shared<hasher_pool>();
+    ctx.hashers->workers.push_back(sys->spawn<caf::detached>(password_hasher, 3));
+    region = spawn_region(*sys, std::move(ctx));
+  }
+
+  void TearDown() override {
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    self_holder.reset();
+  }
+
+  template <class Reply, class Command>
+  caf::expected<Reply> ask(Command cmd) {
+    caf::expected<Reply> out{caf::sec::request_timeout};
+    self->request(region, 5s, std::move(cmd))
+      .receive([&](Reply& r) { out = std::move(r); }, [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  test::temp_dir dir;
+  std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
+  test_config cfg;
+  std::unique_ptr<caf::actor_system> sys = std::make_unique<caf::actor_system>(cfg);
+  std::unique_ptr<caf::scoped_actor> self_holder = std::make_unique<caf::scoped_actor>(*sys);
+  caf::scoped_actor& self = *self_holder;
+  store_ptr db_;
+  std::shared_ptr<journal> journal_;
+  caf::actor region;
+};
+
+} // namespace
+
+TEST_F(RegionTest, test_a_crashed_entity_restarts_from_durable_state) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 7}})));
+  ASSERT_TRUE((ask<inventory_view>(restock{"p1", 25})));
+  // Many requests in flight, then a crash in the middle of them.
+  int answered = 0, failed = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (i == 100)
+      self->send(region, crash_entity{entity_kind::sku, "p1"});
+    self->request(region, 5s, get_inventory{"p1"})
+      .receive([&](inventory_view& v) {
+        ++answered;
+        EXPECT_EQ(v.available, 75);
+      },
+               [&](caf::error& e) {
+                 ++failed;
+                 EXPECT_EQ(describe(e).code, errc::unavailable);
+               });
+    // The other entity is not affected.
+    auto other = ask<inventory_view>(get_inventory{"p2"});
+    ASSERT_TRUE(other);
+    EXPECT_EQ(other->available, 7);
+  }
+  EXPECT_EQ(answered + failed, 200); // none hangs
+  auto after = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->available, 75); // the restock survived the crash
+  EXPECT_EQ(metrics->crashes.load(), 1u);
+  EXPECT_EQ(metrics->restarts.load(), 1u);
+}
+
+TEST_F(RegionTest, test_requests_held_for_a_commit_get_their_real_outcome_when_the_entity_crashes) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}})));
+  // Writers on several threads and a crash among them: every request is
+  // answered, and the answer is the truth: acknowledged changes are stored,
+  // failed ones are not.
+  constexpr int threads = 8, per_thread = 25;
+  std::atomic<int> acked{0}, answered{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      caf::scoped_actor client{*sys};
+      for (int i = 0; i < per_thread; ++i)
+        client->request(region, 5s, restock{"p1", 1})
+          .receive([&](inventory_view&) { ++acked; ++answered; },
+                   [&](caf::error&) { ++answered; });
+    });
+  std::this_thread::sleep_for(5ms);
+  self->send(region, crash_entity{entity_kind::sku, "p1"});
+  for (auto& t : pool)
+    t.join();
+  EXPECT_EQ(answered.load(), threads * per_thread);
+  auto after = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->available, 50 + acked.load());
+  EXPECT_EQ(metrics->crashes.load(), 1u);
+}
+
+TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
+  start(300ms);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE((ask<product_view>(
+      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}})));
+  EXPECT_GE(metrics->active.load(), 20);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metrics->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(metrics->active.load(), 0);
+  EXPECT_GE(metrics->passivations.load(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    auto v = ask<inventory_view>(get_inventory{"p" + std::to_string(i)});
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->available, i);
+  }
+}

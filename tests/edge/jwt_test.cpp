@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+
+#include "edge/jwt.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/errc.hpp"
+
+using namespace shop;
+using namespace shop::edge;
+
+TEST(Jwt, test_issued_tokens_verify_and_carry_their_claims) {
+  jwt_codec jwt{"s3cret"};
+  auto token = jwt.issue({"u1", "alice", user_role::admin, 2000});
+  auto c = jwt.verify(token, 1000);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->sub, "u1");
+  EXPECT_EQ(c->name, "alice");
+  EXPECT_EQ(c->role, user_role::admin);
+  // Expiry is checked on every call, also for a cached token.
+  auto expired = jwt.verify(token, 2000);
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(describe(expired.error()).code, errc::unauthorized);
+}
+
+TEST(Jwt, test_forged_and_alg_none_tokens_are_refused) {
+  jwt_codec jwt{"s3cret"};
+  jwt_codec other{"not-the-secret"};
+  EXPECT_FALSE(jwt.verify(other.issue({"u1", "alice", user_role::admin, 2000}), 1000));
+  auto payload = base64url_encode(R"({"sub":"u1","name":"alice","role":"admin","exp":2000})");
+  auto none = base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." + payload + ".";
+  EXPECT_FALSE(jwt.verify(none, 1000));
+  // A token signed correctly but claiming another algorithm is refused too.
+  auto hs512 = base64url_encode(R"({"alg":"HS512","typ":"JWT"})") + "." + payload;
+  EXPECT_FALSE(jwt.verify(hs512 + "." + base64url_encode(hmac_sha256("s3cret", hs512)), 1000));
+  // Tampering with the payload breaks the signature.
+  auto good = jwt.issue({"u1", "alice", user_role::user, 2000});
+  auto dot1 = good.find('.'), dot2 = good.rfind('.');
+  auto tampered = good.substr(0, dot1 + 1) + payload + good.substr(dot2);
+  EXPECT_FALSE(jwt.verify(tampered, 1000));
+  for (auto junk : {"", "a.b", "a.b.c.d", "!!!.###.$$$"})
+    EXPECT_FALSE(jwt.verify(junk, 1000)) << junk;
+}

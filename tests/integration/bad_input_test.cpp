@@ -1,0 +1,157 @@
+// Bad input: each case answered with the API.md error shape and the right
+// status, the node staying up and no state changed.
+
+#include <gtest/gtest.h>
+
+#include "edge/jwt.hpp"
+#include "protocols/crypto.hpp"
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop;
+using namespace shop::test;
+
+namespace {
+
+constexpr const char* secret = "bad-input-test-secret";
+
+class BadInput : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(shopd.start());
+    admin = shopd.admin_token();
+    create_product_and_sale(c(), admin, "safe-1", 100, "sale-b", 50, 2);
+    user = make_users(shopd.port(), "plain_", 1)[0];
+  }
+
+  http_client& c() {
+    if (!client)
+      client = std::make_unique<http_client>(shopd.port());
+    return *client;
+  }
+
+  /// Asserts the error shape and code, then that nothing changed and the node is up.
+  void expect_error(const http_result& r, int status, const std::string& code) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(json_field(r.body, "error.code"), code) << r.body;
+    EXPECT_FALSE(json_field(r.body, "error.message").empty()) << r.body;
+    EXPECT_FALSE(json_field(r.body, "error.request_id").empty()) << r.body;
+    EXPECT_FALSE(r.header("x-request-id").empty());
+    http_client fresh{shopd.port()};
+    EXPECT_EQ(fresh.request("GET", "/healthz").status, 200);
+    auto inv = fresh.request("GET", "/api/v1/inventory/safe-1");
+    EXPECT_EQ(json_field(inv.body, "available"), "100") << inv.body;
+    EXPECT_EQ(json_field(inv.body, "reserved"), "0");
+    auto sale = fresh.request("GET", "/api/v1/flash-sales/sale-b");
+    EXPECT_EQ(json_field(sale.body, "remaining"), "50");
+    EXPECT_EQ(json_field(sale.body, "price_cents"), "500");
+  }
+
+  http_result buy(const std::string& body, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> h{bearer(user)};
+    h.insert(h.end(), extra.begin(), extra.end());
+    return c().request("POST", "/api/v1/flash-sales/sale-b/purchase", body, h);
+  }
+
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--jwt-secret", secret}};
+  std::unique_ptr<http_client> client;
+  std::string admin;
+  std::string user;
+};
+
+} // namespace
+
+TEST_F(BadInput, test_malformed_json_and_wrong_types) {
+  expect_error(buy("{\"quantity\":"), 400, "invalid_json");
+  expect_error(buy("{\"quantity\":1}}"), 400, "invalid_json");
+  expect_error(buy("not json"), 400, "invalid_json");
+  expect_error(buy("[1]"), 422, "validation_failed");
+  expect_error(buy(R"({"quantity":"1"})"), 422, "validation_failed");
+  expect_error(buy(R"({"quantity":1.0})"), 422, "validation_failed");
+  expect_error(buy(R"({"quantity":true})"), 422, "validation_failed");
+}
+
+TEST_F(BadInput, test_quantities_out_of_range) {
+  for (auto q : {"0", "-1", "2147483648", "9223372036854775808", "-9223372036854775809",
+                 "18446744073709551616"})
+    expect_error(buy(std::string{R"({"quantity":)"} + q + "}"), 422, "validation_failed");
+}
+
+TEST_F(BadInput, test_fields_that_would_set_price_or_status_are_refused) {
+  expect_error(buy(R"({"quantity":1,"price_cents":1})"), 422, "validation_failed");
+  expect_error(buy(R"({"quantity":1,"status":"paid"})"), 422, "validation_failed");
+  expect_error(c().request("POST", "/api/v1/users",
+                           R"({"username":"mallory","password":"12345678","role":"admin"})"),
+               422, "validation_failed");
+  expect_error(c().request("POST", "/api/v1/products",
+                           R"({"sku":"x1","name":"X","price_cents":1,"stock":1,"sold":5})",
+                           {bearer(admin)}),
+               422, "validation_failed");
+  expect_error(c().request("POST", "/api/v1/products", R"({"sku":"x1","name":"X"})",
+                           {bearer(admin)}),
+               422, "validation_failed");
+  expect_error(c().request("POST", "/api/v1/products/safe-1/restock", R"({"quantity":0})",
+                           {bearer(admin)}),
+               422, "validation_failed");
+  // A second account under a taken name is a conflict, the first stays.
+  expect_error(c().request("POST", "/api/v1/users",
+                           R"({"username":"plain_0","password":"another-pw"})"),
+               409, "conflict");
+  EXPECT_FALSE(login(c(), "plain_0", "pw-plain_0").empty());
+}
+
+TEST_F(BadInput, test_unknown_route_and_method) {
+  expect_error(c().request("GET", "/api/v1/nothing-here"), 404, "not_found");
+  auto r = c().request("DELETE", "/api/v1/flash-sales/sale-b");
+  expect_error(r, 405, "method_not_allowed");
+  EXPECT_FALSE(r.header("allow").empty());
+  expect_error(c().request("GET", "/api/v1/products/bad%20id"), 404, "not_found");
+  expect_error(c().request("GET", "/api/v1/orders/nope", {}, {bearer(user)}), 404, "not_found");
+}
+
+TEST_F(BadInput, test_body_and_header_limits) {
+  std::string big(70 * 1024, 'x');
+  expect_error(buy(R"({"quantity":1,"pad":")" + big + "\"}"), 413, "payload_too_large");
+  expect_error(c().request("GET", "/healthz", {}, {"X-Big: " + std::string(9000, 'a')}), 431,
+               "header_too_large");
+  std::vector<std::string> many;
+  for (int i = 0; i < 100; ++i)
+    many.push_back("X-H" + std::to_string(i) + ": v");
+  expect_error(c().request("GET", "/healthz", {}, many), 431, "header_too_large");
+  auto garbage = c().raw("BLAH / HTTP/9.9\r\n\r\n");
+  expect_error(garbage, 400, "bad_request");
+}
+
+TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
+  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}"), 401,
+               "unauthorized");
+  auto sub = json_field(c().request("GET", "/api/v1/users/me", {}, {bearer(user)}).body, "user_id");
+  ASSERT_FALSE(sub.empty());
+  edge::jwt_codec right{secret}, wrong{"some-other-secret"};
+  auto expired = right.issue({sub, "plain_0", user_role::user, 1000});
+  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
+                           {bearer(expired)}),
+               401, "unauthorized");
+  auto forged = wrong.issue({sub, "plain_0", user_role::admin, 4'000'000'000});
+  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}", {bearer(forged)}),
+               401, "unauthorized");
+  auto payload = base64url_encode(R"({"sub":")" + sub
+                                  + R"(","name":"plain_0","role":"admin","exp":4000000000})");
+  auto none = base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." + payload + ".";
+  expect_error(c().request("POST", "/api/v1/products/safe-1/restock", R"({"quantity":5})",
+                           {bearer(none)}),
+               401, "unauthorized");
+  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
+                           {"Authorization: Basic YWRtaW46eA=="}),
+               401, "unauthorized");
+}
+
+TEST_F(BadInput, test_a_users_token_on_an_admin_route_is_forbidden) {
+  expect_error(c().request("POST", "/api/v1/products/safe-1/restock", R"({"quantity":5})",
+                           {bearer(user)}),
+               403, "forbidden");
+  expect_error(c().request("POST", "/api/v1/flash-sales",
+                           R"({"id":"evil","sku":"safe-1","price_cents":1,"quantity":1,"per_user_limit":1,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"})",
+                           {bearer(user)}),
+               403, "forbidden");
+}

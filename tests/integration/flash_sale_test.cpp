@@ -1,0 +1,296 @@
+// The flash-sale path over real HTTP against a real shopd with a real
+// RocksDB directory: oversell, per-user limits, idempotency, expiry, cancel,
+// passivation.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct inventory {
+  int64_t available = -1, reserved = -1, sold = -1;
+};
+
+inventory get_inventory(http_client& c, const std::string& sku) {
+  auto r = c.request("GET", "/api/v1/inventory/" + sku);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return {std::stoll(json_field(r.body, "available")), std::stoll(json_field(r.body, "reserved")),
+          std::stoll(json_field(r.body, "sold"))};
+}
+
+http_result purchase(http_client& c, const std::string& token, const std::string& sale,
+                     int quantity = 1, const std::string& key = {}) {
+  std::vector<std::string> headers{bearer(token)};
+  if (!key.empty())
+    headers.push_back("Idempotency-Key: " + key);
+  return c.request("POST", "/api/v1/flash-sales/" + sale + "/purchase",
+                   R"({"quantity":)" + std::to_string(quantity) + "}", headers);
+}
+
+/// Polls `pred` every 100 ms until it holds or `limit` passes.
+bool eventually(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return pred();
+}
+
+} // namespace
+
+TEST(FlashSale, test_no_oversell_when_3000_users_race_for_1000_units) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "hot-1", 1000, "sale-1", 1000, 2);
+  auto tokens = make_users(shopd.port(), "buyer_", 3000, 16);
+  std::atomic<int> created{0}, sold_out{0}, other{0};
+  std::mutex m;
+  std::map<std::string, int> units_by_user;
+  std::set<std::string> order_ids;
+  // 3,000 distinct users, all at once, over 64 connections.
+  parallel_for(shopd.port(), tokens.size(), 64, [&](http_client& cc, size_t i) {
+    auto r = purchase(cc, tokens[i], "sale-1");
+    if (r.status == 201) {
+      ++created;
+      std::lock_guard<std::mutex> g{m};
+      units_by_user[json_field(r.body, "user_id")] += 1;
+      order_ids.insert(json_field(r.body, "order_id"));
+    } else if (r.status == 409 && json_field(r.body, "error.code") == "sold_out") {
+      ++sold_out;
+    } else {
+      ++other;
+      ADD_FAILURE() << r.status << " " << r.body;
+    }
+  });
+  EXPECT_EQ(created.load(), 1000);
+  EXPECT_EQ(sold_out.load(), 2000);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(order_ids.size(), 1000u);
+  for (auto& [user, units] : units_by_user)
+    EXPECT_LE(units, 2) << user;
+  auto inv = get_inventory(c, "hot-1");
+  EXPECT_EQ(inv.available, 0);
+  EXPECT_EQ(inv.reserved, 1000);
+  EXPECT_EQ(inv.sold, 0);
+  auto sale = c.request("GET", "/api/v1/flash-sales/sale-1");
+  EXPECT_EQ(json_field(sale.body, "remaining"), "0");
+  EXPECT_EQ(json_field(sale.body, "status"), "sold_out");
+}
+
+TEST(FlashSale, test_per_user_limit_holds_under_concurrent_attempts) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "hot-2", 10000, "sale-2", 10000, 2);
+  auto tokens = make_users(shopd.port(), "eager_", 50);
+  constexpr int attempts = 6;
+  std::vector<std::atomic<int>> wins(tokens.size());
+  std::atomic<int> limited{0};
+  parallel_for(shopd.port(), tokens.size() * attempts, 32, [&](http_client& cc, size_t i) {
+    auto r = purchase(cc, tokens[i % tokens.size()], "sale-2");
+    if (r.status == 201)
+      ++wins[i % tokens.size()];
+    else if (r.status == 409 && json_field(r.body, "error.code") == "limit_exceeded")
+      ++limited;
+    else
+      ADD_FAILURE() << r.status << " " << r.body;
+  });
+  for (auto& w : wins)
+    EXPECT_EQ(w.load(), 2);
+  EXPECT_EQ(limited.load(), static_cast<int>(tokens.size()) * (attempts - 2));
+  EXPECT_EQ(get_inventory(c, "hot-2").reserved, 100);
+  // A quantity that would pass the limit is refused whole.
+  auto fresh = make_users(shopd.port(), "greedy_", 1);
+  auto r = purchase(c, fresh[0], "sale-2", 3);
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(json_field(r.body, "error.code"), "limit_exceeded");
+}
+
+TEST(FlashSale, test_idempotency_key_retries_yield_one_order) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "idem-1", 100, "sale-i", 100, 5);
+  auto tokens = make_users(shopd.port(), "retrier_", 2);
+  // Twenty concurrent retries of the same request.
+  std::mutex m;
+  std::set<std::string> bodies;
+  std::atomic<int> created{0};
+  parallel_for(shopd.port(), 20, 20, [&](http_client& cc, size_t) {
+    auto r = purchase(cc, tokens[0], "sale-i", 1, "key-1");
+    if (r.status == 201)
+      ++created;
+    std::lock_guard<std::mutex> g{m};
+    bodies.insert(r.body);
+  });
+  EXPECT_EQ(created.load(), 20);
+  ASSERT_EQ(bodies.size(), 1u);
+  auto first = *bodies.begin();
+  EXPECT_EQ(get_inventory(c, "idem-1").reserved, 1);
+  // A later retry, and one after a crash and restart: same status, same body.
+  auto again = purchase(c, tokens[0], "sale-i", 1, "key-1");
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, first);
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  auto after = purchase(c2, tokens[0], "sale-i", 1, "key-1");
+  EXPECT_EQ(after.status, 201);
+  EXPECT_EQ(after.body, first);
+  EXPECT_EQ(get_inventory(c2, "idem-1").reserved, 1);
+  // The same key with different parameters is a conflict, not a second order.
+  auto changed = purchase(c2, tokens[0], "sale-i", 2, "key-1");
+  EXPECT_EQ(changed.status, 409);
+  EXPECT_EQ(json_field(changed.body, "error.code"), "conflict");
+  // Another user's identical key is their own request.
+  auto other = purchase(c2, tokens[1], "sale-i", 1, "key-1");
+  EXPECT_EQ(other.status, 201);
+  EXPECT_NE(json_field(other.body, "order_id"), json_field(first, "order_id"));
+  EXPECT_EQ(get_inventory(c2, "idem-1").reserved, 2);
+}
+
+TEST(FlashSale, test_unpaid_orders_expire_and_release_their_stock) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-timeout", "2"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "exp-1", 10, "sale-e", 10, 5);
+  auto tokens = make_users(shopd.port(), "late_", 1);
+  std::vector<std::string> orders;
+  for (int i = 0; i < 3; ++i) {
+    auto r = purchase(c, tokens[0], "sale-e");
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(json_field(r.body, "status"), "pending_payment");
+    orders.push_back(json_field(r.body, "order_id"));
+  }
+  EXPECT_EQ(get_inventory(c, "exp-1").reserved, 3);
+  ASSERT_TRUE(eventually(6s, [&] { return get_inventory(c, "exp-1").available == 10; }));
+  auto inv = get_inventory(c, "exp-1");
+  EXPECT_EQ(inv.reserved, 0);
+  EXPECT_EQ(inv.sold, 0);
+  for (auto& id : orders) {
+    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(tokens[0])});
+    EXPECT_EQ(json_field(r.body, "status"), "expired");
+  }
+  auto sale = c.request("GET", "/api/v1/flash-sales/sale-e");
+  EXPECT_EQ(json_field(sale.body, "remaining"), "10");
+  // The released units count against the user's limit no more.
+  EXPECT_EQ(purchase(c, tokens[0], "sale-e", 5).status, 201);
+}
+
+TEST(FlashSale, test_expiry_timers_come_back_after_a_crash) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-timeout", "2"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "exp-2", 10, "sale-r", 10, 5);
+  auto tokens = make_users(shopd.port(), "crashy_", 1);
+  std::vector<std::string> orders;
+  for (int i = 0; i < 3; ++i) {
+    auto r = purchase(c, tokens[0], "sale-r");
+    ASSERT_EQ(r.status, 201);
+    orders.push_back(json_field(r.body, "order_id"));
+  }
+  shopd.kill9();
+  std::this_thread::sleep_for(2500ms); // the orders expire while the node is down
+  ASSERT_TRUE(shopd.start());
+  http_client c2{shopd.port()};
+  ASSERT_TRUE(eventually(6s, [&] { return get_inventory(c2, "exp-2").available == 10; }));
+  for (auto& id : orders) {
+    auto r = c2.request("GET", "/api/v1/orders/" + id, {}, {bearer(tokens[0])});
+    EXPECT_EQ(json_field(r.body, "status"), "expired");
+  }
+}
+
+TEST(FlashSale, test_cancel_releases_stock_exactly_once_also_racing_expiry) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-timeout", "1"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "race-1", 100, "sale-c", 100, 100);
+  auto tokens = make_users(shopd.port(), "racer_", 2);
+  // A plain cancel, then a second cancel of the same order.
+  auto r = purchase(c, tokens[0], "sale-c");
+  ASSERT_EQ(r.status, 201);
+  auto id = json_field(r.body, "order_id");
+  auto cancel = c.request("POST", "/api/v1/orders/" + id + "/cancel", {}, {bearer(tokens[0])});
+  EXPECT_EQ(cancel.status, 200) << cancel.body;
+  EXPECT_EQ(json_field(cancel.body, "status"), "cancelled");
+  EXPECT_EQ(get_inventory(c, "race-1").available, 100);
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + id + "/cancel", {}, {bearer(tokens[0])}).status,
+            409);
+  // Another user cannot see or cancel it (404, not 403).
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + id + "/cancel", {}, {bearer(tokens[1])}).status,
+            404);
+  // 50 orders whose cancels race their expiry.
+  std::vector<std::string> orders;
+  for (int i = 0; i < 50; ++i) {
+    auto p = purchase(c, tokens[0], "sale-c");
+    ASSERT_EQ(p.status, 201);
+    orders.push_back(json_field(p.body, "order_id"));
+  }
+  std::this_thread::sleep_for(900ms);
+  std::atomic<int> cancelled{0}, too_late{0};
+  parallel_for(shopd.port(), orders.size(), 10, [&](http_client& cc, size_t i) {
+    auto res = cc.request("POST", "/api/v1/orders/" + orders[i] + "/cancel", {}, {bearer(tokens[0])});
+    if (res.status == 200)
+      ++cancelled;
+    else if (res.status == 409)
+      ++too_late;
+    else
+      ADD_FAILURE() << res.status << " " << res.body;
+  });
+  EXPECT_EQ(cancelled + too_late, 50);
+  ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "race-1").reserved == 0; }));
+  auto inv = get_inventory(c, "race-1");
+  EXPECT_EQ(inv.available, 100); // released once each: never more than stocked
+  int seen_cancelled = 0;
+  for (auto& o : orders) {
+    auto status = json_field(c.request("GET", "/api/v1/orders/" + o, {}, {bearer(tokens[0])}).body,
+                             "status");
+    EXPECT_TRUE(status == "cancelled" || status == "expired") << status;
+    seen_cancelled += status == "cancelled" ? 1 : 0;
+  }
+  EXPECT_EQ(seen_cancelled, cancelled.load());
+}
+
+TEST(FlashSale, test_idle_entities_passivate_and_the_live_count_drops) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--passivate-after", "1"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  for (int i = 0; i < 30; ++i) {
+    auto r = c.request("POST", "/api/v1/products",
+                       R"({"sku":"idle-)" + std::to_string(i)
+                         + R"(","name":"Idle","price_cents":5,"stock":)" + std::to_string(i) + "}",
+                       {bearer(admin)});
+    ASSERT_EQ(r.status, 201);
+  }
+  auto active = [&] {
+    auto m = c.request("GET", "/metrics").body;
+    auto i = m.find("\nshop_entities_active ");
+    return i == std::string::npos ? -1 : std::stoi(m.substr(i + 22));
+  };
+  EXPECT_GE(active(), 30);
+  ASSERT_TRUE(eventually(8s, [&] { return active() < 5; })) << active();
+  for (int i = 0; i < 30; ++i) // back, intact
+    EXPECT_EQ(get_inventory(c, "idle-" + std::to_string(i)).available, i);
+  EXPECT_GE(active(), 30);
+}
