@@ -285,7 +285,7 @@ caf::error for_each_field(std::string_view body, const field_handler& on_field,
     dom::element ignored;
     auto parse_err = full.parse(body).get(ignored);
     // A number too large for 64 bits is valid JSON: keep the field's error.
-    if (parse_err && parse_err != NUMBER_ERROR && parse_err != BIGINT_ERROR
+    if (parse_err && parse_err != NUMBER_ERROR
         && parse_err != NUMBER_OUT_OF_RANGE)
       return invalid_json(error_message(parse_err));
   }
