@@ -22,6 +22,8 @@ using crash_atom = caf::atom_constant<caf::atom("crash")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 /// region -> self: end of a quarantine; restart the entity.
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
+/// flash_sale -> region: purchases of this sale go straight to this SKU.
+using sale_route_atom = caf::atom_constant<caf::atom("saleroute")>;
 /// password hasher requests.
 using hash_atom = caf::atom_constant<caf::atom("hash")>;
 using verify_atom = caf::atom_constant<caf::atom("verify")>;

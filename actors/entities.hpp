@@ -44,8 +44,6 @@ struct order_state {
   entity_core core;
   bool exists = false;
   order_record order;
-  /// Requests to other entities in flight (keeps the actor from passivating).
-  int outstanding = 0;
   static inline const char* name = "order";
 };
 caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,

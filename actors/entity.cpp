@@ -23,28 +23,66 @@ millis now_millis() {
 
 void entity_core::persist(const caf::actor& self, write_batch ops) {
   auto seq = ++submitted_;
-  ctx->journal->submit(std::move(ops), [self, seq, durable = durable_](bool ok) {
-    if (ok) {
-      auto cur = durable->load();
-      while (cur < seq && !durable->compare_exchange_weak(cur, seq)) {
-      }
+  if (poisoned()) { // built on state that storage never got: never write it
+    caf::anon_send(self, committed_atom::value, seq, false);
+    return;
+  }
+  ctx->journal->submit(std::move(ops), [self, seq, durable = durable_, pending = notice_pending_,
+                                        poisoned = poisoned_](bool ok) {
+    if (!ok) {
+      // Poison before anything else: a later success must not make the
+      // entity read `durable` past this gap.
+      poisoned->store(true);
+      caf::anon_send(self, committed_atom::value, seq, false);
+      return;
     }
-    caf::anon_send(self, committed_atom::value, seq, ok);
+    auto cur = durable->load();
+    while (cur < seq && !durable->compare_exchange_weak(cur, seq)) {
+    }
+    // Publish `durable` before testing the flag: the entity clears the flag
+    // before reading `durable`, so no commit goes unnoticed.
+    if (!pending->exchange(true))
+      caf::anon_send(self, committed_atom::value, uint64_t{0}, true);
   });
 }
 
+void entity_core::on_commit_notice() {
+  notice_pending_->store(false);
+  if (poisoned())
+    return; // the failure report follows and stops the entity
+  auto durable = durable_->load();
+  if (durable > committed_)
+    on_committed(durable, true);
+}
+
+uint64_t entity_core::hold(std::function<void(const caf::error&)> fail) {
+  auto ticket = ++next_hold_;
+  holds_.emplace(ticket, std::move(fail));
+  return ticket;
+}
+
+void entity_core::unhold(uint64_t ticket) {
+  holds_.erase(ticket);
+}
+
 void entity_core::settle_before_crash() {
-  if (quiescent())
-    return;
-  auto written = std::make_shared<std::promise<void>>();
-  auto done = written->get_future();
-  ctx->journal->barrier([written](bool) { written->set_value(); });
-  if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready) {
-    auto durable = durable_->load();
-    if (durable > committed_)
-      on_committed(durable, true); // answers every request whose batch is durable
+  if (!quiescent()) {
+    auto written = std::make_shared<std::promise<void>>();
+    auto done = written->get_future();
+    ctx->journal->barrier([written](bool) { written->set_value(); });
+    if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready && !poisoned()) {
+      auto durable = durable_->load();
+      if (durable > committed_)
+        on_committed(durable, true); // answers every request whose batch is durable
+    }
+    fail_all(make_error(errc::unavailable, "the entity crashed before the change was stored; retry"));
   }
-  fail_all(make_error(errc::unavailable, "the entity crashed before the change was stored; retry"));
+  // Requests whose answers wait on other actors die with this one: answer them.
+  auto holds = std::move(holds_);
+  holds_.clear();
+  auto crashed = make_error(errc::unavailable, "the entity crashed; retry");
+  for (auto& [ticket, fail] : holds)
+    fail(crashed);
 }
 
 void entity_core::after_commit(waiter fn) {

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include <caf/actor.hpp>
 #include <caf/error.hpp>
@@ -129,12 +130,27 @@ public:
   /// Runs `fn` once every change submitted so far is durable (at once if none is pending).
   void after_commit(waiter fn);
 
-  /// The journal's report for batch `seq`. On failure every waiter gets an
-  /// error and the caller must stop the entity (it restarts from storage).
+  /// The journal's report: every batch up to `seq` is durable, or (ok false)
+  /// a batch failed. On failure every waiter gets an error and the caller
+  /// must stop the entity (it restarts from storage).
   void on_committed(uint64_t seq, bool ok);
+
+  /// Handles a (committed_atom) wake-up: re-arms notification, then
+  /// completes every waiter whose batch is durable by now.
+  void on_commit_notice();
 
   /// Answers every held request with `err` (after a failed commit).
   void fail_all(const caf::error& err);
+
+  /// Registers the failure path of a request whose answer waits on another
+  /// actor (a `.then`/`.await` continuation): if the entity crashes first,
+  /// `fail` answers it. Returns a ticket for `unhold` (call it when answered).
+  uint64_t hold(std::function<void(const caf::error&)> fail);
+  void unhold(uint64_t ticket);
+
+  /// True once a batch of this entity failed: its in-memory state is ahead of
+  /// storage, so nothing more may be acknowledged or written.
+  bool poisoned() const noexcept { return poisoned_->load(); }
 
   /// Before a crashed entity dies: waits (blocking, one group commit) until
   /// the journal has written every batch this entity submitted, then answers
@@ -147,6 +163,13 @@ private:
   /// Highest sequence number the journal reported durable; written on the
   /// journal's thread, read by settle_before_crash.
   std::shared_ptr<std::atomic<uint64_t>> durable_ = std::make_shared<std::atomic<uint64_t>>(0);
+  /// True while a commit notice is on its way to the entity: the journal
+  /// sends one notice per entity however many of its batches a group holds.
+  std::shared_ptr<std::atomic<bool>> notice_pending_ = std::make_shared<std::atomic<bool>>(false);
+  /// Set by the journal's thread when a batch of this entity fails.
+  std::shared_ptr<std::atomic<bool>> poisoned_ = std::make_shared<std::atomic<bool>>(false);
+  std::unordered_map<uint64_t, std::function<void(const caf::error&)>> holds_;
+  uint64_t next_hold_ = 0;
   uint64_t submitted_ = 0;
   uint64_t committed_ = 0;
   uint64_t processed_ = 0;

@@ -11,6 +11,8 @@
 #include <caf/sec.hpp>
 #include <caf/skip.hpp>
 
+#include <spdlog/spdlog.h>
+
 namespace shop {
 
 namespace detail {
@@ -66,15 +68,24 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
     self->state.core.settle_before_crash();
     return caf::make_error(caf::sec::runtime_error, std::move(what));
   });
+  // A stray error message (not the answer to one of our requests) must not
+  // stop an entity: log it and carry on.
+  self->set_error_handler([self](caf::error& err) {
+    spdlog::warn("{} {}: ignored an unexpected error message: {}",
+                 to_string(self->state.core.kind), self->state.core.id, caf::to_string(err));
+  });
   self->set_default_handler(caf::skip); // hold commands until loaded
   auto handle = caf::actor_cast<caf::actor>(self);
   ctx->journal->barrier([handle](bool) { caf::anon_send(handle, loaded_atom::value); });
   auto asking = std::make_shared<bool>(false);
   caf::message_handler common{
     [self](committed_atom, uint64_t seq, bool ok) {
-      self->state.core.on_committed(seq, ok);
-      if (!ok)
-        self->quit(make_error(errc::unavailable, "a commit failed; restarting from storage"));
+      if (ok) {
+        self->state.core.on_commit_notice();
+        return;
+      }
+      self->state.core.on_committed(seq, false);
+      self->quit(make_error(errc::unavailable, "a commit failed; restarting from storage"));
     },
     [self, can_passivate, asking](idle_atom) {
       detail::maybe_passivate(self, can_passivate, asking);

@@ -1,6 +1,7 @@
 // flash_sale: one actor per sale. It owns the sale's id and terms; the live
 // counters (remaining, per-user units) live in the SKU's actor, which decides
-// every purchase, so a purchase costs one extra local hop and nothing more.
+// every purchase. Once the sale exists it tells the region its SKU, and the
+// region sends later purchases straight to the SKU (the terms never change).
 
 #include <caf/all.hpp>
 
@@ -22,6 +23,8 @@ caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, cont
       if (!decode(raw, self->state.terms))
         return make_error(errc::internal, "corrupt flash sale record");
       self->state.exists = true;
+      // Terms never change: the region may send purchases straight to the SKU.
+      self->send(ctx->region, sale_route_atom::value, self->state.terms.id, self->state.terms.sku);
     }
     return caf::none;
   };
@@ -34,46 +37,65 @@ caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, cont
           return reject_durable<sale_view>(
             self, make_error(errc::conflict, "a flash sale with this id exists"));
         auto rp = self->make_response_promise<sale_view>();
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // The SKU registers the terms first (checking its available stock);
         // a crash before our own write is healed by a retry, which the SKU
         // accepts because the terms are the same. `await` keeps a second
         // creation of the same id waiting until this one is decided.
         self->request(ctx->region, ctx->ask_timeout, register_sale{c.terms})
           .await(
-            [self, rp, key, terms = c.terms](sale_view& view) mutable {
+            [self, rp, key, ticket, terms = c.terms](sale_view& view) mutable {
               auto& st = self->state;
+              st.core.unhold(ticket);
               st.exists = true;
               st.terms = terms;
               write_batch ops;
               ops.push_back(put_op(key, encode(terms)));
               st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-              st.core.after_commit([rp, view](const caf::error* err) mutable {
-                if (err)
+              st.core.after_commit([self, rp, view](const caf::error* err) mutable {
+                if (err) {
                   rp.deliver(*err);
-                else
-                  rp.deliver(std::move(view));
+                  return;
+                }
+                auto& t = self->state.terms;
+                self->send(self->state.core.ctx->region, sale_route_atom::value, t.id, t.sku);
+                rp.deliver(std::move(view));
               });
             },
-            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+            [self, rp, ticket](caf::error& err) mutable {
+              self->state.core.unhold(ticket);
+              rp.deliver(std::move(err));
+            });
         return rp;
       },
       [=](const get_sale&) {
         auto& st = self->state;
         st.core.touch();
         auto rp = self->make_response_promise();
-        if (!st.exists)
-          rp.deliver(make_error(errc::not_found, "no such flash sale"));
-        else
-          rp.delegate(ctx->region, get_sale_stock{st.terms.sku, st.terms.id});
+        // Delegate only once the sale itself is durable.
+        st.core.after_commit([self, ctx, rp](const caf::error* err) mutable {
+          auto& st = self->state;
+          if (err)
+            rp.deliver(*err);
+          else if (!st.exists)
+            rp.deliver(make_error(errc::not_found, "no such flash sale"));
+          else
+            rp.delegate(ctx->region, get_sale_stock{st.terms.sku, st.terms.id});
+        });
       },
       [=](purchase& c) {
         auto& st = self->state;
         st.core.touch();
         auto rp = self->make_response_promise();
-        if (!st.exists)
-          rp.deliver(make_error(errc::not_found, "no such flash sale"));
-        else
-          rp.delegate(ctx->region, purchase_at_sku{st.terms.sku, std::move(c)});
+        st.core.after_commit([self, ctx, rp, c = std::move(c)](const caf::error* err) mutable {
+          auto& st = self->state;
+          if (err)
+            rp.deliver(*err);
+          else if (!st.exists)
+            rp.deliver(make_error(errc::not_found, "no such flash sale"));
+          else
+            rp.delegate(ctx->region, purchase_at_sku{st.terms.sku, std::move(c)});
+        });
       },
     };
   };

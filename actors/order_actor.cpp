@@ -60,27 +60,16 @@ caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ct
             self, make_error(errc::conflict,
                              std::string{"the order is "} + to_string(st.order.status)));
         set_status(order_status::cancelled);
-        auto rp = self->make_response_promise<order_record>();
-        auto snapshot = st.order;
-        ++st.outstanding;
-        // Once `cancelled` is durable, release the units and answer. If the
-        // SKU does not answer, its own expiry timer releases them later.
-        st.core.after_commit([self, ctx, rp, snapshot](const caf::error* err) mutable {
-          if (err) {
-            --self->state.outstanding;
-            rp.deliver(*err);
-            return;
-          }
-          auto done = [self, rp, snapshot]() mutable {
-            --self->state.outstanding;
-            rp.deliver(snapshot);
-          };
-          self
-            ->request(ctx->region, ctx->ask_timeout,
-                      release_reservation{snapshot.items.front().sku, snapshot.order_id})
-            .then([done](bool) mutable { done(); }, [done](caf::error&) mutable { done(); });
+        // Once `cancelled` is durable, release the units and answer. The
+        // release reaches the SKU (through the region) before any request the
+        // client sends after our answer; if it is lost, the SKU's own expiry
+        // timer asks us and releases the units then.
+        auto sku = st.order.items.front().sku;
+        st.core.after_commit([self, ctx, sku, id = st.order.order_id](const caf::error* err) {
+          if (!err) // anonymous: the SKU's acknowledgement has nowhere to go
+            caf::anon_send(ctx->region, release_reservation{sku, id});
         });
-        return rp;
+        return reply_durable(self, st.order);
       },
       [=](const expire_order&) -> caf::result<uint8_t> {
         auto& st = self->state;
@@ -94,7 +83,7 @@ caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ct
     };
   };
   return activate_entity(self, ctx, entity_kind::order, std::move(order_id), load, running,
-                         [self] { return self->state.outstanding == 0; });
+                         [] { return true; });
 }
 
 } // namespace shop

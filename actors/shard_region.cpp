@@ -42,6 +42,8 @@ struct region_state {
   std::unordered_map<std::string, entry> entities;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
   std::unordered_map<std::string, health> health_by_key;
+  /// Sale id -> SKU, learned from flash_sale entities; lets purchases skip the sale's actor.
+  std::unordered_map<std::string, std::string> sale_skus;
   static inline const char* name = "shard_region";
 };
 
@@ -178,8 +180,23 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](purchase_at_sku& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](release_reservation& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](create_sale& c) { route(self, k::sale, c.terms.id, std::move(c)); },
-    [=](get_sale& c) { route(self, k::sale, c.sale_id, std::move(c)); },
-    [=](purchase& c) { route(self, k::sale, c.sale_id, std::move(c)); },
+    [=](get_sale& c) {
+      auto i = self->state.sale_skus.find(c.sale_id);
+      if (i != self->state.sale_skus.end())
+        route(self, k::sku, i->second, get_sale_stock{i->second, c.sale_id});
+      else
+        route(self, k::sale, c.sale_id, std::move(c));
+    },
+    [=](purchase& c) {
+      auto i = self->state.sale_skus.find(c.sale_id);
+      if (i != self->state.sale_skus.end())
+        route(self, k::sku, i->second, purchase_at_sku{i->second, std::move(c)});
+      else
+        route(self, k::sale, c.sale_id, std::move(c));
+    },
+    [=](sale_route_atom, const std::string& sale_id, const std::string& sku) {
+      self->state.sale_skus[sale_id] = sku;
+    },
     [=](get_order& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](cancel_order& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](expire_order& c) { route(self, k::order, c.order_id, std::move(c)); },

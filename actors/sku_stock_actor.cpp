@@ -263,24 +263,16 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                                                  make_error(errc::not_found, "no such flash sale"));
         std::string order_id;
         if (!req.idempotency_key.empty()) {
-          order_id = derive_order_id(ctx->order_secret, req.user_id, req.idempotency_key);
+          order_id =
+            derive_order_id(ctx->order_secret, req.user_id, req.sale_id, req.idempotency_key);
           if (auto e = st.book.find_entry(order_id)) {
             // A retry: the first answer again, also after expiry or a restart.
-            if (e->user_id == req.user_id && e->sale_id == req.sale_id
-                && e->quantity == req.quantity)
+            if (e->quantity == req.quantity)
               return reply_durable(self, purchase_result{order_of(*e, sku), true});
             return reject_durable<purchase_result>(
               self, make_error(errc::conflict,
                                "this Idempotency-Key was already used for a different request"));
           }
-          std::string raw;
-          auto used = ctx->db->get(keys::entity(keys::order, order_id, ctx->shard_count), raw);
-          if (!used)
-            return reject_durable<purchase_result>(self, used.error());
-          if (*used)
-            return reject_durable<purchase_result>(
-              self, make_error(errc::conflict,
-                               "this Idempotency-Key was already used for a different request"));
         } else {
           order_id = random_hex(16);
         }

@@ -44,12 +44,14 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
                                            make_error(errc::conflict, "the username is taken"));
         auto rp = self->make_response_promise<user_view>();
         ++st.outstanding;
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // `await`: a second registration of this name waits for this one.
         self->request(ctx->hashers->pick(), ctx->ask_timeout, hash_atom::value, c.password)
           .await(
-            [self, rp, key, c](std::string& hash) mutable {
+            [self, rp, key, c, ticket](std::string& hash) mutable {
               auto& st = self->state;
               --st.outstanding;
+              st.core.unhold(ticket);
               if (!st.exists) {
                 st.user.user_id = random_hex(12);
                 st.user.username = c.username;
@@ -68,8 +70,9 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
                   rp.deliver(std::move(v));
               });
             },
-            [self, rp](caf::error& err) mutable {
+            [self, rp, ticket](caf::error& err) mutable {
               --self->state.outstanding;
+              self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
         return rp;
@@ -82,19 +85,30 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
             self, make_error(errc::unauthorized, "wrong username or password"));
         auto rp = self->make_response_promise<user_view>();
         ++st.outstanding;
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         self
           ->request(ctx->hashers->pick(), ctx->ask_timeout, verify_atom::value,
                     st.user.password_hash, c.password)
           .then(
-            [self, rp](bool ok) mutable {
-              --self->state.outstanding;
-              if (ok)
-                rp.deliver(view_of(self->state.user));
-              else
+            [self, rp, ticket](bool ok) mutable {
+              auto& st = self->state;
+              --st.outstanding;
+              st.core.unhold(ticket);
+              if (!ok) {
                 rp.deliver(make_error(errc::unauthorized, "wrong username or password"));
+                return;
+              }
+              // A token only for an account (or password) that is durable.
+              st.core.after_commit([rp, v = view_of(st.user)](const caf::error* err) mutable {
+                if (err)
+                  rp.deliver(*err);
+                else
+                  rp.deliver(std::move(v));
+              });
             },
-            [self, rp](caf::error& err) mutable {
+            [self, rp, ticket](caf::error& err) mutable {
               --self->state.outstanding;
+              self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
         return rp;

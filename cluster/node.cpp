@@ -13,10 +13,11 @@ namespace shop {
 namespace {
 
 struct node_system_config : caf::actor_system_config {
-  explicit node_system_config(size_t workers) {
+  node_system_config(size_t workers, const std::string& policy) {
     register_shop_types(*this);
     // CAF defaults to 4 workers; on small machines their polling steals CPU.
     set("scheduler.max-threads", workers);
+    set("scheduler.policy", caf::atom_from_string(policy));
     set("logger.verbosity", caf::atom("quiet"));
   }
 };
@@ -147,7 +148,7 @@ caf::error node::start() {
   if (!order_secret)
     return order_secret.error();
   i.jrnl = std::make_shared<journal>(i.db, cfg.mode);
-  i.sys_cfg = std::make_unique<node_system_config>(cfg.workers);
+  i.sys_cfg = std::make_unique<node_system_config>(cfg.workers, cfg.scheduler_policy);
   i.sys = std::make_unique<caf::actor_system>(*i.sys_cfg);
   for (size_t n = 0; n < std::max<size_t>(1, cfg.hashers); ++n)
     i.hashers->workers.push_back(i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost));
@@ -169,7 +170,17 @@ caf::error node::start() {
     bool exists = false;
     caf::error failure;
     self->request(i.region, std::chrono::seconds{10}, get_user{"admin"})
-      .receive([&](const user_view&) { exists = true; }, [&](caf::error&) {});
+      .receive([&](const user_view&) { exists = true; },
+               [&](caf::error& err) {
+                 // Only "no such user" means absent; anything else must not
+                 // lead to a new generated password.
+                 if (describe(err).code != errc::not_found)
+                   failure = err;
+               });
+    if (failure) {
+      stop();
+      return failure;
+    }
     if (password.empty() && !exists) {
       password = random_hex(12);
       generated_password_ = password;
@@ -198,9 +209,9 @@ void node::stop() {
     caf::anon_send_exit(i.region, caf::exit_reason::user_shutdown);
     for (auto& h : i.hashers->workers)
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
-    i.hashers->workers.clear();
     i.region = nullptr;
     i.sys.reset(); // waits for every actor
+    i.hashers->workers.clear(); // only now: entities pick from it until they are gone
   }
   if (i.jrnl)
     i.jrnl->stop(); // commits whatever is queued

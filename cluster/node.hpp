@@ -47,6 +47,9 @@ struct node_config {
   std::string log_format = "text";
   /// CAF scheduler threads. Default: 2.
   size_t workers = 2;
+  /// CAF scheduler policy: `stealing` (workers poll, then sleep) or `sharing`
+  /// (one queue, idle workers block). Default: stealing.
+  std::string scheduler_policy = "stealing";
   /// Password hashing threads. Default: 2.
   size_t hashers = 2;
 };

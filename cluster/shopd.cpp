@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
     ->check(CLI::IsMember({"text", "json"}));
   opt("--workers", cfg.workers, "SHOP_WORKERS", "actor scheduler threads")->check(CLI::Range(1, 64));
+  opt("--scheduler-policy", cfg.scheduler_policy, "SHOP_SCHEDULER_POLICY",
+      "stealing (workers poll, then sleep) or sharing (idle workers block)")
+    ->check(CLI::IsMember({"stealing", "sharing"}));
   app.add_flag("--fault-injection", edge_cfg.api.fault_injection,
                "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)")
     ->envname("SHOP_FAULT_INJECTION");
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   cfg.mode = durability == "async" ? shop::durability::async : shop::durability::sync;
-  edge_cfg.api.request_timeout =
+  edge_cfg.limits.request_timeout =
     std::chrono::milliseconds{static_cast<int64_t>(request_timeout_s * 1000)};
   if (cfg.log_format == "json")
     spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":")" + cfg.node_id

@@ -14,9 +14,14 @@ struct edge_job {
   std::function<void(caf::event_based_actor*)> run;
 };
 
+/// The jobs of one loop iteration, sent as one message.
+struct edge_jobs {
+  std::vector<edge_job> jobs;
+};
+
 } // namespace shop::edge
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(shop::edge::edge_job)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(shop::edge::edge_jobs)
 
 namespace shop::edge {
 
@@ -25,7 +30,10 @@ namespace {
 enum auth_level { public_route = 0, user_route = 1, admin_route = 2 };
 
 caf::behavior bridge(caf::event_based_actor* self) {
-  return {[self](edge_job& job) { job.run(self); }};
+  return {[self](edge_jobs& batch) {
+    for (auto& job : batch.jobs)
+      job.run(self);
+  }};
 }
 
 http_response json_response(int status, std::string body) {
@@ -69,6 +77,10 @@ http_response error_response(const caf::error& err, const std::string& request_i
   return res;
 }
 
+struct api::job_batch {
+  edge_jobs pending;
+};
+
 struct api::context {
   http_request& req;
   responder r;
@@ -93,6 +105,7 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_
   : sys_(sys),
     region_(std::move(region)),
     jwt_(jwt_secret),
+    batch_(std::make_unique<job_batch>()),
     issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
     opts_(opts),
     probe_(std::move(probe)) {
@@ -199,12 +212,14 @@ void api::handle(http_request& req, responder r) {
 template <class Reply, class Command, class Encode>
 void api::ask(context& ctx, Command cmd, int status, Encode encode) {
   auto r = ctx.r;
-  auto timeout = opts_.request_timeout;
   auto region = region_;
   auto route = ctx.route;
-  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, timeout, region,
+  // No CAF timeout: each one would cost the CAF clock thread a wake-up. The
+  // HTTP server answers 503 itself when a request is not answered in time,
+  // and CAF answers every request to a dead actor with an error.
+  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, region,
                        route](caf::event_based_actor* self) mutable {
-    self->request(region, timeout, std::move(cmd))
+    self->request(region, caf::infinite, std::move(cmd))
       .then(
         [r, status, encode, route](Reply& reply) {
           auto res = json_response(status, encode(reply));
@@ -217,7 +232,14 @@ void api::ask(context& ctx, Command cmd, int status, Encode encode) {
           r.send(std::move(res));
         });
   }};
-  caf::anon_send(bridges_[next_bridge_++ % bridges_.size()], std::move(job));
+  batch_->pending.jobs.push_back(std::move(job));
+}
+
+void api::flush() {
+  if (batch_->pending.jobs.empty())
+    return;
+  caf::anon_send(bridges_[next_bridge_++ % bridges_.size()], std::move(batch_->pending));
+  batch_->pending.jobs.clear();
 }
 
 // -- handlers -----------------------------------------------------------------
@@ -329,8 +351,14 @@ void api::get_sale(context& c) {
 void api::purchase(context& c) {
   if (!check_id(c, c.params[0], "flash sale"))
     return;
-  auto key = c.req.header("idempotency-key");
-  if (c.req.headers.size() > 0 && key.size() > 128)
+  std::string_view key;
+  bool has_key = false;
+  for (auto& [name, value] : c.req.headers)
+    if (name == "idempotency-key") {
+      key = value;
+      has_key = true;
+    }
+  if (has_key && (key.empty() || key.size() > 128))
     return c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
   for (char ch : key)
     if (ch < 0x21 || ch > 0x7e)

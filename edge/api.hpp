@@ -22,8 +22,6 @@ namespace shop::edge {
 struct api_options {
   /// Lifetime of issued tokens. Default: 1 h.
   std::chrono::seconds token_ttl{3600};
-  /// How long the edge waits for an entity's answer before 503. Default: 5 s.
-  std::chrono::milliseconds request_timeout{5000};
   /// Enables POST /api/v1/admin/fault-injection/crash (tests and chaos drills only). Default: off.
   bool fault_injection = false;
   /// Actors that carry requests from the loop into CAF. Default: 2.
@@ -46,6 +44,11 @@ public:
 
   /// The request handler for http_server (loop thread).
   void handle(http_request& req, responder r);
+
+  /// Hands the jobs of this loop iteration to a bridge actor as one message
+  /// (loop thread; the http_server's iteration hook). One CAF wake-up per
+  /// iteration instead of one per request.
+  void flush();
 
   /// The response observer for http_server (loop thread): request metrics.
   void observe(const std::string& route, int status, std::chrono::microseconds latency);
@@ -77,6 +80,8 @@ private:
   void metrics(context& c);
   void crash(context& c);
 
+  struct job_batch;
+  std::unique_ptr<job_batch> batch_;
   caf::actor_system& sys_;
   caf::actor region_;
   std::vector<caf::actor> bridges_;

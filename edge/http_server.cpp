@@ -1,8 +1,11 @@
 #include "edge/http_server.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstring>
+#include <deque>
+#include <set>
 #include <map>
 #include <mutex>
 #include <random>
@@ -78,6 +81,7 @@ struct connection;
 struct slot {
   bool done = false;
   bool keep_alive = true;
+  bool head = false; // a HEAD request: the answer carries no body
   std::string bytes;
 };
 
@@ -95,6 +99,8 @@ struct http_server::impl {
   http_limits limits;
   request_handler handler;
   response_observer observer;
+  iteration_hook after_reads;
+  uv_check_t check;
   uv_loop_t loop;
   uv_tcp_t listener;
   uv_async_t reply_async;
@@ -110,6 +116,19 @@ struct http_server::impl {
   bool stopped = false;
   std::atomic<size_t> inflight{0};
   std::atomic<size_t> connections{0};
+  /// Requests handed to the handler, oldest first (one timeout for all, so
+  /// deadlines are in order): the loop answers 503 for those past due.
+  struct deadline {
+    std::chrono::steady_clock::time_point at;
+    uint64_t conn_id;
+    uint64_t seq;
+    std::string request_id;
+  };
+  std::deque<deadline> deadlines;
+  /// (conn id, seq) of requests answered by the deadline: their late answer
+  /// must not release the in-flight slot a second time.
+  std::set<std::pair<uint64_t, uint64_t>> timed_out;
+  uv_timer_t deadline_timer;
 
   std::string next_request_id() {
     ++id_counter;
@@ -137,14 +156,16 @@ struct connection {
   bool reading = true;
   bool closing = false;
   bool in_parse = false;
-  bool refuse_more = false; // after an error: no further requests are read
+  bool refuse_more = false; // after an error or EOF: no further requests are read
+  bool close_when_drained = false; // the client half-closed: answer, then close
   int open_handles = 2;
 };
 
 void close_connection(connection* c);
 void arm_timer(connection* c);
 
-std::string serialize(const http_response& res, const std::string& request_id, bool keep_alive) {
+std::string serialize(const http_response& res, const std::string& request_id, bool keep_alive,
+                      bool head) {
   std::string out;
   out.reserve(160 + res.body.size());
   out.append("HTTP/1.1 ").append(std::to_string(res.status)).push_back(' ');
@@ -161,7 +182,9 @@ std::string serialize(const http_response& res, const std::string& request_id, b
   out.append("X-Request-Id: ").append(request_id).append("\r\n");
   if (!keep_alive)
     out.append("Connection: close\r\n");
-  out.append("\r\n").append(res.body);
+  out.append("\r\n");
+  if (!head)
+    out.append(res.body);
   return out;
 }
 
@@ -219,6 +242,8 @@ void flush(connection* c) {
   }
   if (out.empty())
     return;
+  if (c->close_when_drained && unanswered(c) == 0)
+    close_after = true;
   auto w = new write_req{};
   w->data = std::move(out);
   w->conn = c;
@@ -236,9 +261,9 @@ void flush(connection* c) {
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
                const std::string& request_id) {
   auto i = c->slots.find(seq);
-  if (i == c->slots.end())
-    return;
-  i->second.bytes = serialize(res, request_id, i->second.keep_alive);
+  if (i == c->slots.end() || i->second.done)
+    return; // already answered (e.g. timed out) or written
+  i->second.bytes = serialize(res, request_id, i->second.keep_alive, i->second.head);
   i->second.done = true;
   flush(c);
 }
@@ -262,7 +287,11 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
 void update_reading(connection* c) {
   if (c->closing)
     return;
-  bool want = !c->refuse_more && unanswered(c) < c->srv->limits.max_pipelined;
+  // Stop reading while answers pile up: unanswered requests, or bytes the
+  // client does not read (a pipelining client that never reads).
+  constexpr size_t max_write_backlog = 1 << 20;
+  bool want = !c->refuse_more && unanswered(c) < c->srv->limits.max_pipelined
+              && c->tcp.write_queue_size < max_write_backlog;
   if (want == c->reading)
     return;
   c->reading = want;
@@ -360,6 +389,10 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)
   }
+  if (p->upgrade) {
+    c->error_status = 400; // no protocol upgrades here; refused before any handler runs
+    return -1;
+  }
   c->cur.method = http_method_str(static_cast<http_method>(p->method));
   return 0;
 }
@@ -391,6 +424,7 @@ int on_message_complete(http_parser* p) {
   auto seq = c->next_seq++;
   auto& s = c->slots[seq];
   s.keep_alive = http_should_keep_alive(p) != 0;
+  s.head = p->method == HTTP_HEAD;
   auto& req = c->cur;
   if (auto q = req.path.find('?'); q != std::string::npos) {
     req.query = req.path.substr(q + 1);
@@ -411,6 +445,8 @@ int on_message_complete(http_parser* p) {
     fill_slot(c, seq, res, req.request_id);
   } else {
     srv->inflight.fetch_add(1, std::memory_order_relaxed);
+    srv->deadlines.push_back(
+      {req.received + srv->limits.request_timeout, c->id, seq, req.request_id});
     srv->handler(req, std::move(r));
   }
   update_reading(c);
@@ -431,6 +467,14 @@ void start_reading(connection* c) {
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto c = static_cast<connection*>(stream->data);
+  if (nread == UV_EOF && unanswered(c) > 0) {
+    // Half-closed: the client sent all it will; answer what it asked, then close.
+    c->refuse_more = true;
+    c->close_when_drained = true;
+    uv_read_stop(stream);
+    c->reading = false;
+    return;
+  }
   if (nread < 0) {
     close_connection(c);
     return;
@@ -497,6 +541,8 @@ void on_replies(uv_async_t* a) {
   }
   auto now = std::chrono::steady_clock::now();
   for (auto& it : items) {
+    if (srv->timed_out.erase({it.conn_id, it.seq}) > 0)
+      continue; // answered with 503 already; its slot was released then
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
     if (srv->observer)
       srv->observer(it.res.route, it.res.status,
@@ -504,6 +550,36 @@ void on_replies(uv_async_t* a) {
     auto c = srv->conns.find(it.conn_id);
     if (c != srv->conns.end()) // the client may have gone
       fill_slot(c->second, it.seq, it.res, it.request_id);
+  }
+}
+
+/// Answers 503 for requests whose handler has not answered in time. The late
+/// answer, when it comes, finds the slot filled and is dropped.
+void on_deadlines(uv_timer_t* t) {
+  auto srv = static_cast<http_server::impl*>(t->data);
+  auto now = std::chrono::steady_clock::now();
+  while (!srv->deadlines.empty() && srv->deadlines.front().at <= now) {
+    auto d = std::move(srv->deadlines.front());
+    srv->deadlines.pop_front();
+    auto c = srv->conns.find(d.conn_id);
+    auto slot = c == srv->conns.end() ? decltype(c->second->slots.end()){} : c->second->slots.find(d.seq);
+    if (c != srv->conns.end() && slot != c->second->slots.end() && slot->second.done)
+      continue; // answered in time
+    // No answer in time: release the in-flight slot now, once.
+    srv->timed_out.insert({d.conn_id, d.seq});
+    srv->inflight.fetch_sub(1, std::memory_order_relaxed);
+    if (c == srv->conns.end() || slot == c->second->slots.end())
+      continue; // the client is gone
+    http_response res;
+    res.status = 503;
+    res.headers.emplace_back("Retry-After", "1");
+    res.body = "{\"error\":{\"code\":\"unavailable\",\"message\":\"no answer in time; "
+               "retry\",\"request_id\":\""
+               + d.request_id + "\"}}";
+    if (srv->observer)
+      srv->observer("(timeout)", 503, std::chrono::duration_cast<std::chrono::microseconds>(
+                                        now - (d.at - srv->limits.request_timeout)));
+    fill_slot(c->second, d.seq, res, d.request_id);
   }
 }
 
@@ -516,6 +592,8 @@ void on_stop(uv_async_t* a) {
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->listener), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->reply_async), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->deadline_timer), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->check), nullptr);
   std::vector<connection*> all;
   for (auto& [id, c] : srv->conns)
     all.push_back(c);
@@ -525,12 +603,14 @@ void on_stop(uv_async_t* a) {
 
 } // namespace
 
-http_server::http_server(http_limits limits, request_handler handler, response_observer observer)
+http_server::http_server(http_limits limits, request_handler handler, response_observer observer,
+                         iteration_hook after_reads)
   : impl_(std::make_unique<impl>()) {
   impl_->owner = this;
   impl_->limits = limits;
   impl_->handler = std::move(handler);
   impl_->observer = std::move(observer);
+  impl_->after_reads = std::move(after_reads);
   auto& s = impl_->settings;
   s.on_message_begin = on_message_begin;
   s.on_url = on_url;
@@ -587,6 +667,17 @@ std::string http_server::start(const std::string& host, uint16_t port) {
   uv_async_init(&i.loop, &i.stop_async, on_stop);
   i.stop_async.data = impl_.get();
   i.shared->async = &i.reply_async;
+  uv_check_init(&i.loop, &i.check);
+  i.check.data = impl_.get();
+  uv_check_start(&i.check, [](uv_check_t* h) {
+    auto srv = static_cast<http_server::impl*>(h->data);
+    if (srv->after_reads)
+      srv->after_reads();
+  });
+  uv_timer_init(&i.loop, &i.deadline_timer);
+  i.deadline_timer.data = impl_.get();
+  auto tick = static_cast<uint64_t>(std::clamp<int64_t>(i.limits.request_timeout.count() / 10, 10, 100));
+  uv_timer_start(&i.deadline_timer, on_deadlines, tick, tick);
   i.thread = std::thread{[this] {
     uv_run(&impl_->loop, UV_RUN_DEFAULT);
     uv_loop_close(&impl_->loop);

@@ -36,6 +36,8 @@ struct http_limits {
   size_t max_inflight = 20'000;
   /// Unanswered pipelined requests per connection before reading pauses. Default: 256.
   size_t max_pipelined = 256;
+  /// A request not answered by its handler within this time gets 503. Default: 5 s.
+  std::chrono::milliseconds request_timeout{5'000};
 };
 
 struct http_request {
@@ -98,9 +100,14 @@ using request_handler = std::function<void(http_request&, responder)>;
 using response_observer =
   std::function<void(const std::string& route, int status, std::chrono::microseconds latency)>;
 
+/// Called on the loop thread once per loop iteration, after the requests
+/// read in that iteration were handled (lets a handler batch its work).
+using iteration_hook = std::function<void()>;
+
 class http_server {
 public:
-  http_server(http_limits limits, request_handler handler, response_observer observer = {});
+  http_server(http_limits limits, request_handler handler, response_observer observer = {},
+              iteration_hook after_reads = {});
   ~http_server();
 
   http_server(const http_server&) = delete;

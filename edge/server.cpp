@@ -30,7 +30,8 @@ std::string server::start() {
     cfg_.limits, [a](http_request& req, responder r) { a->handle(req, std::move(r)); },
     [a](const std::string& route, int status, std::chrono::microseconds us) {
       a->observe(route, status, us);
-    });
+    },
+    [a] { a->flush(); });
   if (auto err = http_->start(cfg_.http_host, cfg_.http_port); !err.empty())
     return err;
   spdlog::info("edge: serving http://{}:{}", cfg_.http_host, http_->port());

@@ -97,10 +97,11 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 }
 
 std::string derive_order_id(std::string_view secret, std::string_view user_id,
-                            std::string_view idempotency_key) {
+                            std::string_view sale_id, std::string_view idempotency_key) {
   std::string msg;
-  msg.reserve(user_id.size() + idempotency_key.size() + 8);
+  msg.reserve(user_id.size() + sale_id.size() + idempotency_key.size() + 8);
   msg.append("order\n").append(user_id).push_back('\n');
+  msg.append(sale_id).push_back('\n');
   msg.append(idempotency_key);
   return to_hex(hmac_sha256(secret, msg).substr(0, 16));
 }

@@ -23,9 +23,12 @@ namespace shop {
 /// Compares without an early exit, so the time taken does not reveal a prefix.
 [[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 
-/// The id of the order that (user, idempotency key) names: a keyed hash under
-/// the server secret, 128 bits as hex. Unguessable, and a retry lands on the same id.
+/// The id of the order that (user, sale, idempotency key) names: a keyed hash
+/// under the server secret, 128 bits as hex. Unguessable, and a retry lands on
+/// the same id. The sale is part of it, so only the one actor that decides the
+/// sale's purchases can ever create that id.
 [[nodiscard]] std::string derive_order_id(std::string_view secret, std::string_view user_id,
+                                          std::string_view sale_id,
                                           std::string_view idempotency_key);
 
 } // namespace shop

@@ -16,7 +16,7 @@ B=http://127.0.0.1:$PORT/api/v1
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$WORK"; }
 trap cleanup EXIT
 "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
-  --admin-password bench-admin-pw --payment-timeout 86400 >"$WORK/shopd.log" 2>&1 &
+  --admin-password bench-admin-pw --payment-timeout 86400 ${SHOPD_ARGS:-} >"$WORK/shopd.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }

@@ -146,6 +146,20 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
                401, "unauthorized");
 }
 
+TEST_F(BadInput, test_an_empty_or_overlong_idempotency_key_is_refused) {
+  expect_error(buy("{}", {"Idempotency-Key: "}), 400, "bad_request");
+  expect_error(buy("{}", {"Idempotency-Key: " + std::string(129, 'k')}), 400, "bad_request");
+  expect_error(buy("{}", {"Idempotency-Key: has space"}), 400, "bad_request");
+}
+
+TEST_F(BadInput, test_a_half_closed_client_still_gets_its_answers) {
+  // Two pipelined requests, then the client closes its sending side.
+  auto r = c().raw_half_close("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /api/v1/inventory/safe-1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(r.find("{\"status\":\"ok\"}"), std::string::npos) << r;
+  EXPECT_NE(r.find("\"available\":100"), std::string::npos) << r;
+}
+
 TEST_F(BadInput, test_a_users_token_on_an_admin_route_is_forbidden) {
   expect_error(c().request("POST", "/api/v1/products/safe-1/restock", R"({"quantity":5})",
                            {bearer(user)}),

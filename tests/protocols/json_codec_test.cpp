@@ -140,9 +140,10 @@ TEST(Crypto, test_base64url_and_order_ids) {
   }
   std::string out;
   EXPECT_FALSE(base64url_decode("ab+/", out));
-  auto a = derive_order_id("secret", "u1", "key");
+  auto a = derive_order_id("secret", "u1", "s1", "key");
   EXPECT_EQ(a.size(), 32u);
-  EXPECT_EQ(a, derive_order_id("secret", "u1", "key"));
-  EXPECT_NE(a, derive_order_id("secret", "u2", "key"));
-  EXPECT_NE(a, derive_order_id("other", "u1", "key"));
+  EXPECT_EQ(a, derive_order_id("secret", "u1", "s1", "key"));
+  EXPECT_NE(a, derive_order_id("secret", "u2", "s1", "key"));
+  EXPECT_NE(a, derive_order_id("secret", "u1", "s2", "key"));
+  EXPECT_NE(a, derive_order_id("other", "u1", "s1", "key"));
 }
