@@ -16,6 +16,23 @@ const char* to_string(entity_kind k) noexcept {
   return "unknown";
 }
 
+void hasher_pool::add(caf::actor worker) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  workers_.push_back(std::move(worker));
+}
+
+caf::actor hasher_pool::pick() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (workers_.empty())
+    return {};
+  return workers_[next_++ % workers_.size()];
+}
+
+std::vector<caf::actor> hasher_pool::close() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return std::move(workers_);
+}
+
 millis now_millis() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

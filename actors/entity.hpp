@@ -14,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -43,11 +44,21 @@ struct entity_metrics {
   std::atomic<uint64_t> restarts{0};
 };
 
-/// Handles of the password hasher pool, picked round-robin.
-struct hasher_pool {
-  std::vector<caf::actor> workers;
-  std::atomic<size_t> next{0};
-  const caf::actor& pick() { return workers[next.fetch_add(1) % workers.size()]; }
+/// Handles of the password hasher actors, picked round-robin. One per node;
+/// thread-safe. After close() it hands out invalid handles, so the detached
+/// hasher threads can end (they hold on until no handle to them is left).
+class hasher_pool {
+public:
+  void add(caf::actor worker);
+  /// A hasher, or an invalid handle once closed.
+  caf::actor pick();
+  /// Forgets every hasher and returns them (to send them an exit).
+  std::vector<caf::actor> close();
+
+private:
+  std::mutex mtx_;
+  std::vector<caf::actor> workers_;
+  size_t next_ = 0;
 };
 
 /// Everything an entity needs from its node. One per node, shared read-only.

@@ -42,11 +42,15 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
         if (st.exists && !c.upsert)
           return reject_durable<user_view>(self,
                                            make_error(errc::conflict, "the username is taken"));
+        auto hasher = ctx->hashers->pick();
+        if (!hasher)
+          return reject_durable<user_view>(self,
+                                           make_error(errc::unavailable, "the node is stopping"));
         auto rp = self->make_response_promise<user_view>();
         ++st.outstanding;
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // `await`: a second registration of this name waits for this one.
-        self->request(ctx->hashers->pick(), ctx->ask_timeout, hash_atom::value, c.password)
+        self->request(hasher, ctx->ask_timeout, hash_atom::value, c.password)
           .await(
             [self, rp, key, c, ticket](std::string& hash) mutable {
               auto& st = self->state;
@@ -83,12 +87,16 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
         if (!st.exists)
           return reject_durable<user_view>(
             self, make_error(errc::unauthorized, "wrong username or password"));
+        auto hasher = ctx->hashers->pick();
+        if (!hasher)
+          return reject_durable<user_view>(self,
+                                           make_error(errc::unavailable, "the node is stopping"));
         auto rp = self->make_response_promise<user_view>();
         ++st.outstanding;
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         self
-          ->request(ctx->hashers->pick(), ctx->ask_timeout, verify_atom::value,
-                    st.user.password_hash, c.password)
+          ->request(hasher, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
+                    c.password)
           .then(
             [self, rp, ticket](bool ok) mutable {
               auto& st = self->state;

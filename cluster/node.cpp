@@ -151,7 +151,7 @@ caf::error node::start() {
   i.sys_cfg = std::make_unique<node_system_config>(cfg.workers, cfg.scheduler_policy);
   i.sys = std::make_unique<caf::actor_system>(*i.sys_cfg);
   for (size_t n = 0; n < std::max<size_t>(1, cfg.hashers); ++n)
-    i.hashers->workers.push_back(i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost));
+    i.hashers->add(i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost));
   entity_context ctx;
   ctx.db = i.db;
   ctx.journal = i.jrnl;
@@ -207,11 +207,12 @@ void node::stop() {
   i.running = false;
   if (i.sys) {
     caf::anon_send_exit(i.region, caf::exit_reason::user_shutdown);
-    for (auto& h : i.hashers->workers)
-      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     i.region = nullptr;
+    // Entities still stopping get "unavailable" from a closed pool; the
+    // hashers' threads end once no handle to them is left.
+    for (auto& h : i.hashers->close())
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     i.sys.reset(); // waits for every actor
-    i.hashers->workers.clear(); // only now: entities pick from it until they are gone
   }
   if (i.jrnl)
     i.jrnl->stop(); // commits whatever is queued

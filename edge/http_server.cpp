@@ -5,7 +5,7 @@
 #include <climits>
 #include <cstring>
 #include <deque>
-#include <set>
+#include <unordered_set>
 #include <map>
 #include <mutex>
 #include <random>
@@ -77,6 +77,10 @@ namespace {
 
 struct connection;
 
+uint64_t request_key(uint64_t conn_id, uint64_t seq) {
+  return (conn_id << 32) ^ seq; // conn ids and per-connection seqs stay below 2^32
+}
+
 /// One response slot per request, in arrival order.
 struct slot {
   bool done = false;
@@ -125,9 +129,10 @@ struct http_server::impl {
     std::string request_id;
   };
   std::deque<deadline> deadlines;
-  /// (conn id, seq) of requests answered by the deadline: their late answer
-  /// must not release the in-flight slot a second time.
-  std::set<std::pair<uint64_t, uint64_t>> timed_out;
+  /// Requests handed to the handler and not yet answered (by the handler or
+  /// by the deadline), keyed by (conn id, seq): whichever answer comes first
+  /// releases the in-flight slot, exactly once.
+  std::unordered_set<uint64_t> outstanding;
   uv_timer_t deadline_timer;
 
   std::string next_request_id() {
@@ -445,6 +450,7 @@ int on_message_complete(http_parser* p) {
     fill_slot(c, seq, res, req.request_id);
   } else {
     srv->inflight.fetch_add(1, std::memory_order_relaxed);
+    srv->outstanding.insert(request_key(c->id, seq));
     srv->deadlines.push_back(
       {req.received + srv->limits.request_timeout, c->id, seq, req.request_id});
     srv->handler(req, std::move(r));
@@ -541,8 +547,8 @@ void on_replies(uv_async_t* a) {
   }
   auto now = std::chrono::steady_clock::now();
   for (auto& it : items) {
-    if (srv->timed_out.erase({it.conn_id, it.seq}) > 0)
-      continue; // answered with 503 already; its slot was released then
+    if (srv->outstanding.erase(request_key(it.conn_id, it.seq)) == 0)
+      continue; // answered with 503 by the deadline already
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
     if (srv->observer)
       srv->observer(it.res.route, it.res.status,
@@ -561,15 +567,16 @@ void on_deadlines(uv_timer_t* t) {
   while (!srv->deadlines.empty() && srv->deadlines.front().at <= now) {
     auto d = std::move(srv->deadlines.front());
     srv->deadlines.pop_front();
-    auto c = srv->conns.find(d.conn_id);
-    auto slot = c == srv->conns.end() ? decltype(c->second->slots.end()){} : c->second->slots.find(d.seq);
-    if (c != srv->conns.end() && slot != c->second->slots.end() && slot->second.done)
+    if (srv->outstanding.erase(request_key(d.conn_id, d.seq)) == 0)
       continue; // answered in time
     // No answer in time: release the in-flight slot now, once.
-    srv->timed_out.insert({d.conn_id, d.seq});
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
-    if (c == srv->conns.end() || slot == c->second->slots.end())
+    auto c = srv->conns.find(d.conn_id);
+    if (c == srv->conns.end())
       continue; // the client is gone
+    auto slot = c->second->slots.find(d.seq);
+    if (slot == c->second->slots.end() || slot->second.done)
+      continue;
     http_response res;
     res.status = 503;
     res.headers.emplace_back("Retry-After", "1");

@@ -18,7 +18,11 @@ trap cleanup EXIT
 "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
   --admin-password bench-admin-pw --payment-timeout 86400 ${SHOPD_ARGS:-} >"$WORK/shopd.log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do
+  kill -0 "$PID" 2>/dev/null || { echo "shopd did not start:"; cat "$WORK/shopd.log"; exit 1; }
+  grep -q "shopd ready" "$WORK/shopd.log" && break
+  sleep 0.1
+done
 token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }
 AT=$(token admin bench-admin-pw)
 curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \

@@ -36,13 +36,15 @@ protected:
     ctx.order_secret = "test-secret";
     ctx.passivate_after = passivate_after;
     ctx.metrics = metrics;
-    ctx.hashers = std::make_shared<hasher_pool>();
-    ctx.hashers->workers.push_back(sys->spawn<caf::detached>(password_hasher, 3));
+    ctx.hashers = hashers;
+    ctx.hashers->add(sys->spawn<caf::detached>(password_hasher, 3));
     region = spawn_region(*sys, std::move(ctx));
   }
 
   void TearDown() override {
     caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    for (auto& h : hashers->close())
+      caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     self_holder.reset();
   }
 
@@ -56,6 +58,7 @@ protected:
 
   test::temp_dir dir;
   std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
+  std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
   test_config cfg;
   std::unique_ptr<caf::actor_system> sys = std::make_unique<caf::actor_system>(cfg);
   std::unique_ptr<caf::scoped_actor> self_holder = std::make_unique<caf::scoped_actor>(*sys);

@@ -294,3 +294,49 @@ TEST(FlashSale, test_idle_entities_passivate_and_the_live_count_drops) {
     EXPECT_EQ(get_inventory(c, "idle-" + std::to_string(i)).available, i);
   EXPECT_GE(active(), 30);
 }
+
+TEST(Edge, test_traffic_longer_than_the_request_timeout_keeps_being_served) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--request-timeout", "0.3"}};
+  ASSERT_TRUE(shopd.start());
+  auto tokens = make_users(shopd.port(), "steady_", 4);
+  {
+    http_client c{shopd.port()};
+    create_product_and_sale(c, shopd.admin_token(), "steady-1", 100000, "sale-st", 100000, 10000);
+  }
+  // Answers arrive in time; the deadline must not count them a second time.
+  auto until = std::chrono::steady_clock::now() + 1500ms;
+  std::atomic<int> ok{0}, bad{0};
+  parallel_for(shopd.port(), 4, 4, [&](http_client& cc, size_t i) {
+    while (std::chrono::steady_clock::now() < until) {
+      auto r = purchase(cc, tokens[i], "sale-st");
+      (r.status == 201 ? ok : bad)++;
+    }
+  });
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(bad.load(), 0);
+  http_client c{shopd.port()};
+  auto m = c.request("GET", "/metrics").body;
+  EXPECT_NE(m.find("\nshop_http_inflight 1\n"), std::string::npos) << "only /metrics itself";
+}
+
+TEST(Lifecycle, test_sigterm_after_traffic_stops_the_node_cleanly_and_keeps_its_data) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  std::string order;
+  auto tokens = make_users(shopd.port(), "leaver_", 3); // uses the password hashers
+  {
+    http_client c{shopd.port()};
+    create_product_and_sale(c, shopd.admin_token(), "term-1", 10, "sale-term", 10, 2);
+    auto r = purchase(c, tokens[0], "sale-term");
+    ASSERT_EQ(r.status, 201);
+    order = json_field(r.body, "order_id");
+  }
+  EXPECT_TRUE(shopd.stop()) << "shopd did not exit cleanly on SIGTERM";
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_EQ(get_inventory(c, "term-1").reserved, 1);
+  EXPECT_EQ(c.request("GET", "/api/v1/orders/" + order, {}, {bearer(tokens[0])}).status, 200);
+  EXPECT_FALSE(login(c, "leaver_1", "pw-leaver_1").empty());
+}
