@@ -1,5 +1,7 @@
 #include "cluster/node.hpp"
 
+#include <thread>
+
 #include <caf/all.hpp>
 
 #include <spdlog/spdlog.h>
@@ -15,6 +17,8 @@ namespace {
 struct node_system_config : caf::actor_system_config {
   node_system_config(size_t workers, const std::string& policy) {
     register_shop_types(*this);
+    if (workers == 0)
+      workers = std::max<size_t>(1, std::thread::hardware_concurrency() - 1);
     // CAF defaults to 4 workers; on small machines their polling steals CPU.
     set("scheduler.max-threads", workers);
     set("scheduler.policy", caf::atom_from_string(policy));

@@ -45,11 +45,13 @@ struct node_config {
   uint32_t shards = 64;
   /// `text` or `json`. Default: text.
   std::string log_format = "text";
-  /// CAF scheduler threads. Default: 2.
-  size_t workers = 2;
-  /// CAF scheduler policy: `stealing` (workers poll, then sleep) or `sharing`
-  /// (one queue, idle workers block). Default: stealing.
-  std::string scheduler_policy = "stealing";
+  /// CAF scheduler threads; 0 picks cores - 1 (the edge's loop thread and
+  /// the journal's writer thread need a core too), at least 1. Default: 0.
+  size_t workers = 0;
+  /// CAF scheduler policy: `sharing` (one queue, idle workers block) or
+  /// `stealing` (idle workers poll, then sleep; the polling costs CPU that
+  /// the loop and journal threads need on small machines). Default: sharing.
+  std::string scheduler_policy = "sharing";
   /// Password hashing threads. Default: 2.
   size_t hashers = 2;
 };

@@ -48,9 +48,11 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 65536));
   opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
     ->check(CLI::IsMember({"text", "json"}));
-  opt("--workers", cfg.workers, "SHOP_WORKERS", "actor scheduler threads")->check(CLI::Range(1, 64));
+  opt("--workers", cfg.workers, "SHOP_WORKERS",
+      "actor scheduler threads (0: cores - 1, at least 1)")
+    ->check(CLI::Range(0, 256));
   opt("--scheduler-policy", cfg.scheduler_policy, "SHOP_SCHEDULER_POLICY",
-      "stealing (workers poll, then sleep) or sharing (idle workers block)")
+      "sharing (idle workers block) or stealing (idle workers poll, then sleep)")
     ->check(CLI::IsMember({"stealing", "sharing"}));
   app.add_flag("--fault-injection", edge_cfg.api.fault_injection,
                "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)")
