@@ -1,0 +1,150 @@
+// shop-bench's own correctness: percentiles, coordinated omission, audit.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "bench/shop_bench/histogram.hpp"
+#include "bench/shop_bench/load.hpp"
+#include "tests/fixtures/fake_http_server.hpp"
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop::bench;
+using namespace shop::test;
+using namespace std::chrono_literals;
+
+TEST(Histogram, test_percentiles_match_a_sorted_reference_within_the_stated_precision) {
+  std::mt19937_64 rng{7};
+  std::lognormal_distribution<double> dist{7.0, 1.5}; // ~1 ms median, long tail
+  histogram h;
+  std::vector<int64_t> values;
+  for (int i = 0; i < 200000; ++i) {
+    auto v = static_cast<int64_t>(dist(rng));
+    values.push_back(v);
+    h.record(v);
+  }
+  std::sort(values.begin(), values.end());
+  for (double p : {0.0, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+    auto rank = static_cast<size_t>(std::max(1.0, std::ceil(p / 100.0 * values.size())));
+    auto ref = values[rank - 1];
+    auto got = h.value_at(p);
+    EXPECT_GE(got, ref) << "p" << p;
+    EXPECT_LE(static_cast<double>(got - ref), static_cast<double>(ref) * h.relative_error() + 1)
+      << "p" << p << " ref " << ref << " got " << got;
+  }
+  EXPECT_EQ(h.count(), values.size());
+  EXPECT_EQ(h.max(), values.back());
+  EXPECT_LE(h.relative_error(), 0.001);
+}
+
+// A server that stalls for 1 s: the open loop reports the stall in its
+// percentiles (latency from the intended send time), the closed loop hides it.
+TEST(LoadEngine, test_open_loop_reports_a_server_stall_that_closed_loop_hides) {
+  auto start = std::chrono::steady_clock::now();
+  fake_http_server server{[start](const std::string&, const std::string&, const std::string&) {
+    auto t = std::chrono::steady_clock::now() - start;
+    if (t > 700ms && t < 1700ms) // every answer waits until the stall ends
+      std::this_thread::sleep_until(start + 1700ms);
+    return fake_reply{200, "{}"};
+  }};
+  load_options opts;
+  opts.targets = {target{"127.0.0.1", server.port()}};
+  opts.connections = 8;
+  opts.rate = 500;
+  opts.duration = 3000ms;
+  histogram open;
+  run_load(opts, [](size_t) -> std::optional<request> { return request{}; },
+           [&](const request&, const response& r) {
+             EXPECT_EQ(r.status, 200);
+             open.record(r.latency_us);
+           });
+  // The stall covers about a third of the schedule, so p99 sits near 1 s.
+  EXPECT_GT(open.value_at(99), 700'000) << "p99 " << open.value_at(99) << " us";
+  EXPECT_GT(open.value_at(75), 100'000) << "p75 " << open.value_at(75) << " us";
+
+  // The same stall under a closed loop: only the requests in flight see it.
+  auto start2 = std::chrono::steady_clock::now();
+  fake_http_server server2{[start2](const std::string&, const std::string&, const std::string&) {
+    auto t = std::chrono::steady_clock::now() - start2;
+    if (t > 700ms && t < 1700ms)
+      std::this_thread::sleep_until(start2 + 1700ms);
+    return fake_reply{200, "{}"};
+  }};
+  opts.targets = {target{"127.0.0.1", server2.port()}};
+  opts.rate = 0;
+  histogram closed;
+  run_load(opts, [](size_t) -> std::optional<request> { return request{}; },
+           [&](const request&, const response& r) { closed.record(r.latency_us); });
+  EXPECT_LT(closed.value_at(99), 100'000) << "closed-loop p99 " << closed.value_at(99) << " us";
+}
+
+namespace {
+
+struct run_result {
+  int exit_code = -1;
+  std::string output;
+};
+
+run_result run_bench(const std::string& args) {
+  run_result r;
+  auto cmd = std::string{SHOP_BENCH_PATH} + " " + args + " 2>&1";
+  auto pipe = popen(cmd.c_str(), "r");
+  char buf[4096];
+  while (auto n = fread(buf, 1, sizeof(buf), pipe))
+    r.output.append(buf, n);
+  auto status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+} // namespace
+
+TEST(Audit, test_the_audit_fails_on_a_server_that_oversells) {
+  std::atomic<int> orders{0};
+  // Says yes to every purchase, but its inventory claims only 10 units went.
+  fake_http_server liar{[&](const std::string& method, const std::string& path, const std::string&) {
+    if (path == "/api/v1/auth/login")
+      return fake_reply{200, R"({"token":"t"})"};
+    if (method == "POST" && path.find("/purchase") != std::string::npos)
+      return fake_reply{201, R"({"order_id":"o)" + std::to_string(++orders) + R"("})"};
+    if (method == "POST")
+      return fake_reply{201, "{}"};
+    if (path.rfind("/api/v1/inventory/", 0) == 0)
+      return fake_reply{200, R"({"available":0,"reserved":10,"sold":0})"};
+    if (path.rfind("/api/v1/flash-sales/", 0) == 0)
+      return fake_reply{200, R"({"remaining":0})"};
+    return fake_reply{200, "{}"};
+  }};
+  auto r = run_bench("flash-sale --target " + liar.url()
+                     + " --admin-password x --users 50 --stock 10 --per-user-limit 1 --connections 8");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("AUDIT FAIL"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("units in 201 answers 50 != reserved + sold 10"), std::string::npos)
+    << r.output;
+}
+
+TEST(Audit, test_a_flash_sale_against_shopd_passes_the_audit) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  auto url = "http://127.0.0.1:" + std::to_string(shopd.port());
+  auto r = run_bench("flash-sale --target " + url + " --admin-password "
+                     + shopd_process::admin_password
+                     + " --users 600 --stock 200 --per-user-limit 2 --connections 32 --json "
+                     + dir.path() + "/out.json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("AUDIT PASS"), std::string::npos) << r.output;
+  // 600 buyers, 200 units: exactly 200 winners, 400 sold out.
+  FILE* f = std::fopen((dir.path() + "/out.json").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char buf[4096] = {};
+  auto n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  std::string json{buf, n};
+  EXPECT_NE(json.find(R"("201":200)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("409 sold_out":400)"), std::string::npos) << json;
+}
