@@ -6,11 +6,42 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include "cluster/node.hpp"
 #include "edge/server.hpp"
 #include "protocols/errc.hpp"
+
+namespace {
+
+/// spdlog flag %*: the log message escaped for use inside a JSON string.
+class json_message_flag : public spdlog::custom_flag_formatter {
+public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view{msg.payload.data(), msg.payload.size()}) {
+      switch (c) {
+        case '"': dest.append(std::string_view{"\\\""}); break;
+        case '\\': dest.append(std::string_view{"\\\\"}); break;
+        case '\n': dest.append(std::string_view{"\\n"}); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+            dest.append(std::string_view{buf});
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<json_message_flag>();
+  }
+};
+
+} // namespace
 
 int main(int argc, char** argv) {
   shop::node_config cfg;
@@ -72,10 +103,13 @@ int main(int argc, char** argv) {
   cfg.mode = durability == "async" ? shop::durability::async : shop::durability::sync;
   edge_cfg.limits.request_timeout =
     std::chrono::milliseconds{static_cast<int64_t>(request_timeout_s * 1000)};
-  if (cfg.log_format == "json")
-    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":")" + cfg.node_id
-                          + R"(","msg":"%v"})",
-                        spdlog::pattern_time_type::utc);
+  if (cfg.log_format == "json") {
+    // %* is the message, escaped for a JSON string (plain %v would not be).
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<json_message_flag>('*').set_pattern(
+      R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":")" + cfg.node_id + R"(","msg":"%*"})");
+    spdlog::set_formatter(std::move(formatter));
+  }
 
   // Block the stop signals before any thread starts; main waits for them below.
   sigset_t stop_signals;

@@ -88,8 +88,12 @@ struct api::context {
   jwt_claims claims;
   std::string route;
 
-  void fail(errc code, std::string message) { r.send(error_response(make_error(code, std::move(message)), r.request_id())); }
-  void fail(const caf::error& err) { r.send(error_response(err, r.request_id())); }
+  void fail(errc code, std::string message) { fail(make_error(code, std::move(message))); }
+  void fail(const caf::error& err) {
+    auto res = error_response(err, r.request_id());
+    res.route = route; // refused before reaching an actor: still counted under its route
+    r.send(std::move(res));
+  }
 };
 
 struct api::route {
@@ -170,7 +174,7 @@ void api::handle(http_request& req, responder r) {
       allowed += ", ";
     allowed += rt.method;
   }
-  context ctx{req, std::move(r), std::move(params), {}, {}};
+  context ctx{req, std::move(r), std::move(params), {}, match ? match->method + " " + match->pattern : std::string{}};
   if (!match) {
     if (!allowed.empty()) {
       auto res = error_response(make_error(errc::method_not_allowed,
@@ -187,7 +191,6 @@ void api::handle(http_request& req, responder r) {
     }
     return;
   }
-  ctx.route = match->method + " " + match->pattern;
   if (match->auth != public_route) {
     auto auth = req.header("authorization");
     constexpr std::string_view bearer = "Bearer ";

@@ -5,7 +5,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libcaf-dev librocksdb-dev libsimdjson-dev libuv1-dev libspdlog-dev libfmt-dev
   libgtest-dev libhttp-parser-dev libssl-dev libcli11-dev libargon2-dev
-  curl wrk
+  curl wrk gnuplot-nox
 )
 missing=()
 for p in "${packages[@]}"; do

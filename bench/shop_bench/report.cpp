@@ -128,7 +128,7 @@ std::string run_report::write_plot(const std::string& png) const {
      << "set title 'latency over time (" << mode << ")'\nset xlabel 'seconds'\n"
      << "set ylabel 'ms'\nplot '" << base << ".time' using 1:2 with dots notitle\n"
      << "set title 'latency by percentile'\nset logscale x\nset xlabel 'percentile'\n"
-     << "set xtics ('50%' 2, '90%' 10, '99%' 100, '99.9%' 1000, '99.99%' 10000, '99.999%' 100000)\n"
+     << "set xtics ('50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000)\n"
      << "plot '" << base << ".pct' using 1:2 with lines lw 2 notitle\nunset multiplot\n";
   gp.close();
   auto rc = std::system(("gnuplot '" + base + ".gp' 2>/dev/null").c_str());

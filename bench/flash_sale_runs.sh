@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The shop-bench figures of bench/RESULTS.md, each on a fresh node:
+#   harness  - shop-bench http vs wrk on GET /healthz (3 alternating runs)
+#   sale     - flash sale: 100,000 users, 10,000 units, sync and async durability
+#   rates    - open-loop latency at 25/50/75/90% of the measured maximum purchase rate
+# Usage: bench/flash_sale_runs.sh [harness|sale|rates|all]   (output: bench/results/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-all}
+PORT=${PORT:-18991}
+SHOPD=build/cluster/shopd
+BENCH=build/bench/shop-bench
+OUT=bench/results
+mkdir -p "$OUT"
+PID=""
+DATA=""
+start_node() { # durability
+  DATA=$(mktemp -d /tmp/shop-runs-XXXXXX)
+  "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$1" --password-hash-cost 3 \
+    --admin-password bench-admin-pw >"$DATA.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do grep -q "shopd ready" "$DATA.log" 2>/dev/null && return 0; sleep 0.1; done
+  echo "shopd did not start"; cat "$DATA.log"; exit 1
+}
+stop_node() { kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$DATA.log"; PID=""; }
+trap 'if [ -n "$PID" ]; then stop_node; fi' EXIT
+T=http://127.0.0.1:$PORT
+
+if [ "$WHAT" = harness ] || [ "$WHAT" = all ]; then
+  start_node sync
+  for run in 1 2 3; do
+    w=$(wrk -t1 -c64 -d10s "$T/healthz" | awk '/Requests\/sec/ {print $2}')
+    s=$("$BENCH" http --target "$T" --path /healthz --connections 64 --duration 10 2>/dev/null \
+        | awk '/^GET \/healthz/ && NF > 5 {print $4; exit}')
+    echo "harness run $run: wrk $w req/s, shop-bench $s req/s, ratio $(echo "scale=3; $s / $w" | bc)"
+  done | tee "$OUT/harness.txt"
+  stop_node
+fi
+
+if [ "$WHAT" = sale ] || [ "$WHAT" = all ]; then
+  for mode in sync async; do
+    start_node "$mode"
+    "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 100000 \
+      --stock 10000 --per-user-limit 1 --connections 64 --json "$OUT/flash-sale-$mode.json" \
+      $( [ "$mode" = sync ] && echo "--plot $OUT/flash-sale-sync.png" ) 2>&1 | tee "$OUT/flash-sale-$mode.txt"
+    stop_node
+  done
+fi
+
+if [ "$WHAT" = rates ] || [ "$WHAT" = all ]; then
+  # A sustained sale (stock that does not run out) so every request is a durable purchase.
+  start_node sync
+  "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 2000 --stock 100000000 \
+    --per-user-limit 10000 --connections 64 --duration 10 --run-id max >"$OUT/rate-max.txt" 2>&1
+  stop_node
+  MAX=$(awk '/^purchase/ && NF > 5 {print $3; exit}' "$OUT/rate-max.txt")
+  echo "measured maximum (closed loop, 64 connections): $MAX purchases/s" | tee "$OUT/rates.txt"
+  for pct in 25 50 75 90; do
+    RATE=$(echo "$MAX * $pct / 100" | bc)
+    start_node sync
+    "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 2000 --stock 100000000 \
+      --per-user-limit 10000 --connections 256 --rate "$RATE" --duration 10 --run-id "r$pct" \
+      --json "$OUT/rate-$pct.json" >"$OUT/rate-$pct.txt" 2>&1
+    stop_node
+    echo "$pct% = $RATE req/s: $(awk '/^purchase/ && NF == 7 {print "p50", $2, "p90", $3, "p99", $4, "p99.9", $5, "max", $6; exit}' "$OUT/rate-$pct.txt") ms; $(grep -E '^AUDIT' "$OUT/rate-$pct.txt")" | tee -a "$OUT/rates.txt"
+  done
+fi
