@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "protocols/json.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 
 using namespace shop::test;
@@ -339,4 +341,56 @@ TEST(Lifecycle, test_sigterm_after_traffic_stops_the_node_cleanly_and_keeps_its_
   EXPECT_EQ(get_inventory(c, "term-1").reserved, 1);
   EXPECT_EQ(c.request("GET", "/api/v1/orders/" + order, {}, {bearer(tokens[0])}).status, 200);
   EXPECT_FALSE(login(c, "leaver_1", "pw-leaver_1").empty());
+}
+
+namespace {
+
+/// Seconds between an order's creation and its expiry: the payment timeout in force.
+int64_t payment_timeout_of(shopd_process& shopd, const std::string& tag) {
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "cfg-" + tag, 10, "sale-" + tag, 10, 5);
+  auto token = make_users(shopd.port(), "cfg_" + tag + "_", 1)[0];
+  auto r = purchase(c, token, "sale-" + tag);
+  EXPECT_EQ(r.status, 201) << r.body;
+  shop::millis created = 0, expires = 0;
+  EXPECT_TRUE(shop::parse_time(json_field(r.body, "created_at"), created));
+  EXPECT_TRUE(shop::parse_time(json_field(r.body, "expires_at"), expires));
+  return (expires - created) / 1000;
+}
+
+} // namespace
+
+TEST(Configuration, test_options_come_from_flags_a_config_file_and_environment_variables) {
+  temp_dir dir;
+  {
+    shopd_process shopd{dir.path() + "/env", {}, {"SHOP_PAYMENT_TIMEOUT=7"}};
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(payment_timeout_of(shopd, "env"), 7);
+  }
+  auto config = dir.path() + "/shop.toml";
+  {
+    std::ofstream out{config};
+    out << "payment-timeout = 5\n";
+  }
+  {
+    shopd_process shopd{dir.path() + "/file", {"--config", config}};
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(payment_timeout_of(shopd, "file"), 5);
+  }
+  {
+    // The command line wins over both.
+    shopd_process shopd{dir.path() + "/flag", {"--config", config, "--payment-timeout", "9"},
+                        {"SHOP_PAYMENT_TIMEOUT=7"}};
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(payment_timeout_of(shopd, "flag"), 9);
+  }
+  {
+    // Between a config file and a variable, the config file wins (CLI11's order).
+    shopd_process shopd{dir.path() + "/both", {"--config", config}, {"SHOP_PAYMENT_TIMEOUT=7"}};
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(payment_timeout_of(shopd, "both"), 5);
+  }
+  // An unknown flag is refused: shopd exits instead of running misconfigured.
+  shopd_process bad{dir.path() + "/bad", {"--no-such-flag"}};
+  EXPECT_FALSE(bad.start());
 }
