@@ -188,6 +188,18 @@ private:
   std::deque<std::pair<uint64_t, waiter>> waiting_;
 };
 
+/// Delivers `value` through `rp` once every change applied so far is durable
+/// (or the error if a commit fails).
+template <class Promise, class T>
+void deliver_durable(entity_core& core, Promise rp, T value) {
+  core.after_commit([rp, v = std::move(value)](const caf::error* err) mutable {
+    if (err)
+      rp.deliver(*err);
+    else
+      rp.deliver(std::move(v));
+  });
+}
+
 /// Returns `value` to the requester once every change applied so far is durable.
 template <class T, class State>
 caf::result<T> reply_durable(caf::stateful_actor<State>* self, T value) {
@@ -195,12 +207,7 @@ caf::result<T> reply_durable(caf::stateful_actor<State>* self, T value) {
   if (core.quiescent())
     return value;
   auto rp = self->template make_response_promise<T>();
-  core.after_commit([rp, v = std::move(value)](const caf::error* err) mutable {
-    if (err)
-      rp.deliver(*err);
-    else
-      rp.deliver(std::move(v));
-  });
+  deliver_durable(core, rp, std::move(value));
   return rp;
 }
 

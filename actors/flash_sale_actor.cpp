@@ -11,7 +11,30 @@
 
 namespace shop {
 
-caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, context_ptr ctx,
+namespace {
+
+using sale_actor = caf::stateful_actor<flash_sale_state>;
+
+/// Hands the current request to the sale's SKU (through the region) once the
+/// sale itself is durable; `make` builds the command from the sale's terms.
+template <class Make>
+void forward_to_sku(sale_actor* self, const context_ptr& ctx, Make make) {
+  auto rp = self->make_response_promise();
+  self->state.core.after_commit(
+    [self, ctx, rp, make = std::move(make)](const caf::error* err) mutable {
+      auto& st = self->state;
+      if (err)
+        rp.deliver(*err);
+      else if (!st.exists)
+        rp.deliver(make_error(errc::not_found, "no such flash sale"));
+      else
+        rp.delegate(ctx->region, make(st.terms));
+    });
+}
+
+} // namespace
+
+caf::behavior flash_sale_actor(sale_actor* self, context_ptr ctx,
                                std::string sale_id) {
   auto key = keys::entity(keys::sale, sale_id, ctx->shard_count);
   auto load = [self, ctx, key]() -> caf::error {
@@ -69,32 +92,14 @@ caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, cont
         return rp;
       },
       [=](const get_sale&) {
-        auto& st = self->state;
-        st.core.touch();
-        auto rp = self->make_response_promise();
-        // Delegate only once the sale itself is durable.
-        st.core.after_commit([self, ctx, rp](const caf::error* err) mutable {
-          auto& st = self->state;
-          if (err)
-            rp.deliver(*err);
-          else if (!st.exists)
-            rp.deliver(make_error(errc::not_found, "no such flash sale"));
-          else
-            rp.delegate(ctx->region, get_sale_stock{st.terms.sku, st.terms.id});
-        });
+        self->state.core.touch();
+        forward_to_sku(self, ctx,
+                       [](const sale_terms& t) { return get_sale_stock{t.sku, t.id}; });
       },
       [=](purchase& c) {
-        auto& st = self->state;
-        st.core.touch();
-        auto rp = self->make_response_promise();
-        st.core.after_commit([self, ctx, rp, c = std::move(c)](const caf::error* err) mutable {
-          auto& st = self->state;
-          if (err)
-            rp.deliver(*err);
-          else if (!st.exists)
-            rp.deliver(make_error(errc::not_found, "no such flash sale"));
-          else
-            rp.delegate(ctx->region, purchase_at_sku{st.terms.sku, std::move(c)});
+        self->state.core.touch();
+        forward_to_sku(self, ctx, [c = std::move(c)](const sale_terms& t) mutable {
+          return purchase_at_sku{t.sku, std::move(c)};
         });
       },
     };

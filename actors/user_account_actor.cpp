@@ -67,12 +67,7 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
               write_batch ops;
               ops.push_back(put_op(key, encode(st.user)));
               st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-              st.core.after_commit([rp, v = view_of(st.user)](const caf::error* err) mutable {
-                if (err)
-                  rp.deliver(*err);
-                else
-                  rp.deliver(std::move(v));
-              });
+              deliver_durable(st.core, rp, view_of(st.user));
             },
             [self, rp, ticket](caf::error& err) mutable {
               --self->state.outstanding;
@@ -107,12 +102,7 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
                 return;
               }
               // A token only for an account (or password) that is durable.
-              st.core.after_commit([rp, v = view_of(st.user)](const caf::error* err) mutable {
-                if (err)
-                  rp.deliver(*err);
-                else
-                  rp.deliver(std::move(v));
-              });
+              deliver_durable(st.core, rp, view_of(st.user));
             },
             [self, rp, ticket](caf::error& err) mutable {
               --self->state.outstanding;

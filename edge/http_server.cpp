@@ -273,6 +273,19 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
   flush(c);
 }
 
+/// An answer the server gives itself, in API.md's error shape. `message`
+/// must not need JSON escaping (the server's own fixed texts).
+http_response server_error(int status, std::string_view code, std::string_view message,
+                           const std::string& request_id) {
+  http_response res;
+  res.status = status;
+  res.body = std::string{"{\"error\":{\"code\":\""} + std::string{code} + "\",\"message\":\""
+             + std::string{message} + "\",\"request_id\":\"" + request_id + "\"}}";
+  if (status == 503)
+    res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
+
 /// Answers a request the server itself refuses (limits, malformed input),
 /// then closes the connection: the rest of its byte stream cannot be trusted.
 void refuse(connection* c, int status, std::string_view code, std::string_view message) {
@@ -280,10 +293,7 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   c->slots[seq].keep_alive = false;
   c->refuse_more = true;
   auto rid = c->srv->next_request_id();
-  http_response res;
-  res.status = status;
-  res.body = std::string{"{\"error\":{\"code\":\""} + std::string{code} + "\",\"message\":\""
-             + std::string{message} + "\",\"request_id\":\"" + rid + "\"}}";
+  auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
     c->srv->observer("(refused)", status, std::chrono::microseconds{0});
   fill_slot(c, seq, res, rid);
@@ -439,12 +449,7 @@ int on_message_complete(http_parser* p) {
   req.request_id = valid_request_id(rid) ? std::string{rid} : srv->next_request_id();
   responder r{srv->shared, c->id, seq, req.request_id, req.received};
   if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
-    http_response res;
-    res.status = 503;
-    res.headers.emplace_back("Retry-After", "1");
-    res.body = "{\"error\":{\"code\":\"unavailable\",\"message\":\"the node is at capacity; "
-               "retry\",\"request_id\":\""
-               + req.request_id + "\"}}";
+    auto res = server_error(503, "unavailable", "the node is at capacity; retry", req.request_id);
     if (srv->observer)
       srv->observer("(shed)", 503, std::chrono::microseconds{0});
     fill_slot(c, seq, res, req.request_id);
@@ -577,12 +582,7 @@ void on_deadlines(uv_timer_t* t) {
     auto slot = c->second->slots.find(d.seq);
     if (slot == c->second->slots.end() || slot->second.done)
       continue;
-    http_response res;
-    res.status = 503;
-    res.headers.emplace_back("Retry-After", "1");
-    res.body = "{\"error\":{\"code\":\"unavailable\",\"message\":\"no answer in time; "
-               "retry\",\"request_id\":\""
-               + d.request_id + "\"}}";
+    auto res = server_error(503, "unavailable", "no answer in time; retry", d.request_id);
     if (srv->observer)
       srv->observer("(timeout)", 503, std::chrono::duration_cast<std::chrono::microseconds>(
                                         now - (d.at - srv->limits.request_timeout)));
