@@ -1,7 +1,6 @@
 #include "protocols/json.hpp"
 
 #include <cstdio>
-#include <ctime>
 #include <functional>
 
 #include <simdjson.h>
@@ -102,19 +101,52 @@ json_writer& json_writer::time(millis t) {
 
 // -- time ---------------------------------------------------------------------
 
-std::string format_time(millis t) {
-  time_t secs = static_cast<time_t>(t / 1000);
-  int ms = static_cast<int>(t % 1000);
-  if (ms < 0) {
-    ms += 1000;
-    --secs;
+namespace {
+
+// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = static_cast<int64_t>(yoe) + era * 400 + (m <= 2);
+}
+
+void put_digits(char* out, int64_t v, int n) {
+  for (int i = n - 1; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
   }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-  return buf;
+}
+
+} // namespace
+
+// Hand-formatted: this runs for every timestamp of every response.
+std::string format_time(millis t) {
+  int64_t days = t / 86'400'000;
+  int64_t ms_of_day = t % 86'400'000;
+  if (ms_of_day < 0) {
+    ms_of_day += 86'400'000;
+    --days;
+  }
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(days, y, m, d);
+  if (y < 0 || y > 9999) // outside RFC 3339's four-digit years: clamp, never garble
+    y = y < 0 ? 0 : 9999;
+  char buf[25] = "0000-00-00T00:00:00.000Z";
+  put_digits(buf, y, 4);
+  put_digits(buf + 5, m, 2);
+  put_digits(buf + 8, d, 2);
+  put_digits(buf + 11, ms_of_day / 3'600'000, 2);
+  put_digits(buf + 14, ms_of_day / 60'000 % 60, 2);
+  put_digits(buf + 17, ms_of_day / 1000 % 60, 2);
+  put_digits(buf + 20, ms_of_day % 1000, 3);
+  return std::string{buf, 24};
 }
 
 namespace {

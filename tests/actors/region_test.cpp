@@ -147,3 +147,32 @@ TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
     EXPECT_EQ(v->available, i);
   }
 }
+
+TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restarted) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 5}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 6}})));
+  // Six crashes in quick succession exceed the budget (5 in 10 s).
+  for (int i = 0; i < 6; ++i) {
+    self->send(region, crash_entity{entity_kind::sku, "p1"});
+    // Wait until the region restarted it (or quarantined it) before the next crash.
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (metrics->crashes.load() < static_cast<uint64_t>(i + 1)
+           && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(metrics->crashes.load(), 6u);
+  // Quarantined: fails fast with 503 instead of crash-looping.
+  auto during = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_FALSE(during);
+  EXPECT_EQ(describe(during.error()).code, errc::unavailable);
+  // Other entities are served meanwhile.
+  auto other = ask<inventory_view>(get_inventory{"p2"});
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->available, 6);
+  // After the backoff (1 s for a first quarantine) it is back, state intact.
+  std::this_thread::sleep_for(1200ms);
+  auto after = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(after) << caf::to_string(after.error());
+  EXPECT_EQ(after->available, 5);
+}

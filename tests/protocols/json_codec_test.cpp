@@ -81,6 +81,14 @@ TEST(JsonTime, test_rfc3339_round_trip) {
   EXPECT_EQ(format_time(t), "2026-11-22T10:00:00.123Z");
   ASSERT_TRUE(parse_time("1970-01-01T00:00:00Z", t));
   EXPECT_EQ(t, 0);
+  EXPECT_EQ(format_time(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(format_time(951'782'400'000), "2000-02-29T00:00:00.000Z");
+  // Every formatted time parses back to itself (a day's worth of steps over 200 years).
+  for (millis v = -2'000'000'000'000; v < 4'300'000'000'000; v += millis{86'399'999} * 37) {
+    millis back = 0;
+    ASSERT_TRUE(parse_time(format_time(v), back)) << v;
+    EXPECT_EQ(back, v) << format_time(v);
+  }
   EXPECT_FALSE(parse_time("2026-11-22 10:00:00Z", t));
   EXPECT_FALSE(parse_time("2026-13-22T10:00:00Z", t));
   EXPECT_FALSE(parse_time("2026-11-22T10:00:00", t));
