@@ -1,5 +1,6 @@
 #include "actors/entity.hpp"
 
+#include <algorithm>
 #include <future>
 
 #include <caf/send.hpp>
@@ -45,10 +46,13 @@ void entity_core::persist(const caf::actor& self, write_batch ops) {
     return;
   }
   ctx->journal->submit(std::move(ops), [self, seq, durable = durable_, pending = notice_pending_,
-                                        poisoned = poisoned_](bool ok) {
+                                        poisoned = poisoned_, first_failed = first_failed_](bool ok) {
     if (!ok) {
-      // Poison before anything else: a later success must not make the
-      // entity read `durable` past this gap.
+      // Record the gap before anything else: a later success must not make
+      // the entity read `durable` past it.
+      auto cur = first_failed->load();
+      while (seq < cur && !first_failed->compare_exchange_weak(cur, seq)) {
+      }
       poisoned->store(true);
       caf::anon_send(self, committed_atom::value, seq, false);
       return;
@@ -63,13 +67,35 @@ void entity_core::persist(const caf::actor& self, write_batch ops) {
   });
 }
 
+uint64_t entity_core::durable_prefix() const {
+  // Read `durable` before the failure marks: the journal publishes a failure
+  // before any later success, so a gap below `durable` is always seen here.
+  auto durable = durable_->load();
+  auto failed = first_failed_->load();
+  return failed == UINT64_MAX ? durable : std::min(durable, failed - 1);
+}
+
 void entity_core::on_commit_notice() {
   notice_pending_->store(false);
-  if (poisoned())
-    return; // the failure report follows and stops the entity
-  auto durable = durable_->load();
+  auto durable = durable_prefix();
   if (durable > committed_)
-    on_committed(durable, true);
+    on_committed(durable);
+  // After a failure the failure report follows and stops the entity.
+}
+
+void entity_core::fail_holds(const caf::error& err) {
+  auto holds = std::move(holds_);
+  holds_.clear();
+  for (auto& [ticket, fail] : holds)
+    fail(err);
+}
+
+void entity_core::settle_after_failure() {
+  auto durable = durable_prefix();
+  if (durable > committed_)
+    on_committed(durable); // these batches are stored: say so
+  fail_all(make_error(errc::unavailable, "storage write failed; retry"));
+  fail_holds(make_error(errc::unavailable, "the entity restarts after a storage failure; retry"));
 }
 
 uint64_t entity_core::hold(std::function<void(const caf::error&)> fail) {
@@ -87,19 +113,15 @@ void entity_core::settle_before_crash() {
     auto written = std::make_shared<std::promise<void>>();
     auto done = written->get_future();
     ctx->journal->barrier([written](bool) { written->set_value(); });
-    if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready && !poisoned()) {
-      auto durable = durable_->load();
+    if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready) {
+      auto durable = durable_prefix();
       if (durable > committed_)
-        on_committed(durable, true); // answers every request whose batch is durable
+        on_committed(durable); // answers every request whose batch is durable
     }
     fail_all(make_error(errc::unavailable, "the entity crashed before the change was stored; retry"));
   }
   // Requests whose answers wait on other actors die with this one: answer them.
-  auto holds = std::move(holds_);
-  holds_.clear();
-  auto crashed = make_error(errc::unavailable, "the entity crashed; retry");
-  for (auto& [ticket, fail] : holds)
-    fail(crashed);
+  fail_holds(make_error(errc::unavailable, "the entity crashed; retry"));
 }
 
 void entity_core::after_commit(waiter fn) {
@@ -110,11 +132,7 @@ void entity_core::after_commit(waiter fn) {
   waiting_.emplace_back(submitted_, std::move(fn));
 }
 
-void entity_core::on_committed(uint64_t seq, bool ok) {
-  if (!ok) {
-    fail_all(make_error(errc::unavailable, "storage write failed; retry"));
-    return;
-  }
+void entity_core::on_committed(uint64_t seq) {
   committed_ = seq;
   while (!waiting_.empty() && waiting_.front().first <= committed_) {
     auto fn = std::move(waiting_.front().second);

@@ -141,10 +141,8 @@ public:
   /// Runs `fn` once every change submitted so far is durable (at once if none is pending).
   void after_commit(waiter fn);
 
-  /// The journal's report: every batch up to `seq` is durable, or (ok false)
-  /// a batch failed. On failure every waiter gets an error and the caller
-  /// must stop the entity (it restarts from storage).
-  void on_committed(uint64_t seq, bool ok);
+  /// Every batch up to `seq` is durable: completes the waiters up to it.
+  void on_committed(uint64_t seq);
 
   /// Handles a (committed_atom) wake-up: re-arms notification, then
   /// completes every waiter whose batch is durable by now.
@@ -152,6 +150,11 @@ public:
 
   /// Answers every held request with `err` (after a failed commit).
   void fail_all(const caf::error& err);
+
+  /// After a failed batch (the caller then stops the entity): answers every
+  /// request whose batch is durable with success, every other held request
+  /// and every hold with an error.
+  void settle_after_failure();
 
   /// Registers the failure path of a request whose answer waits on another
   /// actor (a `.then`/`.await` continuation): if the entity crashes first,
@@ -177,8 +180,16 @@ private:
   /// True while a commit notice is on its way to the entity: the journal
   /// sends one notice per entity however many of its batches a group holds.
   std::shared_ptr<std::atomic<bool>> notice_pending_ = std::make_shared<std::atomic<bool>>(false);
-  /// Set by the journal's thread when a batch of this entity fails.
+  /// Set by the journal's thread when a batch of this entity fails, after
+  /// `first_failed_` (the lowest failed sequence number).
   std::shared_ptr<std::atomic<bool>> poisoned_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<uint64_t>> first_failed_ =
+    std::make_shared<std::atomic<uint64_t>>(UINT64_MAX);
+
+  /// The highest sequence number known durable with no failed batch at or below it.
+  uint64_t durable_prefix() const;
+  /// Answers every hold with `err`.
+  void fail_holds(const caf::error& err);
   std::unordered_map<uint64_t, std::function<void(const caf::error&)>> holds_;
   uint64_t next_hold_ = 0;
   uint64_t submitted_ = 0;

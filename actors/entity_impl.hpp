@@ -84,7 +84,7 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
         self->state.core.on_commit_notice();
         return;
       }
-      self->state.core.on_committed(seq, false);
+      self->state.core.settle_after_failure();
       self->quit(make_error(errc::unavailable, "a commit failed; restarting from storage"));
     },
     [self, can_passivate, asking](idle_atom) {

@@ -163,6 +163,7 @@ struct connection {
   bool in_parse = false;
   bool refuse_more = false; // after an error or EOF: no further requests are read
   bool close_when_drained = false; // the client half-closed: answer, then close
+  int pending_writes = 0;          // uv_write requests not yet completed
   int open_handles = 2;
 };
 
@@ -219,13 +220,23 @@ size_t unanswered(const connection* c) {
 void update_reading(connection* c);
 void start_reading(connection* c);
 
+/// After a half-close: close once every request is answered and written
+/// (closing earlier would cancel queued writes).
+void close_if_drained(connection* c) {
+  if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0)
+    close_connection(c);
+}
+
 void on_written(uv_write_t* req, int status) {
   auto w = static_cast<write_req*>(req->data);
   auto c = w->conn;
+  --c->pending_writes;
   if (status < 0 || w->close_after)
     close_connection(c);
-  else
+  else {
     update_reading(c);
+    close_if_drained(c);
+  }
   delete w;
 }
 
@@ -247,8 +258,6 @@ void flush(connection* c) {
   }
   if (out.empty())
     return;
-  if (c->close_when_drained && unanswered(c) == 0)
-    close_after = true;
   auto w = new write_req{};
   w->data = std::move(out);
   w->conn = c;
@@ -260,6 +269,7 @@ void flush(connection* c) {
     close_connection(c);
     return;
   }
+  ++c->pending_writes;
   arm_timer(c);
 }
 
@@ -404,10 +414,13 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)
   }
-  if (p->upgrade) {
-    c->error_status = 400; // no protocol upgrades here; refused before any handler runs
+  if (p->method == HTTP_CONNECT) {
+    c->error_status = 400; // no tunnels here; refused before any handler runs
     return -1;
   }
+  // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
+  // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
+  p->upgrade = 0;
   c->cur.method = http_method_str(static_cast<http_method>(p->method));
   return 0;
 }
@@ -478,12 +491,13 @@ void start_reading(connection* c) {
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto c = static_cast<connection*>(stream->data);
-  if (nread == UV_EOF && unanswered(c) > 0) {
+  if (nread == UV_EOF) {
     // Half-closed: the client sent all it will; answer what it asked, then close.
     c->refuse_more = true;
     c->close_when_drained = true;
     uv_read_stop(stream);
     c->reading = false;
+    close_if_drained(c);
     return;
   }
   if (nread < 0) {

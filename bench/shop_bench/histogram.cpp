@@ -71,7 +71,9 @@ int64_t histogram::value_at(double percentile) const {
   if (total_ == 0)
     return 0;
   percentile = std::clamp(percentile, 0.0, 100.0);
-  auto wanted = static_cast<uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(total_)));
+  // The epsilon keeps e.g. 99.9% of 1000 at rank 999: the product is 999.0000000000001.
+  auto wanted =
+    static_cast<uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(total_) - 1e-9));
   wanted = std::max<uint64_t>(wanted, 1);
   uint64_t seen = 0;
   for (size_t i = 0; i < counts_.size(); ++i) {

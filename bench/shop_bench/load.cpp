@@ -54,7 +54,8 @@ struct engine;
 
 struct in_flight {
   request req;
-  clock::time_point start; // intended (open loop) or actual (closed loop) send time
+  clock::time_point start;  // intended (open loop) or actual (closed loop) send time: latency
+  clock::time_point handed; // when a connection took it: the timeout runs from here
 };
 
 struct conn {
@@ -73,6 +74,7 @@ struct conn {
   bool message_done = false;
   bool keep_alive = true;
   bool source_done = false; // closed loop: nothing more for this connection
+  bool in_idle = false;     // open loop: listed in idle_by_target
   char buf[64 * 1024];
 };
 
@@ -126,8 +128,15 @@ void on_close(uv_handle_t* h) {
   c->closing = false;
   c->connected = false;
   c->connecting = false;
-  if (!c->eng->stopping)
-    connection_free(c); // reconnects lazily with the next request
+  if (c->eng->stopping)
+    return;
+  if (c->current) { // handed to us while we were closing: connect again and send it
+    auto f = std::move(*c->current);
+    c->current.reset();
+    start_request(c, std::move(f));
+    return;
+  }
+  connection_free(c); // reconnects lazily with the next request
 }
 
 void drop_connection(conn* c) {
@@ -233,6 +242,7 @@ void on_connect(uv_connect_t* req, int status) {
 }
 
 void start_request(conn* c, in_flight f) {
+  f.handed = clock::now();
   c->current = std::move(f);
   c->target = c->current->req.target % c->eng->opts.targets.size();
   if (c->connected) {
@@ -292,7 +302,10 @@ void connection_free(conn* c) {
       return;
     }
   }
-  e->idle_by_target[c->index % e->opts.targets.size()].push_back(c->index);
+  if (!c->in_idle) {
+    c->in_idle = true;
+    e->idle_by_target[c->index % e->opts.targets.size()].push_back(c->index);
+  }
 }
 
 bool all_idle(engine* e) {
@@ -339,14 +352,30 @@ void on_tick(uv_timer_t* t) {
       } else {
         auto idx = idle.front();
         idle.pop_front();
+        e->conns[idx]->in_idle = false;
         start_request(e->conns[idx].get(), std::move(f));
       }
     }
   }
   // Requests past the timeout fail (status 0) and their connection is reset.
+  // The clock runs from when a connection took the request, so a backlog
+  // does not make every request sent late time out at once.
   for (auto& c : e->conns)
-    if (c->current && now - c->current->start > e->opts.timeout)
+    if (c->current && now - c->current->handed > e->opts.timeout)
       drop_connection(c.get());
+  // Open loop: due requests that waited for a connection longer than the
+  // timeout fail without being sent (a load generator must not pile up).
+  while (!e->backlog.empty() && now - e->backlog.front().start > e->opts.timeout) {
+    auto f = std::move(e->backlog.front());
+    e->backlog.pop_front();
+    response res;
+    res.status = 0;
+    res.done = now;
+    res.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(now - f.start).count();
+    ++e->summary.completed;
+    ++e->summary.transport_errors;
+    (*e->sink)(f.req, res);
+  }
   if (e->opts.progress && now - e->last_progress >= std::chrono::seconds{1}) {
     auto secs = std::chrono::duration<double>(now - e->t0).count();
     auto window = std::chrono::duration<double>(now - e->last_progress).count();
@@ -383,7 +412,8 @@ load_summary run_load(const load_options& opts, const request_source& next,
     e.addrs.push_back(a);
   }
   e.idle_by_target.resize(e.opts.targets.size());
-  for (size_t i = 0; i < std::max<size_t>(1, e.opts.connections); ++i) {
+  // At least one connection per target, or a target's requests would wait forever.
+  for (size_t i = 0; i < std::max(e.opts.connections, e.opts.targets.size()); ++i) {
     auto c = std::make_unique<conn>();
     c->eng = &e;
     c->index = i;

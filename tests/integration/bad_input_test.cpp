@@ -160,6 +160,14 @@ TEST_F(BadInput, test_a_half_closed_client_still_gets_its_answers) {
   EXPECT_NE(r.find("\"available\":100"), std::string::npos) << r;
 }
 
+TEST_F(BadInput, test_upgrade_requests_are_served_as_http1_and_connect_is_refused) {
+  auto h2c = c().raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n");
+  EXPECT_EQ(h2c.status, 200) << h2c.body;
+  expect_error(c().raw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"), 400,
+               "bad_request");
+}
+
 TEST_F(BadInput, test_a_users_token_on_an_admin_route_is_forbidden) {
   expect_error(c().request("POST", "/api/v1/products/safe-1/restock", R"({"quantity":5})",
                            {bearer(user)}),
