@@ -106,10 +106,10 @@ struct api::route {
 
 api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_options opts,
          node_probe probe)
-  : sys_(sys),
+  : batch_(std::make_unique<job_batch>()),
+    sys_(sys),
     region_(std::move(region)),
     jwt_(jwt_secret),
-    batch_(std::make_unique<job_batch>()),
     issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
     opts_(opts),
     probe_(std::move(probe)) {

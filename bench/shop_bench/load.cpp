@@ -283,7 +283,8 @@ void issue_closed(conn* c) {
     return;
   }
   r->target = c->index % e->opts.targets.size(); // a connection serves one target
-  start_request(c, in_flight{std::move(*r), clock::now()});
+  auto now = clock::now();
+  start_request(c, in_flight{std::move(*r), now, now});
 }
 
 /// A connection has no request in flight: give it the next one.
@@ -346,7 +347,7 @@ void on_tick(uv_timer_t* t) {
       ++e->scheduled;
       r->target %= e->opts.targets.size();
       auto& idle = e->idle_by_target[r->target];
-      in_flight f{std::move(*r), due};
+      in_flight f{std::move(*r), due, due};
       if (idle.empty()) {
         e->backlog.push_back(std::move(f));
       } else {
