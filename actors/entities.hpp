@@ -54,7 +54,6 @@ struct user_account_state {
   entity_core core;
   bool exists = false;
   user_record user;
-  int outstanding = 0;
   static inline const char* name = "user_account";
 };
 caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,

@@ -161,6 +161,8 @@ public:
   /// `fail` answers it. Returns a ticket for `unhold` (call it when answered).
   uint64_t hold(std::function<void(const caf::error&)> fail);
   void unhold(uint64_t ticket);
+  /// True while a request waits on another actor (the entity must not passivate).
+  bool holding() const noexcept { return !holds_.empty(); }
 
   /// True once a batch of this entity failed: its in-memory state is ahead of
   /// storage, so nothing more may be acknowledged or written.

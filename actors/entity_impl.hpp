@@ -28,7 +28,8 @@ void maybe_passivate(caf::stateful_actor<State>* self, const std::function<bool(
   auto& core = self->state.core;
   const auto& ctx = *core.ctx;
   self->delayed_send(self, idle_check_interval(ctx), idle_atom::value);
-  if (*asking || core.idle_for() < ctx.passivate_after || !core.quiescent() || !can_passivate())
+  if (*asking || core.idle_for() < ctx.passivate_after || !core.quiescent() || core.holding()
+      || !can_passivate())
     return;
   *asking = true;
   self

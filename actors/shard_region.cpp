@@ -40,7 +40,8 @@ struct region_state {
   };
   context_ptr ctx;
   std::unordered_map<std::string, entry> entities;
-  std::unordered_map<caf::actor_addr, std::string> by_addr;
+  /// Who each live activation is: (kind, id).
+  std::unordered_map<caf::actor_addr, std::pair<entity_kind, std::string>> by_addr;
   std::unordered_map<std::string, health> health_by_key;
   /// Sale id -> SKU, learned from flash_sale entities; lets purchases skip the sale's actor.
   std::unordered_map<std::string, std::string> sale_skus;
@@ -70,7 +71,7 @@ region_state::entry& spawn_entity(region_actor* self, entity_kind kind, const st
       handle = self->spawn<caf::monitored>(user_account_actor, st.ctx, id);
       break;
   }
-  st.by_addr[handle.address()] = key;
+  st.by_addr[handle.address()] = {kind, id};
   st.ctx->metrics->active.fetch_add(1);
   st.ctx->metrics->activations.fetch_add(1);
   auto& e = st.entities[key];
@@ -99,8 +100,9 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
   auto i = st.by_addr.find(dm.source);
   if (i == st.by_addr.end())
     return; // passivated (already forgotten) or unknown
-  auto key = i->second;
+  auto [kind, id] = std::move(i->second);
   st.by_addr.erase(i);
+  auto key = region_key(kind, id);
   auto j = st.entities.find(key);
   if (j != st.entities.end() && j->second.handle.address() == dm.source)
     st.entities.erase(j);
@@ -108,18 +110,11 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
   if (!dm.reason)
     return;
   st.ctx->metrics->crashes.fetch_add(1);
-  auto slash = key.find('/');
-  auto kind_name = key.substr(0, slash);
-  auto id = key.substr(slash + 1);
   auto& h = st.health_by_key[key];
   auto now = steady::now();
   h.crashes.push_back(now);
   while (!h.crashes.empty() && now - h.crashes.front() > restart_window)
     h.crashes.pop_front();
-  entity_kind kind = entity_kind::sku;
-  for (auto k : {entity_kind::sku, entity_kind::sale, entity_kind::order, entity_kind::user})
-    if (kind_name == to_string(k))
-      kind = k;
   if (h.crashes.size() > max_restarts) {
     auto backoff = std::min<std::chrono::milliseconds>(
       std::chrono::milliseconds{1000} * (1 << std::min(h.backoff_exponent, 5)), max_backoff);

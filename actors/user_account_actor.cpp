@@ -47,14 +47,12 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
           return reject_durable<user_view>(self,
                                            make_error(errc::unavailable, "the node is stopping"));
         auto rp = self->make_response_promise<user_view>();
-        ++st.outstanding;
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // `await`: a second registration of this name waits for this one.
         self->request(hasher, ctx->ask_timeout, hash_atom::value, c.password)
           .await(
             [self, rp, key, c, ticket](std::string& hash) mutable {
               auto& st = self->state;
-              --st.outstanding;
               st.core.unhold(ticket);
               if (!st.exists) {
                 st.user.user_id = random_hex(12);
@@ -70,7 +68,6 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
               deliver_durable(st.core, rp, view_of(st.user));
             },
             [self, rp, ticket](caf::error& err) mutable {
-              --self->state.outstanding;
               self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
@@ -87,7 +84,6 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
           return reject_durable<user_view>(self,
                                            make_error(errc::unavailable, "the node is stopping"));
         auto rp = self->make_response_promise<user_view>();
-        ++st.outstanding;
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         self
           ->request(hasher, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
@@ -95,7 +91,6 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
           .then(
             [self, rp, ticket](bool ok) mutable {
               auto& st = self->state;
-              --st.outstanding;
               st.core.unhold(ticket);
               if (!ok) {
                 rp.deliver(make_error(errc::unauthorized, "wrong username or password"));
@@ -105,7 +100,6 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
               deliver_durable(st.core, rp, view_of(st.user));
             },
             [self, rp, ticket](caf::error& err) mutable {
-              --self->state.outstanding;
               self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
@@ -121,7 +115,7 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
     };
   };
   return activate_entity(self, ctx, entity_kind::user, std::move(username), load, running,
-                         [self] { return self->state.outstanding == 0; });
+                         [] { return true; });
 }
 
 caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost) {

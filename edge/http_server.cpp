@@ -99,7 +99,6 @@ struct write_req {
 } // namespace
 
 struct http_server::impl {
-  http_server* owner;
   http_limits limits;
   request_handler handler;
   response_observer observer;
@@ -627,7 +626,6 @@ void on_stop(uv_async_t* a) {
 http_server::http_server(http_limits limits, request_handler handler, response_observer observer,
                          iteration_hook after_reads)
   : impl_(std::make_unique<impl>()) {
-  impl_->owner = this;
   impl_->limits = limits;
   impl_->handler = std::move(handler);
   impl_->observer = std::move(observer);

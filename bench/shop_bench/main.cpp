@@ -24,8 +24,14 @@ using namespace shop::bench;
 
 namespace {
 
+/// shop-bench is single-threaded: one parser serves every answer.
+simdjson::dom::parser& parser_of_answers() {
+  static simdjson::dom::parser parser;
+  return parser;
+}
+
 std::string json_string(const std::string& body, const char* key) {
-  simdjson::dom::parser parser;
+  auto& parser = parser_of_answers();
   simdjson::dom::element doc;
   std::string_view v;
   if (parser.parse(body).get(doc) || doc[key].get_string().get(v))
@@ -34,7 +40,7 @@ std::string json_string(const std::string& body, const char* key) {
 }
 
 int64_t json_int(const std::string& body, const char* key) {
-  simdjson::dom::parser parser;
+  auto& parser = parser_of_answers();
   simdjson::dom::element doc;
   int64_t v = -1;
   if (parser.parse(body).get(doc) || doc[key].get_int64().get(v))
