@@ -65,12 +65,10 @@ void node::write_metrics(std::string& out) const {
   auto& jrnl = i.jrnl;
   auto& db = i.db;
   auto gauge = [&](const char* name, const char* help, double v) {
-    write_metric_header(out, name, "gauge", help);
-    write_sample(out, name, {}, v);
+    write_metric(out, name, "gauge", help, v);
   };
   auto counter = [&](const char* name, const char* help, double v) {
-    write_metric_header(out, name, "counter", help);
-    write_sample(out, name, {}, v);
+    write_metric(out, name, "counter", help, v);
   };
   gauge("shop_entities_active", "Entity actors currently active on this node.",
         static_cast<double>(metrics->active.load()));

@@ -17,10 +17,10 @@ std::string server::start() {
   probe.write_metrics = [this](std::string& out) {
     node_.write_metrics(out);
     if (http_) {
-      write_metric_header(out, "shop_http_inflight", "gauge", "Requests being processed.");
-      write_sample(out, "shop_http_inflight", {}, static_cast<double>(http_->inflight()));
-      write_metric_header(out, "shop_http_connections", "gauge", "Open client connections.");
-      write_sample(out, "shop_http_connections", {}, static_cast<double>(http_->connections()));
+      write_metric(out, "shop_http_inflight", "gauge", "Requests being processed.",
+                   static_cast<double>(http_->inflight()));
+      write_metric(out, "shop_http_connections", "gauge", "Open client connections.",
+                   static_cast<double>(http_->connections()));
     }
   };
   api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(), cfg_.api,

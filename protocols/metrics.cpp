@@ -49,6 +49,12 @@ void write_metric_header(std::string& out, std::string_view name, std::string_vi
   out.append(type).push_back('\n');
 }
 
+void write_metric(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help, double value) {
+  write_metric_header(out, name, type, help);
+  write_sample(out, name, {}, value);
+}
+
 void write_sample(std::string& out, std::string_view name, std::string_view labels,
                   double value) {
   open_labels(out, name, "", labels, false);

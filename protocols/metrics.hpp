@@ -39,6 +39,11 @@ private:
 void write_metric_header(std::string& out, std::string_view name, std::string_view type,
                          std::string_view help);
 
+/// Appends a whole unlabelled metric: its header and its one sample.
+/// `type` is "gauge" or "counter".
+void write_metric(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help, double value);
+
 /// Appends one sample line `name{labels} value`.
 void write_sample(std::string& out, std::string_view name, std::string_view labels,
                   double value);
