@@ -133,6 +133,9 @@ struct http_server::impl {
   /// releases the in-flight slot, exactly once.
   std::unordered_set<uint64_t> outstanding;
   uv_timer_t deadline_timer;
+  /// The completions being answered (loop thread). Swapped with the shared
+  /// queue, so both vectors keep their capacity from one iteration to the next.
+  std::vector<responder::shared::item> replies;
 
   std::string next_request_id() {
     ++id_counter;
@@ -558,7 +561,7 @@ void on_connection(uv_stream_t* server, int status) {
 
 void on_replies(uv_async_t* a) {
   auto srv = static_cast<http_server::impl*>(a->data);
-  std::vector<responder::shared::item> items;
+  auto& items = srv->replies; // empty: cleared after the last round
   {
     std::lock_guard<std::mutex> guard{srv->shared->mtx};
     items.swap(srv->shared->items); // uv_async_send coalesces: always drain everything
@@ -575,6 +578,7 @@ void on_replies(uv_async_t* a) {
     if (c != srv->conns.end()) // the client may have gone
       fill_slot(c->second, it.seq, it.res, it.request_id);
   }
+  items.clear();
 }
 
 /// Answers 503 for requests whose handler has not answered in time. The late

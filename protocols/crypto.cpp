@@ -35,6 +35,24 @@ std::string random_hex(size_t n) {
   return to_hex(buf);
 }
 
+std::string random_id_hex(size_t n) {
+  struct pool {
+    unsigned char bytes[4096];
+    size_t used = sizeof(bytes);
+  };
+  thread_local pool p;
+  if (n > 64)
+    throw std::invalid_argument("random_id_hex: at most 64 bytes");
+  if (p.used + n > sizeof(p.bytes)) {
+    if (RAND_bytes(p.bytes, sizeof(p.bytes)) != 1)
+      throw std::runtime_error("RAND_bytes failed");
+    p.used = 0;
+  }
+  std::string_view out{reinterpret_cast<const char*>(p.bytes + p.used), n};
+  p.used += n; // each byte is handed out once
+  return to_hex(out);
+}
+
 std::string base64url_encode(std::string_view in) {
   static constexpr char table[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

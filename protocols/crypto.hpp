@@ -15,6 +15,12 @@ namespace shop {
 /// `n` cryptographically random bytes as hex (2n characters). Throws on RNG failure.
 [[nodiscard]] std::string random_hex(size_t n);
 
+/// Like random_hex, for ids made on hot paths (order ids): the bytes come from
+/// a per-thread buffer that one RAND_bytes call refills per 4 KiB, instead of
+/// one locked DRBG call per id. Not for secrets, and not fork-safe (shopd
+/// never forks). `n` is at most 64.
+[[nodiscard]] std::string random_id_hex(size_t n);
+
 [[nodiscard]] std::string base64url_encode(std::string_view bytes);
 
 /// Returns false on characters outside the base64url alphabet (padding is refused too).

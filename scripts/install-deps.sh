@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config
   libcaf-dev librocksdb-dev libsimdjson-dev libuv1-dev libspdlog-dev libfmt-dev
-  libgtest-dev libhttp-parser-dev libssl-dev libcli11-dev libargon2-dev
+  libgtest-dev libhttp-parser-dev libssl-dev libcli11-dev libargon2-dev libjemalloc-dev
   curl wrk gnuplot-nox
 )
 missing=()

@@ -1,6 +1,5 @@
 #include "storage/keys.hpp"
 
-#include <cstdio>
 
 namespace shop::keys {
 
@@ -14,12 +13,13 @@ uint64_t stable_hash(std::string_view id) noexcept {
 }
 
 std::string shard_prefix(std::string_view kind, uint32_t shard) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "%04x", shard & 0xffff);
+  static constexpr char digits[] = "0123456789abcdef";
   std::string out;
-  out.reserve(kind.size() + 6);
+  out.reserve(kind.size() + 6 + 48); // room for an id, so callers rarely reallocate
   out.append(kind).push_back('/');
-  out.append(buf, 4).push_back('/');
+  for (int shift = 12; shift >= 0; shift -= 4)
+    out.push_back(digits[(shard >> shift) & 0xf]);
+  out.push_back('/');
   return out;
 }
 

@@ -35,10 +35,24 @@ for i in $(seq "$USERS"); do
 done
 
 echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H "Authorization: Bearer $(head -1 "$WORK/tokens.txt")" -d '{"quantity":1}' | cut -c1-120)"
+# shopd's own CPU time (user + system, all threads) per answered request, from
+# /proc: a steadier figure than requests/s on a shared machine.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+measure() { # label, then the wrk command line
+  local label=$1; shift
+  local before out after n
+  before=$(cpu_ticks)
+  out=$("$@")
+  after=$(cpu_ticks)
+  echo "$out" | grep -E "Requests/sec|50%|99%|Non-2xx|p50_ms"
+  n=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$label shopd_cpu_us_per_request=$(( (after - before) * 1000000 / $(getconf CLK_TCK) / n ))"
+}
 echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores"
 echo "-- GET /healthz"
-wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz" | grep -E "Requests/sec|50%|99%|Non-2xx"
+measure healthz wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
-TOKENS="$WORK/tokens.txt" SALE=bench-sale wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
-  -s bench/wrk/purchase.lua "http://127.0.0.1:$PORT" | grep -E "Requests/sec|50%|99%|Non-2xx|p50_ms"
+export TOKENS="$WORK/tokens.txt" SALE=bench-sale
+measure purchase wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
+  "http://127.0.0.1:$PORT"
 curl -sf "$B/inventory/hot"; echo

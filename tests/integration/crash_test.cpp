@@ -84,34 +84,51 @@ TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
   auto admin = shopd.admin_token();
-  create_product_and_sale(c, admin, "sup-1", 5000, "sale-s", 5000, 1000);
+  create_product_and_sale(c, admin, "sup-1", 200000, "sale-s", 200000, 10000);
   create_product_and_sale(c, admin, "sup-2", 10, "sale-t", 10, 10);
   auto tokens = make_users(shopd.port(), "sup_", 50);
-  std::atomic<int> created{0}, unavailable{0}, other{0};
-  std::atomic<bool> done{false};
+  // The burst lasts until all three crashes have hit it, each after another
+  // 500 answers, and at least 3,000 purchases were answered.
+  constexpr int min_requests = 3000;
+  constexpr int max_requests = 150000; // bounds the test if crashes never land
+  std::atomic<int> started{0}, answered{0}, created{0}, unavailable{0}, other{0};
+  std::atomic<bool> crashes_sent{false};
   std::thread crasher([&] {
     http_client cc{shopd.port()};
-    for (int i = 0; i < 3 && !done; ++i) {
-      std::this_thread::sleep_for(100ms);
+    for (int i = 1; i <= 3; ++i) {
+      while (answered < 500 * i && started < max_requests)
+        std::this_thread::sleep_for(1ms);
       auto r = cc.request("POST", "/api/v1/admin/fault-injection/crash",
                           R"({"kind":"sku","id":"sup-1"})", {bearer(admin)});
       EXPECT_EQ(r.status, 202) << r.body;
     }
+    crashes_sent = true;
   });
-  parallel_for(shopd.port(), 3000, 16, [&](http_client& cc, size_t i) {
-    auto r = cc.request("POST", "/api/v1/flash-sales/sale-s/purchase", R"({"quantity":1})",
-                        {bearer(tokens[i % tokens.size()])});
-    if (r.status == 201)
-      ++created;
-    else if (r.status == 503 && !r.header("retry-after").empty())
-      ++unavailable;
-    else
-      ++other;
-  });
-  done = true;
+  std::vector<std::thread> buyers;
+  for (int t = 0; t < 16; ++t)
+    buyers.emplace_back([&] {
+      http_client cc{shopd.port()};
+      while (!(crashes_sent && answered >= min_requests)) {
+        auto i = started++;
+        if (i >= max_requests)
+          break;
+        auto r = cc.request("POST", "/api/v1/flash-sales/sale-s/purchase", R"({"quantity":1})",
+                            {bearer(tokens[static_cast<size_t>(i) % tokens.size()])});
+        if (r.status == 201)
+          ++created;
+        else if (r.status == 503 && !r.header("retry-after").empty())
+          ++unavailable;
+        else
+          ++other;
+        ++answered;
+      }
+    });
+  for (auto& b : buyers)
+    b.join();
   crasher.join();
   EXPECT_EQ(other.load(), 0); // every request answered: 201 or 503, none hangs
-  EXPECT_EQ(created + unavailable, 3000);
+  EXPECT_EQ(created + unavailable, answered.load());
+  EXPECT_GE(answered.load(), min_requests);
   auto inv = c.request("GET", "/api/v1/inventory/sup-1");
   ASSERT_EQ(inv.status, 200) << inv.body;
   EXPECT_EQ(std::stoll(json_field(inv.body, "reserved")), created.load());

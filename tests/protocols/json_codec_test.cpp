@@ -1,3 +1,6 @@
+#include <set>
+#include <stdexcept>
+
 #include <gtest/gtest.h>
 
 #include <caf/sec.hpp>
@@ -154,4 +157,16 @@ TEST(Crypto, test_base64url_and_order_ids) {
   EXPECT_NE(a, derive_order_id("secret", "u2", "s1", "key"));
   EXPECT_NE(a, derive_order_id("secret", "u1", "s2", "key"));
   EXPECT_NE(a, derive_order_id("other", "u1", "s1", "key"));
+}
+
+TEST(Crypto, test_random_ids_are_hex_and_never_repeat_across_pool_refills) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 2000; ++i) { // 2000 x 16 bytes: several 4 KiB refills
+    auto id = random_id_hex(16);
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    ASSERT_TRUE(seen.insert(id).second) << "repeated id " << id;
+  }
+  EXPECT_EQ(random_id_hex(0), "");
+  EXPECT_THROW((void)random_id_hex(65), std::invalid_argument);
 }

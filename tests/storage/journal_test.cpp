@@ -21,6 +21,9 @@ TEST(Keys, test_an_entitys_keys_share_its_shard_prefix) {
   // The hash is part of the storage format: it must never change.
   EXPECT_EQ(keys::stable_hash("phone-1"), keys::stable_hash(std::string{"phone-1"}));
   EXPECT_EQ(keys::stable_hash(""), 14695981039346656037ull);
+  // So is the key layout: kind, four hex digits of shard, id.
+  EXPECT_EQ(keys::shard_prefix(keys::order, 0xbeef), "ord/beef/");
+  EXPECT_EQ(keys::entity(keys::order, "o1", 1), "ord/0000/o1");
 }
 
 TEST(Store, test_scan_stops_at_the_prefix_boundary) {
