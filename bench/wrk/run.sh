@@ -35,18 +35,32 @@ for i in $(seq "$USERS"); do
 done
 
 echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H "Authorization: Bearer $(head -1 "$WORK/tokens.txt")" -d '{"quantity":1}' | cut -c1-120)"
-# shopd's own CPU time (user + system, all threads) per answered request, from
-# /proc: a steadier figure than requests/s on a shared machine.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+# shopd's own CPU time (user + system) per answered request, from /proc, in
+# total and by thread name: a steadier figure than requests/s on a shared
+# machine, and it shows which stage a request costs most in.
+thread_ticks() { # "tid name ticks" per thread of shopd
+  for f in /proc/"$PID"/task/*/stat; do
+    awk '{ sub(/^[0-9]+ \(/, ""); split($0, a, ") "); split(a[2], b, " ");
+           print FILENAME, a[1], b[12] + b[13] }' "$f" 2>/dev/null
+  done
+}
 measure() { # label, then the wrk command line
   local label=$1; shift
   local before out after n
-  before=$(cpu_ticks)
+  before=$(thread_ticks)
   out=$("$@")
-  after=$(cpu_ticks)
+  after=$(thread_ticks)
   echo "$out" | grep -E "Requests/sec|50%|99%|Non-2xx|p50_ms"
   n=$(echo "$out" | awk '/requests in/ {print $1}')
-  echo "$label shopd_cpu_us_per_request=$(( (after - before) * 1000000 / $(getconf CLK_TCK) / n ))"
+  printf '%s\n--\n%s\n' "$before" "$after" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" -v label="$label" '
+    $0 == "--" { after = 1; next }
+    !after { start[$1] = $3; next }
+    { d = $3 - start[$1]; by[$2] += d; total += d }
+    END {
+      line = sprintf("%s shopd_cpu_us_per_request=%d (", label, total * 1e6 / hz / n)
+      for (t in by) if (by[t] > 0) line = line sprintf(" %s=%.1f", t, by[t] * 1e6 / hz / n)
+      print line " )"
+    }'
 }
 echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores"
 echo "-- GET /healthz"
