@@ -1,7 +1,6 @@
 #include "storage/store.hpp"
 
 #include <rocksdb/db.h>
-#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -44,19 +43,7 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   rocksdb::Options o;
   o.create_if_missing = true;
   o.IncreaseParallelism(2);
-  // Flushes and compactions run at low CPU priority: on a busy node they use
-  // the CPU that the journal, the actors and the edge leave idle instead of
-  // delaying answers (purchase p99 on the 2-core bench node: 9-13 ms without,
-  // 7.5 ms with). If they fall behind, RocksDB slows writes down, and that
-  // frees the CPU for them again.
-  o.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow);
-  o.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow);
-  // 64 MiB of memtables, 16 MiB each (the default budget, 512 MiB, makes them
-  // 128 MiB). The journal thread inserts every committed key into the active
-  // memtable's skiplist, and with random order ids that costs a cache miss per
-  // level: into a 16 MiB skiplist it took the writer about 35% less time than
-  // into a 128 MiB one. Flushes come more often and run in the background.
-  o.OptimizeLevelStyleCompaction(64 << 20);
+  o.OptimizeLevelStyleCompaction();
   // After a crash, recover every write whose WAL record is complete; a torn
   // tail record is an unacknowledged write and is dropped.
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
