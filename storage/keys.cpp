@@ -1,5 +1,6 @@
 #include "storage/keys.hpp"
 
+#include "protocols/crypto.hpp"
 
 namespace shop::keys {
 
@@ -13,13 +14,11 @@ uint64_t stable_hash(std::string_view id) noexcept {
 }
 
 std::string shard_prefix(std::string_view kind, uint32_t shard) {
-  static constexpr char digits[] = "0123456789abcdef";
+  const char bytes[2] = {static_cast<char>(shard >> 8), static_cast<char>(shard)};
   std::string out;
   out.reserve(kind.size() + 6 + 48); // room for an id, so callers rarely reallocate
   out.append(kind).push_back('/');
-  for (int shift = 12; shift >= 0; shift -= 4)
-    out.push_back(digits[(shard >> shift) & 0xf]);
-  out.push_back('/');
+  out.append(to_hex({bytes, 2})).push_back('/');
   return out;
 }
 
