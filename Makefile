@@ -21,7 +21,7 @@ build: deps $(BUILD_DIR)/build.ninja
 # Starts one node on http://127.0.0.1:$(HTTP_PORT) with RocksDB in $(DATA_DIR).
 # The admin password comes from SHOP_ADMIN_PASSWORD, else it is generated and printed once.
 run: build
-	$(BUILD_DIR)/cluster/shopd --http-port $(HTTP_PORT) --data-dir $(DATA_DIR)
+	$(BUILD_DIR)/cluster/shopd --http-port $(HTTP_PORT) --data-dir $(DATA_DIR) --sandbox-payments
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 600

@@ -33,6 +33,20 @@ void register_shop_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<register_user>("shop::register_user");
   cfg.add_message_type<login_user>("shop::login_user");
   cfg.add_message_type<get_user>("shop::get_user");
+  cfg.add_message_type<cart_record>("shop::cart_record");
+  cfg.add_message_type<cart_view>("shop::cart_view");
+  cfg.add_message_type<product_page>("shop::product_page");
+  cfg.add_message_type<payment_view>("shop::payment_view");
+  cfg.add_message_type<list_products>("shop::list_products");
+  cfg.add_message_type<get_cart>("shop::get_cart");
+  cfg.add_message_type<set_cart_item>("shop::set_cart_item");
+  cfg.add_message_type<clear_cart>("shop::clear_cart");
+  cfg.add_message_type<checkout>("shop::checkout");
+  cfg.add_message_type<place_order>("shop::place_order");
+  cfg.add_message_type<reserve_stock>("shop::reserve_stock");
+  cfg.add_message_type<confirm_sale>("shop::confirm_sale");
+  cfg.add_message_type<pay_order>("shop::pay_order");
+  cfg.add_message_type<payment_callback>("shop::payment_callback");
   cfg.add_message_type<crash_entity>("shop::crash_entity");
   cfg.add_message_type<region_stats>("shop::region_stats");
 }

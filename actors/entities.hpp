@@ -4,11 +4,14 @@
 // activates the owning entity (loading it from storage) and delegates.
 
 #include <string>
+#include <utility>
+#include <vector>
 #include <unordered_set>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/entity.hpp"
 #include "actors/stock_book.hpp"
@@ -39,11 +42,16 @@ struct flash_sale_state {
 caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, context_ptr ctx,
                                std::string sale_id);
 
-/// One per order: its status machine (pending_payment -> cancelled | expired).
+/// One per order: its status machine (pending_payment -> paid | cancelled |
+/// expired), payment, and the placement saga of checkout orders.
 struct order_state {
   entity_core core;
   bool exists = false;
   order_record order;
+  /// True while a checkout's reservations are being made.
+  bool placing = false;
+  /// The requests waiting on that placement: the first, then concurrent retries.
+  std::vector<std::pair<checkout, caf::typed_response_promise<purchase_result>>> placement;
   static inline const char* name = "order";
 };
 caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,
@@ -58,6 +66,19 @@ struct user_account_state {
 };
 caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,
                                  std::string username);
+
+/// One per user: the cart (SKU -> quantity; prices are looked up when shown).
+struct cart_state {
+  entity_core core;
+  cart_record cart;
+  static inline const char* name = "cart";
+};
+caf::behavior cart_actor(caf::stateful_actor<cart_state>* self, context_ptr ctx,
+                         std::string user_id);
+
+/// One per node, not an entity: answers GET /products from storage (a
+/// bounded scan of the product records), with live stock from the SKUs.
+caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx);
 
 /// A detached actor (own thread) that hashes and verifies passwords with
 /// argon2id, so slow hashing never stalls the scheduler. `cost` is log2 of

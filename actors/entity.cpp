@@ -13,6 +13,7 @@ const char* to_string(entity_kind k) noexcept {
     case entity_kind::sale: return "sale";
     case entity_kind::order: return "order";
     case entity_kind::user: return "user";
+    case entity_kind::cart: return "cart";
   }
   return "unknown";
 }

@@ -31,7 +31,7 @@
 
 namespace shop {
 
-enum class entity_kind : uint8_t { sku = 1, sale = 2, order = 3, user = 4 };
+enum class entity_kind : uint8_t { sku = 1, sale = 2, order = 3, user = 4, cart = 5 };
 
 const char* to_string(entity_kind k) noexcept;
 

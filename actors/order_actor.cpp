@@ -1,5 +1,18 @@
 // order: one actor per order; the single arbiter of the order's status, so a
-// cancel and an expiry that race are decided here, once.
+// cancel, an expiry and a payment that race are decided here, once.
+//
+// Flash-sale orders are created by their SKU (in the same write as the
+// reservation). Checkout orders are placed here, as a saga over their SKUs:
+//   1. (from_cart) read the user's cart;
+//   2. ask every SKU to reserve its line for this order id (in parallel);
+//   3. all reserved: write the order, answer 201, clear the cart;
+//      any refused: release every line and answer the refusal (all-or-nothing).
+// A crash between 2 and 3 leaves reservations without an order: their SKUs'
+// expiry timers ask this entity, which answers `expired` for an order that
+// does not exist, and the units return. A retry with the same
+// Idempotency-Key lands here again and reuses the reservations.
+
+#include <algorithm>
 
 #include <caf/all.hpp>
 
@@ -11,14 +24,166 @@ namespace shop {
 
 namespace {
 
+using order_self = caf::stateful_actor<order_state>;
+
 bool visible_to(const order_state& st, const std::string& requester, bool admin) {
   return st.exists && (admin || st.order.user_id == requester);
 }
 
+int64_t amount_due(const order_record& o) {
+  return o.total_cents - o.discount_cents;
+}
+
+/// The answer to a placement request once the order exists: the order
+/// (replayed) if the request is the same one, else a conflict.
+caf::expected<purchase_result> replay(const order_record& order, const checkout& req) {
+  auto reused = make_error(errc::conflict,
+                           "this Idempotency-Key was already used for a different request");
+  if (req.user_id != order.user_id || !order.flash_sale_id.empty())
+    return reused;
+  if (!req.from_cart) {
+    if (req.items.size() != order.items.size())
+      return reused;
+    for (auto& line : req.items) {
+      auto same = std::find_if(order.items.begin(), order.items.end(), [&](const order_line& o) {
+        return o.sku == line.sku && o.quantity == line.quantity;
+      });
+      if (same == order.items.end())
+        return reused;
+    }
+  }
+  return purchase_result{order, true};
+}
+
+/// Sends `release_reservation` for every line (idempotent at the SKU).
+void release_lines(const context_ptr& ctx, const std::string& order_id,
+                   const std::vector<order_line>& lines) {
+  for (auto& line : lines) // anonymous: the SKUs' acknowledgements have nowhere to go
+    caf::anon_send(ctx->region, release_reservation{line.sku, order_id});
+}
+
+/// Answers every request waiting on the placement and ends it.
+void finish_placement(order_self* self, uint64_t ticket, const caf::error* err) {
+  auto& st = self->state;
+  auto waiting = std::move(st.placement);
+  st.placement.clear();
+  st.placing = false;
+  st.core.unhold(ticket);
+  bool first = true;
+  for (auto& [req, rp] : waiting) {
+    if (err) {
+      rp.deliver(*err);
+    } else if (first) {
+      rp.deliver(purchase_result{st.order, false});
+    } else if (auto r = replay(st.order, req)) {
+      rp.deliver(std::move(*r));
+    } else {
+      rp.deliver(r.error());
+    }
+    first = false;
+  }
+}
+
+/// Step 2 and 3 of the saga, for `lines` (sorted by SKU, each SKU once).
+void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
+                   std::vector<order_line> lines) {
+  auto& st = self->state;
+  auto ctx = st.core.ctx;
+  struct join {
+    std::vector<order_line> lines;
+    caf::error refusal;
+    size_t pending = 0;
+    millis created_at = 0;
+    millis expires_at = 0;
+  };
+  auto j = std::make_shared<join>();
+  j->lines = std::move(lines);
+  j->pending = j->lines.size();
+  j->created_at = now_millis();
+  j->expires_at = j->created_at + ctx->payment_timeout.count();
+  auto on_done = [self, ticket, j, ctx, user = req.user_id, from_cart = req.from_cart] {
+    auto& st = self->state;
+    const auto& order_id = st.core.id;
+    if (st.placement.empty()) // the entity failed meanwhile and answered every request
+      return;
+    if (j->refusal) {
+      release_lines(ctx, order_id, j->lines);
+      finish_placement(self, ticket, &j->refusal);
+      return;
+    }
+    auto& o = st.order;
+    o = order_record{};
+    o.order_id = order_id;
+    o.user_id = user;
+    o.status = order_status::pending_payment;
+    o.items = j->lines;
+    for (auto& line : o.items)
+      o.total_cents += line.quantity * line.price_cents;
+    o.created_at = j->created_at;
+    o.updated_at = j->created_at;
+    o.expires_at = j->expires_at;
+    st.exists = true;
+    write_batch ops;
+    ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
+    st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+    st.core.after_commit([self, ticket, ctx, from_cart, user](const caf::error* err) {
+      if (!err && from_cart)
+        caf::anon_send(ctx->region, clear_cart{user});
+      finish_placement(self, ticket, err);
+    });
+  };
+  for (size_t i = 0; i < j->lines.size(); ++i) {
+    auto& line = j->lines[i];
+    reserve_stock cmd{line.sku, st.core.id, req.user_id, line.quantity, j->expires_at};
+    self->request(ctx->region, ctx->ask_timeout, std::move(cmd))
+      .then(
+        [j, i, on_done](order_line& reserved) {
+          j->lines[i].price_cents = reserved.price_cents;
+          if (--j->pending == 0)
+            on_done();
+        },
+        [j, on_done](caf::error& err) {
+          // Prefer the refusal a client can act on (insufficient stock) over others.
+          if (!j->refusal || describe(err).code == errc::insufficient_stock)
+            j->refusal = std::move(err);
+          if (--j->pending == 0)
+            on_done();
+        });
+  }
+}
+
+/// Starts placing the order for `req` (the first request for this order id).
+void place(order_self* self, const checkout& req) {
+  auto& st = self->state;
+  auto ctx = st.core.ctx;
+  st.placing = true;
+  auto ticket = st.core.hold([self](const caf::error& err) {
+    for (auto& waiting : self->state.placement)
+      waiting.second.deliver(err);
+    self->state.placement.clear();
+  });
+  auto start = [self, ticket, req](std::vector<order_line> lines) {
+    if (lines.empty()) {
+      auto err = make_error(errc::validation_failed, "the cart is empty");
+      finish_placement(self, ticket, &err);
+      return;
+    }
+    std::sort(lines.begin(), lines.end(),
+              [](const order_line& a, const order_line& b) { return a.sku < b.sku; });
+    reserve_lines(self, ticket, req, std::move(lines));
+  };
+  if (!req.from_cart) {
+    start(req.items);
+    return;
+  }
+  self->request(ctx->region, ctx->ask_timeout, get_cart{req.user_id})
+    .then([start](cart_view& cart) { start(std::move(cart.items)); },
+          [self, ticket](caf::error& err) { finish_placement(self, ticket, &err); });
+}
+
 } // namespace
 
-caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,
-                          std::string order_id) {
+caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_id) {
   auto key = keys::entity(keys::order, order_id, ctx->shard_count);
   auto load = [self, ctx, key]() -> caf::error {
     std::string raw;
@@ -32,15 +197,27 @@ caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ct
     }
     return caf::none;
   };
-  auto set_status = [self, ctx, key](order_status s) {
+  auto save = [self, ctx, key] {
     auto& st = self->state;
-    st.order.status = s;
     st.order.updated_at = now_millis();
     write_batch ops;
     ops.push_back(put_op(key, encode(st.order)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
   };
-  auto running = [self, ctx, set_status]() -> caf::message_handler {
+  /// Ends an unpaid order (cancelled or expired): once that is durable, its
+  /// units are released. The release reaches each SKU (through the region)
+  /// before any request the client sends after our answer; if it is lost,
+  /// the SKU's own expiry timer asks us and releases the units then.
+  auto end_unpaid = [self, ctx, save](order_status s) {
+    auto& st = self->state;
+    st.order.status = s;
+    save();
+    st.core.after_commit([ctx, id = st.order.order_id, lines = st.order.items](const caf::error* err) {
+      if (!err)
+        release_lines(ctx, id, lines);
+    });
+  };
+  auto running = [self, ctx, save, end_unpaid]() -> caf::message_handler {
     return {
       [=](const get_order& c) -> caf::result<order_record> {
         auto& st = self->state;
@@ -49,6 +226,21 @@ caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ct
         if (!visible_to(st, c.requester, c.requester_is_admin))
           return reject_durable<order_record>(self, make_error(errc::not_found, "no such order"));
         return reply_durable(self, st.order);
+      },
+      [=](const place_order& c) -> caf::result<purchase_result> {
+        auto& st = self->state;
+        st.core.touch();
+        if (st.exists) {
+          auto r = replay(st.order, c.request);
+          if (!r)
+            return reject_durable<purchase_result>(self, r.error());
+          return reply_durable(self, std::move(*r));
+        }
+        auto rp = self->make_response_promise<purchase_result>();
+        st.placement.emplace_back(c.request, rp);
+        if (!st.placing) // else: a concurrent retry, answered with the first request
+          place(self, c.request);
+        return rp;
       },
       [=](const cancel_order& c) -> caf::result<order_record> {
         auto& st = self->state;
@@ -59,26 +251,80 @@ caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ct
           return reject_durable<order_record>(
             self, make_error(errc::conflict,
                              std::string{"the order is "} + to_string(st.order.status)));
-        set_status(order_status::cancelled);
-        // Once `cancelled` is durable, release the units and answer. The
-        // release reaches the SKU (through the region) before any request the
-        // client sends after our answer; if it is lost, the SKU's own expiry
-        // timer asks us and releases the units then.
-        auto sku = st.order.items.front().sku;
-        st.core.after_commit([self, ctx, sku, id = st.order.order_id](const caf::error* err) {
-          if (!err) // anonymous: the SKU's acknowledgement has nowhere to go
-            caf::anon_send(ctx->region, release_reservation{sku, id});
-        });
+        end_unpaid(order_status::cancelled);
         return reply_durable(self, st.order);
       },
       [=](const expire_order&) -> caf::result<uint8_t> {
         auto& st = self->state;
         st.core.touch();
+        if (st.placing) // its reservations are still being made: not yet
+          return reply_durable(self, static_cast<uint8_t>(order_status::pending_payment));
         if (!st.exists) // an orphaned reservation: let the SKU release it
           return reply_durable(self, static_cast<uint8_t>(order_status::expired));
         if (st.order.status == order_status::pending_payment)
-          set_status(order_status::expired);
+          end_unpaid(order_status::expired);
         return reply_durable(self, static_cast<uint8_t>(st.order.status));
+      },
+      [=](const pay_order& c) -> caf::result<payment_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!visible_to(st, c.requester, false))
+          return reject_durable<payment_view>(self, make_error(errc::not_found, "no such order"));
+        if (st.order.status == order_status::pending_payment && now_millis() > st.order.expires_at)
+          end_unpaid(order_status::expired); // its timer has not fired yet
+        if (st.order.status != order_status::pending_payment)
+          return reject_durable<payment_view>(
+            self, make_error(errc::conflict,
+                             std::string{"the order is "} + to_string(st.order.status)));
+        if (st.order.payment_id.empty() || st.order.payment_method != c.method) {
+          // One payment per order; retrying with another method re-labels it.
+          st.order.payment_id = "pay_" + st.order.order_id;
+          st.order.payment_method = c.method;
+          save();
+        }
+        return reply_durable(self, payment_view{st.order.payment_id, st.order.order_id,
+                                                amount_due(st.order), st.order.payment_method});
+      },
+      [=](const payment_callback& c) -> caf::result<order_record> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.exists)
+          return reject_durable<order_record>(self, make_error(errc::not_found, "no such order"));
+        if (st.order.payment_id.empty() || c.payment_id != st.order.payment_id)
+          return reject_durable<order_record>(
+            self, make_error(errc::not_found, "no payment " + c.payment_id + " for this order"));
+        if (c.amount_cents != amount_due(st.order))
+          return reject_durable<order_record>(
+            self, make_error(errc::validation_failed,
+                             "amount_cents " + std::to_string(c.amount_cents)
+                               + " does not match the order's "
+                               + std::to_string(amount_due(st.order))));
+        if (!c.succeeded) // the buyer may pay again until the order expires
+          return reply_durable(self, st.order);
+        switch (st.order.status) {
+          case order_status::paid:
+          case order_status::shipped:
+          case order_status::refunded: return reply_durable(self, st.order); // a repeated callback
+          case order_status::cancelled:
+          case order_status::expired:
+            return reject_durable<order_record>(
+              self, make_error(errc::conflict, std::string{"the order is "}
+                                                 + to_string(st.order.status)
+                                                 + "; the payment must be refunded"));
+          case order_status::pending_payment: break;
+        }
+        st.order.status = order_status::paid;
+        st.order.paid_at = now_millis();
+        save();
+        // Once `paid` is durable, the reserved units become sold. If a
+        // confirmation is lost, the SKU's expiry timer asks us and learns it.
+        st.core.after_commit([ctx, id = st.order.order_id, lines = st.order.items](
+                               const caf::error* err) {
+          if (!err)
+            for (auto& line : lines)
+              caf::anon_send(ctx->region, confirm_sale{line.sku, id});
+        });
+        return reply_durable(self, st.order);
       },
     };
   };

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/entities.hpp"
+#include "protocols/crypto.hpp"
 #include "storage/keys.hpp"
 
 namespace shop {
@@ -45,6 +46,8 @@ struct region_state {
   std::unordered_map<std::string, health> health_by_key;
   /// Sale id -> SKU, learned from flash_sale entities; lets purchases skip the sale's actor.
   std::unordered_map<std::string, std::string> sale_skus;
+  /// Answers GET /products; monitored, restarted if it dies.
+  caf::actor catalog;
   static inline const char* name = "shard_region";
 };
 
@@ -70,6 +73,7 @@ region_state::entry& spawn_entity(region_actor* self, entity_kind kind, const st
     case entity_kind::user:
       handle = self->spawn<caf::monitored>(user_account_actor, st.ctx, id);
       break;
+    case entity_kind::cart: handle = self->spawn<caf::monitored>(cart_actor, st.ctx, id); break;
   }
   st.by_addr[handle.address()] = {kind, id};
   st.ctx->metrics->active.fetch_add(1);
@@ -97,6 +101,11 @@ void route(region_actor* self, entity_kind kind, const std::string& id, Command&
 
 void on_down(region_actor* self, const caf::down_msg& dm) {
   auto& st = self->state;
+  if (st.catalog && dm.source == st.catalog.address()) {
+    spdlog::warn("region: the catalog died ({}); restarting it", caf::to_string(dm.reason));
+    st.catalog = self->spawn<caf::monitored>(catalog_actor, st.ctx);
+    return;
+  }
   auto i = st.by_addr.find(dm.source);
   if (i == st.by_addr.end())
     return; // passivated (already forgotten) or unknown
@@ -158,11 +167,14 @@ caf::behavior region(region_actor* self, entity_context base) {
   self->set_exit_handler([self](caf::exit_msg& em) {
     for (auto& [key, e] : self->state.entities)
       self->send_exit(e.handle, em.reason);
+    self->send_exit(self->state.catalog, em.reason);
+    self->state.catalog = nullptr;
     self->state.entities.clear();
     self->state.by_addr.clear();
     self->quit(em.reason);
   });
   activate_open_skus(self);
+  self->state.catalog = self->spawn<caf::monitored>(catalog_actor, self->state.ctx);
   using k = entity_kind;
   return {
     [=](create_product& c) { route(self, k::sku, c.product.sku, std::move(c)); },
@@ -174,6 +186,25 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](get_sale_stock& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](purchase_at_sku& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](release_reservation& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](reserve_stock& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](confirm_sale& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](list_products& c) {
+      self->make_response_promise().delegate(self->state.catalog, std::move(c));
+    },
+    [=](get_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
+    [=](set_cart_item& c) { route(self, k::cart, c.user_id, std::move(c)); },
+    [=](clear_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
+    [=](checkout& c) {
+      // The order id: a keyed hash of (user, key) for a retry-safe request,
+      // else random. The empty sale id keeps these apart from flash-sale orders.
+      auto id = c.idempotency_key.empty()
+                  ? random_id_hex(16)
+                  : derive_order_id(self->state.ctx->order_secret, c.user_id, {},
+                                    c.idempotency_key);
+      route(self, k::order, id, place_order{id, std::move(c)});
+    },
+    [=](pay_order& c) { route(self, k::order, c.order_id, std::move(c)); },
+    [=](payment_callback& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](create_sale& c) { route(self, k::sale, c.terms.id, std::move(c)); },
     [=](get_sale& c) {
       auto i = self->state.sale_skus.find(c.sale_id);

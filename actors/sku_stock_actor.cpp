@@ -100,6 +100,12 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
       .then(
         [self, k, order_id](uint8_t status) {
           self->state.expiring.erase(order_id);
+          if (static_cast<order_status>(status) == order_status::pending_payment) {
+            // The order is still being placed: ask again in a second.
+            self->state.timer_at = 0;
+            self->delayed_send(self, std::chrono::seconds{1}, expiry_atom::value);
+            return;
+          }
           settle(self, k, order_id, static_cast<order_status>(status));
           arm_timer(self);
         },
@@ -293,6 +299,45 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         st.core.persist(handle(), std::move(ops));
         arm_timer(self);
         return reply_durable(self, purchase_result{std::move(order), false});
+      },
+      [=](const reserve_stock& c) -> caf::result<order_line> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.book.exists())
+          return reject_durable<order_line>(
+            self, make_error(errc::not_found, "no product with sku '" + sku + "'"));
+        if (auto e = st.book.find_entry(c.order_id);
+            e && e->state != reservation_state::released) {
+          // A retried placement of the same order: the reservation it made.
+          if (e->quantity == c.quantity && e->user_id == c.user_id && e->sale_id.empty())
+            return reply_durable(self, order_line{sku, e->quantity, e->unit_price_cents});
+          return reject_durable<order_line>(
+            self, make_error(errc::conflict, "order " + c.order_id + " already holds sku '"
+                                               + sku + "' on different terms"));
+        }
+        // (A released entry is the orphan of a placement that never completed:
+        // its order does not exist, so it is reserved anew.)
+        if (c.quantity <= 0 || c.quantity > st.book.available())
+          return reject_durable<order_line>(
+            self, make_error(errc::insufficient_stock,
+                             "sku '" + sku + "' has only " + std::to_string(st.book.available())
+                               + " units available"));
+        auto price = st.book.product().price_cents;
+        ledger_entry e{c.order_id, c.user_id, {}, c.quantity, price, now_millis(), c.expires_at,
+                       reservation_state::reserved};
+        auto open_before = st.book.open_reservations();
+        st.book.reserve(e);
+        persist_entry(self, k, e, open_before);
+        arm_timer(self);
+        return reply_durable(self, order_line{sku, c.quantity, price});
+      },
+      [=](const confirm_sale& c) -> caf::result<bool> {
+        auto& st = self->state;
+        st.core.touch();
+        auto open_before = st.book.open_reservations();
+        if (st.book.mark_sold(c.order_id))
+          persist_entry(self, k, *st.book.find_entry(c.order_id), open_before);
+        return reply_durable(self, true); // idempotent, like release
       },
       [=](const release_reservation& c) -> caf::result<bool> {
         auto& st = self->state;

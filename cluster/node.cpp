@@ -56,6 +56,7 @@ struct node::impl {
   std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
   std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
   std::string jwt_secret;
+  std::string payment_secret;
   bool running = false;
 };
 
@@ -113,6 +114,10 @@ const std::string& node::jwt_secret() const {
   return impl_->jwt_secret;
 }
 
+const std::string& node::payment_secret() const {
+  return impl_->payment_secret;
+}
+
 bool node::ready() const noexcept {
   return impl_->running;
 }
@@ -145,8 +150,11 @@ caf::error node::start() {
   }
   auto jwt_secret = node_secret(*i.db, "jwt_secret", cfg.jwt_secret);
   auto order_secret = node_secret(*i.db, "order_secret", {});
+  auto payment_secret = node_secret(*i.db, "payment_secret", cfg.payment_secret);
   if (!jwt_secret)
     return jwt_secret.error();
+  if (!payment_secret)
+    return payment_secret.error();
   if (!order_secret)
     return order_secret.error();
   i.jrnl = std::make_shared<journal>(i.db, cfg.mode);
@@ -198,6 +206,7 @@ caf::error node::start() {
     }
   }
   i.jwt_secret = *jwt_secret;
+  i.payment_secret = *payment_secret;
   spdlog::info("node {}: started with data in {} (durability {}, {} shards)", cfg.node_id,
                cfg.data_dir,
                cfg.mode == durability::sync ? "sync" : "async", cfg.shards);

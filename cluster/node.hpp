@@ -39,6 +39,9 @@ struct node_config {
   double passivate_after_s = 120;
   /// HMAC key of tokens; empty: generated once and stored in the data dir.
   std::string jwt_secret;
+  /// HMAC key that signs payment gateway callbacks; empty: generated once and
+  /// stored in the data dir.
+  std::string payment_secret;
   /// This node's name in logs and metrics. Default: n1
   std::string node_id = "n1";
   /// Number of shards; fixed for the life of a data dir. Default: 64.
@@ -74,6 +77,8 @@ public:
   const caf::actor& region() const;
   /// The HMAC key of tokens.
   const std::string& jwt_secret() const;
+  /// The HMAC key of payment gateway callbacks.
+  const std::string& payment_secret() const;
   /// True while the node serves (storage open, actors running).
   bool ready() const noexcept;
   /// Appends the node's metrics (entities, journal, storage) in Prometheus text.

@@ -74,6 +74,12 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(0.1, 86400.0));
   opt("--jwt-secret", cfg.jwt_secret, "SHOP_JWT_SECRET",
       "HMAC key of tokens (default: generated once and stored in the data dir)");
+  opt("--payment-secret", cfg.payment_secret, "SHOP_PAYMENT_SECRET",
+      "HMAC key of payment gateway callbacks (default: generated once and stored in the data dir)");
+  app.add_flag("--sandbox-payments", edge_cfg.api.sandbox_payments,
+               "enable POST /api/v1/payments/{id}/sandbox-complete, a gateway stand-in that "
+               "sends itself the signed callback (make run turns it on)")
+    ->envname("SHOP_SANDBOX_PAYMENTS");
   opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs and metrics");
   opt("--shards", cfg.shards, "SHOP_SHARDS", "number of shards; fixed for the life of a data dir")
     ->check(CLI::Range(1, 65536));

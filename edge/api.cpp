@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "actors/entity.hpp"
+#include "protocols/crypto.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/json.hpp"
 
@@ -104,13 +105,14 @@ struct api::route {
   void (api::*fn)(context&);
 };
 
-api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_options opts,
-         node_probe probe)
+api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
+         std::string payment_secret, api_options opts, node_probe probe)
   : batch_(std::make_unique<job_batch>()),
     sys_(sys),
     region_(std::move(region)),
     jwt_(jwt_secret),
     issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
+    payment_secret_(std::move(payment_secret)),
     opts_(opts),
     probe_(std::move(probe)) {
   for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i)
@@ -119,6 +121,7 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_
   add("POST", "/api/v1/auth/login", public_route, &api::login);
   add("GET", "/api/v1/users/me", user_route, &api::me);
   add("POST", "/api/v1/products", admin_route, &api::create_product);
+  add("GET", "/api/v1/products", public_route, &api::list_products);
   add("GET", "/api/v1/products/{sku}", public_route, &api::get_product);
   add("PATCH", "/api/v1/products/{sku}", admin_route, &api::patch_product);
   add("POST", "/api/v1/products/{sku}/restock", admin_route, &api::restock);
@@ -128,6 +131,15 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_
   add("POST", "/api/v1/flash-sales/{id}/purchase", user_route, &api::purchase);
   add("GET", "/api/v1/orders/{id}", user_route, &api::get_order);
   add("POST", "/api/v1/orders/{id}/cancel", user_route, &api::cancel_order);
+  add("GET", "/api/v1/cart", user_route, &api::get_cart);
+  add("DELETE", "/api/v1/cart", user_route, &api::clear_cart);
+  add("PUT", "/api/v1/cart/items/{sku}", user_route, &api::put_cart_item);
+  add("DELETE", "/api/v1/cart/items/{sku}", user_route, &api::delete_cart_item);
+  add("POST", "/api/v1/orders", user_route, &api::create_order);
+  add("POST", "/api/v1/orders/{id}/pay", user_route, &api::pay_order);
+  add("POST", "/api/v1/payments/callback", public_route, &api::payment_callback);
+  if (opts_.sandbox_payments)
+    add("POST", "/api/v1/payments/{id}/sandbox-complete", user_route, &api::sandbox_complete);
   add("GET", "/healthz", public_route, &api::healthz);
   add("GET", "/readyz", public_route, &api::readyz);
   add("GET", "/metrics", public_route, &api::metrics);
@@ -351,9 +363,11 @@ void api::get_sale(context& c) {
     ask<sale_view>(c, shop::get_sale{c.params[0]}, 200, encode_sale);
 }
 
-void api::purchase(context& c) {
-  if (!check_id(c, c.params[0], "flash sale"))
-    return;
+namespace {
+
+/// Reads the optional Idempotency-Key header (1..128 printable ASCII) into
+/// `out`; on a bad one, answers 400 and returns false.
+bool idempotency_key(api::context& c, std::string& out) {
   std::string_view key;
   bool has_key = false;
   for (auto& [name, value] : c.req.headers)
@@ -361,22 +375,40 @@ void api::purchase(context& c) {
       key = value;
       has_key = true;
     }
-  if (has_key && (key.empty() || key.size() > 128))
-    return c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
+  if (has_key && (key.empty() || key.size() > 128)) {
+    c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
+    return false;
+  }
   for (char ch : key)
-    if (ch < 0x21 || ch > 0x7e)
-      return c.fail(errc::bad_request, "Idempotency-Key must be printable ASCII");
+    if (ch < 0x21 || ch > 0x7e) {
+      c.fail(errc::bad_request, "Idempotency-Key must be printable ASCII");
+      return false;
+    }
+  out.assign(key);
+  return true;
+}
+
+/// The trace id of a W3C `traceparent` header, or empty.
+std::string trace_id(const http_request& req) {
+  auto tp = req.header("traceparent");
+  return tp.size() == 55 ? std::string{tp.substr(3, 32)} : std::string{};
+}
+
+} // namespace
+
+void api::purchase(context& c) {
+  if (!check_id(c, c.params[0], "flash sale"))
+    return;
+  shop::purchase cmd;
+  if (!idempotency_key(c, cmd.idempotency_key))
+    return;
   auto q = decode_purchase(c.req.body);
   if (!q)
     return c.fail(q.error());
-  shop::purchase cmd;
   cmd.sale_id = c.params[0];
   cmd.user_id = c.claims.sub;
   cmd.quantity = *q;
-  cmd.idempotency_key.assign(key);
-  auto tp = c.req.header("traceparent");
-  if (tp.size() == 55)
-    cmd.trace_id.assign(tp.substr(3, 32));
+  cmd.trace_id = trace_id(c.req);
   ask<purchase_result>(c, std::move(cmd), 201,
                        [](const purchase_result& p) { return to_json(p.order); });
 }
@@ -395,6 +427,221 @@ void api::cancel_order(context& c) {
                       shop::cancel_order{c.params[0], c.claims.sub,
                                          c.claims.role == user_role::admin},
                       200, encode_order);
+}
+
+namespace {
+
+/// Percent-decodes a query component ('+' is a space). False on a bad escape.
+bool url_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    char ch = in[i];
+    if (ch == '+') {
+      out.push_back(' ');
+    } else if (ch == '%') {
+      auto hex = [](char h) -> int {
+        if (h >= '0' && h <= '9')
+          return h - '0';
+        if (h >= 'a' && h <= 'f')
+          return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F')
+          return h - 'A' + 10;
+        return -1;
+      };
+      if (i + 2 >= in.size())
+        return false;
+      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return true;
+}
+
+} // namespace
+
+void api::list_products(context& c) {
+  shop::list_products cmd;
+  std::string_view query = c.req.query;
+  bool seen_q = false, seen_limit = false, seen_cursor = false;
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (part.empty())
+      continue;
+    auto eq = part.find('=');
+    auto name = part.substr(0, eq);
+    std::string value;
+    if (!url_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), value))
+      return c.fail(errc::bad_request, "malformed percent-encoding in the query string");
+    auto once = [&](bool& seen) {
+      if (seen) {
+        c.fail(errc::validation_failed,
+               "query parameter '" + std::string{name} + "' appears twice");
+        return false;
+      }
+      return seen = true;
+    };
+    if (name == "q") {
+      if (!once(seen_q))
+        return;
+      if (value.size() > 200)
+        return c.fail(errc::validation_failed, "query parameter 'q' must be at most 200 bytes");
+      cmd.query = std::move(value);
+    } else if (name == "limit") {
+      if (!once(seen_limit))
+        return;
+      int64_t n = 0;
+      bool ok = !value.empty() && value.size() <= 3;
+      for (char ch : value)
+        ok = ok && ch >= '0' && ch <= '9' && (n = n * 10 + (ch - '0'), true);
+      if (!ok || n < 1 || n > 100)
+        return c.fail(errc::validation_failed,
+                      "query parameter 'limit' must be an integer from 1 to 100");
+      cmd.limit = n;
+    } else if (name == "cursor") {
+      if (!once(seen_cursor))
+        return;
+      if (value.empty() || value.size() > 80)
+        return c.fail(errc::validation_failed, "query parameter 'cursor' is not valid");
+      cmd.cursor = std::move(value);
+    } else {
+      return c.fail(errc::validation_failed,
+                    "query parameter '" + std::string{name} + "' is not accepted here");
+    }
+  }
+  ask<product_page>(c, std::move(cmd), 200, [](const product_page& p) { return to_json(p); });
+}
+
+namespace {
+
+auto encode_cart = [](const cart_view& v) { return to_json(v); };
+
+} // namespace
+
+void api::get_cart(context& c) {
+  ask<cart_view>(c, shop::get_cart{c.claims.sub}, 200, encode_cart);
+}
+
+void api::put_cart_item(context& c) {
+  if (!check_id(c, c.params[0], "product"))
+    return;
+  auto q = decode_cart_quantity(c.req.body);
+  if (!q)
+    return c.fail(q.error());
+  ask<cart_view>(c, set_cart_item{c.claims.sub, c.params[0], *q}, 200, encode_cart);
+}
+
+void api::delete_cart_item(context& c) {
+  if (check_id(c, c.params[0], "product"))
+    ask<cart_view>(c, set_cart_item{c.claims.sub, c.params[0], 0}, 200, encode_cart);
+}
+
+void api::clear_cart(context& c) {
+  ask<cart_view>(c, shop::clear_cart{c.claims.sub}, 204,
+                 [](const cart_view&) { return std::string{}; });
+}
+
+void api::create_order(context& c) {
+  std::string key;
+  if (!idempotency_key(c, key))
+    return;
+  auto cmd = decode_checkout(c.req.body);
+  if (!cmd)
+    return c.fail(cmd.error());
+  cmd->user_id = c.claims.sub;
+  cmd->idempotency_key = std::move(key);
+  cmd->trace_id = trace_id(c.req);
+  ask<purchase_result>(c, std::move(*cmd), 201,
+                       [](const purchase_result& p) { return to_json(p.order); });
+}
+
+void api::pay_order(context& c) {
+  if (!check_id(c, c.params[0], "order"))
+    return;
+  auto method = decode_pay(c.req.body);
+  if (!method)
+    return c.fail(method.error());
+  bool sandbox = opts_.sandbox_payments;
+  ask<payment_view>(c, shop::pay_order{c.params[0], c.claims.sub, std::move(*method)}, 200,
+                    [sandbox](const payment_view& p) {
+                      // Without the sandbox there is no gateway page to send the buyer to.
+                      auto url = sandbox ? "/api/v1/payments/" + p.payment_id + "/sandbox-complete"
+                                         : std::string{};
+                      return to_json(p, url);
+                    });
+}
+
+namespace {
+
+/// Checks a gateway callback: `signature` must be the hex HMAC-SHA256 of the
+/// raw body under the payment secret (compared in constant time), then the
+/// body is decoded. A bad signature is 401 whatever the body holds.
+caf::expected<shop::payment_callback> verify_callback(const std::string& secret,
+                                                      std::string_view body,
+                                                      std::string_view signature) {
+  auto expected = to_hex(hmac_sha256(secret, body));
+  if (signature.empty() || !constant_time_equal(expected, signature))
+    return make_error(errc::unauthorized, "the X-Signature header does not sign this body");
+  return decode_payment_callback(body);
+}
+
+} // namespace
+
+void api::payment_callback(context& c) {
+  auto cb = verify_callback(payment_secret_, c.req.body, c.req.header("x-signature"));
+  if (!cb)
+    return c.fail(cb.error());
+  ask<order_record>(c, std::move(*cb), 200, encode_order);
+}
+
+void api::sandbox_complete(context& c) {
+  // Payment ids are "pay_<order id>" (see the order entity).
+  const auto& payment_id = c.params[0];
+  constexpr std::string_view prefix = "pay_";
+  if (!is_valid_id(payment_id) || payment_id.compare(0, prefix.size(), prefix) != 0
+      || payment_id.size() == prefix.size())
+    return c.fail(errc::not_found, "no such payment");
+  auto succeeded = decode_sandbox_complete(c.req.body);
+  if (!succeeded)
+    return c.fail(succeeded.error());
+  auto order_id = payment_id.substr(prefix.size());
+  // The sandbox gateway: look the order up as its owner, sign the callback
+  // the way a real gateway would, and hand it to the callback route's checks.
+  auto job = edge_job{[r = c.r, route = c.route, region = region_, secret = payment_secret_,
+                       payment_id, order_id, owner = c.claims.sub,
+                       ok = *succeeded](caf::event_based_actor* self) mutable {
+    auto fail = [r, route](const caf::error& err) mutable {
+      auto res = error_response(err, r.request_id());
+      res.route = route;
+      r.send(std::move(res));
+    };
+    self->request(region, caf::infinite, shop::get_order{order_id, owner, false})
+      .then(
+        [=](order_record& o) mutable {
+          shop::payment_callback cb{payment_id, order_id, ok, o.total_cents - o.discount_cents};
+          auto body = encode_payment_callback(cb);
+          auto signature = to_hex(hmac_sha256(secret, body));
+          auto verified = verify_callback(secret, body, signature);
+          if (!verified)
+            return fail(verified.error());
+          self->request(region, caf::infinite, std::move(*verified))
+            .then(
+              [r, route](order_record& paid) mutable {
+                auto res = json_response(200, to_json(paid));
+                res.route = route;
+                r.send(std::move(res));
+              },
+              [fail](caf::error& err) mutable { fail(err); });
+        },
+        [fail](caf::error& err) mutable { fail(err); });
+  }};
+  batch_->pending.jobs.push_back(std::move(job));
 }
 
 void api::healthz(context& c) {

@@ -26,6 +26,8 @@ struct api_options {
   bool fault_injection = false;
   /// Actors that carry requests from the loop into CAF. Default: 2.
   size_t bridges = 2;
+  /// Enables POST /api/v1/payments/{id}/sandbox-complete. Default: off.
+  bool sandbox_payments = false;
 };
 
 /// What the edge asks of the node it runs on.
@@ -38,8 +40,8 @@ struct node_probe {
 
 class api {
 public:
-  api(caf::actor_system& sys, caf::actor region, std::string jwt_secret, api_options opts,
-      node_probe probe);
+  api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
+      std::string payment_secret, api_options opts, node_probe probe);
   ~api();
 
   /// The request handler for http_server (loop thread).
@@ -75,6 +77,15 @@ private:
   void purchase(context& c);
   void get_order(context& c);
   void cancel_order(context& c);
+  void list_products(context& c);
+  void get_cart(context& c);
+  void put_cart_item(context& c);
+  void delete_cart_item(context& c);
+  void clear_cart(context& c);
+  void create_order(context& c);
+  void pay_order(context& c);
+  void payment_callback(context& c);
+  void sandbox_complete(context& c);
   void healthz(context& c);
   void readyz(context& c);
   void metrics(context& c);
@@ -88,6 +99,7 @@ private:
   size_t next_bridge_ = 0;
   jwt_codec jwt_;
   std::shared_ptr<const jwt_codec> issuer_;
+  std::string payment_secret_;
   api_options opts_;
   node_probe probe_;
   std::vector<route> routes_;

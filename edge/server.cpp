@@ -23,8 +23,8 @@ std::string server::start() {
                    static_cast<double>(http_->connections()));
     }
   };
-  api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(), cfg_.api,
-                               std::move(probe));
+  api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(),
+                               node_.payment_secret(), cfg_.api, std::move(probe));
   auto a = api_.get();
   http_ = std::make_unique<http_server>(
     cfg_.limits, [a](http_request& req, responder r) { a->handle(req, std::move(r)); },

@@ -294,6 +294,57 @@ public:
     return caf::none;
   }
 
+  /// An array of `{"sku","quantity"}` objects: 1..max_order_lines lines,
+  /// each SKU once, quantities 1..max_purchase_quantity.
+  caf::error order_lines(std::vector<order_line>& out) {
+    ondemand::array arr;
+    if (v_.get_array().get(arr) != SUCCESS)
+      return invalid_field(name_, "must be an array of {\"sku\",\"quantity\"} objects");
+    for (auto element : arr) {
+      ondemand::object obj;
+      if (element.get_object().get(obj) != SUCCESS)
+        return invalid_field(name_, "must be an array of {\"sku\",\"quantity\"} objects");
+      if (out.size() == static_cast<size_t>(max_order_lines))
+        return invalid_field(name_, "may list at most " + std::to_string(max_order_lines)
+                                      + " items");
+      order_line line;
+      bool has_sku = false, has_quantity = false;
+      for (auto field : obj) {
+        std::string_view key;
+        if (auto err = field.unescaped_key().get(key))
+          return invalid_json(error_message(err));
+        ondemand::value v;
+        if (auto err = field.value().get(v))
+          return invalid_json(error_message(err));
+        if (key == "sku" && !has_sku) {
+          has_sku = true;
+          if (auto err = field_value{"items[].sku", v}.id(line.sku))
+            return err;
+        } else if (key == "quantity" && !has_quantity) {
+          has_quantity = true;
+          if (auto err = field_value{"items[].quantity", v}.integer(1, max_purchase_quantity,
+                                                                    line.quantity))
+            return err;
+        } else {
+          return invalid_field("items[]." + std::string{key},
+                               key == "sku" || key == "quantity" ? "appears twice"
+                                                                 : "is not accepted here");
+        }
+      }
+      if (!has_sku)
+        return invalid_field("items[].sku", "is required");
+      if (!has_quantity)
+        return invalid_field("items[].quantity", "is required");
+      for (auto& prev : out)
+        if (prev.sku == line.sku)
+          return invalid_field(name_, "lists sku '" + line.sku + "' twice");
+      out.push_back(std::move(line));
+    }
+    if (out.empty())
+      return invalid_field(name_, "must list at least one item");
+    return caf::none;
+  }
+
 private:
   std::string_view name_;
   ondemand::value v_;
@@ -545,6 +596,146 @@ caf::expected<int64_t> decode_purchase(std::string_view body) {
   return quantity;
 }
 
+caf::expected<checkout> decode_checkout(std::string_view body) {
+  checkout out;
+  bool has_items = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "items") {
+      has_items = true;
+      return v.order_lines(out.items);
+    }
+    if (k == "from_cart")
+      return v.boolean(out.from_cart);
+    if (k == "coupon") {
+      std::string code;
+      if (auto err = v.string(1, 64, code))
+        return err;
+      // No coupon can exist yet (coupons are not built): refuse rather than ignore it.
+      return invalid_field("coupon", "names no valid coupon ('" + code + "')");
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (has_items == out.from_cart)
+    return make_error(errc::validation_failed,
+                      "give either 'items' or \"from_cart\": true");
+  return out;
+}
+
+caf::expected<int64_t> decode_cart_quantity(std::string_view body) {
+  int64_t quantity = 0;
+  bool has_quantity = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "quantity") {
+      has_quantity = true;
+      return v.integer(0, max_cart_quantity, quantity);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_quantity)
+    return missing("quantity");
+  return quantity;
+}
+
+caf::expected<std::string> decode_pay(std::string_view body) {
+  std::string method;
+  bool has_method = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "method") {
+      has_method = true;
+      return v.string(1, 16, method);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_method)
+    return missing("method");
+  if (method != "card" && method != "alipay" && method != "wechat")
+    return invalid_field("method", "must be card, alipay or wechat");
+  return method;
+}
+
+namespace {
+
+caf::error payment_status(field_value& v, bool& succeeded) {
+  std::string status;
+  if (auto err = v.string(1, 16, status))
+    return err;
+  if (status != "succeeded" && status != "failed")
+    return invalid_field("status", "must be succeeded or failed");
+  succeeded = status == "succeeded";
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<payment_callback> decode_payment_callback(std::string_view body) {
+  payment_callback out;
+  int seen = 0;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "payment_id") {
+      seen |= 1;
+      return v.id(out.payment_id);
+    }
+    if (k == "order_id") {
+      seen |= 2;
+      return v.id(out.order_id);
+    }
+    if (k == "status") {
+      seen |= 4;
+      return payment_status(v, out.succeeded);
+    }
+    if (k == "amount_cents") {
+      seen |= 8;
+      return v.integer(0, max_price_cents * max_purchase_quantity, out.amount_cents);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  const char* names[] = {"payment_id", "order_id", "status", "amount_cents"};
+  for (int i = 0; i < 4; ++i)
+    if ((seen & (1 << i)) == 0)
+      return missing(names[i]);
+  return out;
+}
+
+caf::expected<bool> decode_sandbox_complete(std::string_view body) {
+  bool succeeded = false, has_status = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "status") {
+      has_status = true;
+      return payment_status(v, succeeded);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_status)
+    return missing("status");
+  return succeeded;
+}
+
+std::string encode_payment_callback(const payment_callback& x) {
+  json_writer w;
+  w.begin_object()
+    .field("payment_id", x.payment_id)
+    .field("order_id", x.order_id)
+    .field("status", x.succeeded ? "succeeded" : "failed")
+    .field("amount_cents", x.amount_cents)
+    .end_object();
+  return w.take();
+}
+
 // -- encoding -----------------------------------------------------------------
 
 std::string to_json(const inventory_view& x) {
@@ -606,6 +797,59 @@ std::string to_json(const order_record& x) {
   w.key("expires_at").time(x.expires_at);
   if (!x.flash_sale_id.empty())
     w.field("flash_sale_id", x.flash_sale_id);
+  if (!x.payment_id.empty())
+    w.field("payment_id", x.payment_id).field("payment_method", x.payment_method);
+  if (x.paid_at != 0)
+    w.key("paid_at").time(x.paid_at);
+  w.end_object();
+  return w.take();
+}
+
+std::string to_json(const cart_view& x) {
+  json_writer w;
+  w.begin_object().key("items").begin_array();
+  for (auto& line : x.items)
+    w.begin_object()
+      .field("sku", line.sku)
+      .field("quantity", line.quantity)
+      .field("price_cents", line.price_cents)
+      .field("line_total_cents", line.quantity * line.price_cents)
+      .end_object();
+  w.end_array().field("total_cents", x.total_cents).end_object();
+  return w.take();
+}
+
+std::string to_json(const product_page& x) {
+  std::string out = R"({"items":[)";
+  for (size_t i = 0; i < x.items.size(); ++i) {
+    if (i > 0)
+      out.push_back(',');
+    out += to_json(x.items[i]);
+  }
+  out += "],";
+  json_writer w;
+  w.key("next_cursor");
+  if (x.next_cursor.empty())
+    w.null();
+  else
+    w.value(x.next_cursor);
+  out += w.take();
+  out.push_back('}');
+  return out;
+}
+
+std::string to_json(const payment_view& x, std::string_view pay_url) {
+  json_writer w;
+  w.begin_object()
+    .field("payment_id", x.payment_id)
+    .field("order_id", x.order_id)
+    .field("amount_cents", x.amount_cents)
+    .field("method", x.method);
+  w.key("pay_url");
+  if (pay_url.empty())
+    w.null();
+  else
+    w.value(pay_url);
   w.end_object();
   return w.take();
 }

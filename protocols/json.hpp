@@ -66,6 +66,24 @@ private:
 [[nodiscard]] caf::expected<int64_t> decode_purchase(std::string_view body);
 
 constexpr int64_t max_purchase_quantity = 10000;
+/// Most lines in one order or cart.
+constexpr int64_t max_order_lines = 100;
+/// Largest quantity of one cart line (API.md: 1..999; 0 removes the line).
+constexpr int64_t max_cart_quantity = 999;
+
+/// POST /orders: `{"items":[{"sku","quantity"}...]}` or `{"from_cart":true}`;
+/// a `coupon` is refused (no coupon exists yet).
+[[nodiscard]] caf::expected<checkout> decode_checkout(std::string_view body);
+/// PUT /cart/items/{sku}: `{"quantity"}`, 0..max_cart_quantity.
+[[nodiscard]] caf::expected<int64_t> decode_cart_quantity(std::string_view body);
+/// POST /orders/{id}/pay: `{"method"}`, one of card, alipay, wechat.
+[[nodiscard]] caf::expected<std::string> decode_pay(std::string_view body);
+/// POST /payments/callback (the body whose signature was checked).
+[[nodiscard]] caf::expected<payment_callback> decode_payment_callback(std::string_view body);
+/// POST /payments/{id}/sandbox-complete: `{"status"}`; true for succeeded.
+[[nodiscard]] caf::expected<bool> decode_sandbox_complete(std::string_view body);
+/// The callback body a gateway sends (the sandbox gateway signs this).
+[[nodiscard]] std::string encode_payment_callback(const payment_callback& x);
 
 // -- response encoders --------------------------------------------------------
 
@@ -74,6 +92,10 @@ constexpr int64_t max_purchase_quantity = 10000;
 [[nodiscard]] std::string to_json(const sale_view& x);
 [[nodiscard]] std::string to_json(const order_record& x);
 [[nodiscard]] std::string to_json(const user_view& x);
+[[nodiscard]] std::string to_json(const cart_view& x);
+[[nodiscard]] std::string to_json(const product_page& x);
+/// `pay_url` empty writes null.
+[[nodiscard]] std::string to_json(const payment_view& x, std::string_view pay_url);
 /// The error shape of API.md.
 [[nodiscard]] std::string error_json(std::string_view code, std::string_view message,
                                      std::string_view request_id);

@@ -78,6 +78,8 @@ public:
     v = static_cast<Enum>(raw);
     return *this;
   }
+  /// True while input is left (fields appended by a later version follow).
+  bool more() const { return ok_ && pos_ < in_.size(); }
   /// True if every field decoded and nothing is left over.
   bool done() const { return ok_ && pos_ == in_.size(); }
 
@@ -158,6 +160,9 @@ std::string encode(const order_record& x) {
     .i(x.expires_at)
     .i(x.updated_at)
     .s(x.flash_sale_id)
+    .s(x.payment_id)
+    .s(x.payment_method)
+    .i(x.paid_at)
     .take();
 }
 
@@ -170,13 +175,35 @@ bool decode(std::string_view in, order_record& x) {
   x.items.resize(n);
   for (auto& line : x.items)
     r.s(line.sku).i(line.quantity).i(line.price_cents);
-  return r.i(x.total_cents)
+  r.i(x.total_cents)
     .i(x.discount_cents)
     .i(x.created_at)
     .i(x.expires_at)
     .i(x.updated_at)
-    .s(x.flash_sale_id)
-    .done();
+    .s(x.flash_sale_id);
+  if (r.more()) // payment fields (absent in orders written before payments existed)
+    r.s(x.payment_id).s(x.payment_method).i(x.paid_at);
+  return r.done();
+}
+
+std::string encode(const cart_record& x) {
+  writer w;
+  w.u(x.items.size());
+  for (auto& line : x.items)
+    w.s(line.sku).i(line.quantity);
+  return w.take();
+}
+
+bool decode(std::string_view in, cart_record& x) {
+  reader r{in};
+  uint64_t n = 0;
+  r.u(n);
+  if (n > 1000)
+    return false;
+  x.items.resize(n);
+  for (auto& line : x.items)
+    r.s(line.sku).i(line.quantity);
+  return r.done();
 }
 
 std::string encode(const user_record& x) {

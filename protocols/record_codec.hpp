@@ -16,6 +16,7 @@ namespace shop {
 [[nodiscard]] std::string encode(const ledger_entry& x);
 [[nodiscard]] std::string encode(const order_record& x);
 [[nodiscard]] std::string encode(const user_record& x);
+[[nodiscard]] std::string encode(const cart_record& x);
 
 /// Each returns false on malformed input.
 [[nodiscard]] bool decode(std::string_view in, product_record& x);
@@ -23,5 +24,6 @@ namespace shop {
 [[nodiscard]] bool decode(std::string_view in, ledger_entry& x);
 [[nodiscard]] bool decode(std::string_view in, order_record& x);
 [[nodiscard]] bool decode(std::string_view in, user_record& x);
+[[nodiscard]] bool decode(std::string_view in, cart_record& x);
 
 } // namespace shop

@@ -86,6 +86,16 @@ struct order_record {
   millis expires_at = 0;
   millis updated_at = 0;
   std::string flash_sale_id;
+  /// Set by POST /orders/{id}/pay: one payment per order (a failed payment may be retried).
+  std::string payment_id;
+  std::string payment_method;
+  millis paid_at = 0;
+};
+
+/// A user's cart: SKUs and quantities (prices are looked up when it is shown
+/// and fixed at checkout). `price_cents` of a stored line is unused.
+struct cart_record {
+  std::vector<order_line> items;
 };
 
 enum class user_role : uint8_t { user = 0, admin = 1 };
@@ -127,6 +137,27 @@ struct user_view {
   std::string username;
   user_role role = user_role::user;
   millis created_at = 0;
+};
+
+struct cart_view {
+  /// Lines in SKU order, each with the product's current unit price.
+  std::vector<order_line> items;
+  int64_t total_cents = 0;
+};
+
+/// One page of GET /products.
+struct product_page {
+  std::vector<product_view> items;
+  /// Opaque; empty on the last page.
+  std::string next_cursor;
+};
+
+/// The answer to POST /orders/{id}/pay.
+struct payment_view {
+  std::string payment_id;
+  std::string order_id;
+  int64_t amount_cents = 0;
+  std::string method;
 };
 
 /// A purchase's answer: the order as created. `replayed` is true when an
@@ -208,6 +239,64 @@ struct release_reservation {
   std::string sku;
   std::string order_id;
 };
+/// GET /products: a page of products whose names match every word of `query`.
+struct list_products {
+  std::string query;
+  int64_t limit = 20;
+  std::string cursor;
+};
+struct get_cart {
+  std::string user_id;
+};
+/// Sets a line's quantity; 0 removes the line.
+struct set_cart_item {
+  std::string user_id;
+  std::string sku;
+  int64_t quantity = 0;
+};
+struct clear_cart {
+  std::string user_id;
+};
+/// POST /orders: explicit items, or the user's cart (`from_cart`).
+struct checkout {
+  uint8_t version = protocol_version;
+  std::string user_id;
+  std::vector<order_line> items; // prices ignored: the SKUs' prices at reservation apply
+  bool from_cart = false;
+  std::string idempotency_key;
+  std::string trace_id;
+};
+/// A checkout routed to the order entity that will hold it.
+struct place_order {
+  std::string order_id;
+  checkout request;
+};
+/// From an order being placed: reserve `quantity` units of `sku` for it until
+/// `expires_at`. Idempotent per order id. The reply is the line with its unit price.
+struct reserve_stock {
+  std::string sku;
+  std::string order_id;
+  std::string user_id;
+  int64_t quantity = 0;
+  millis expires_at = 0;
+};
+/// From an order that was paid: its reserved units become sold (idempotent).
+struct confirm_sale {
+  std::string sku;
+  std::string order_id;
+};
+struct pay_order {
+  std::string order_id;
+  std::string requester;
+  std::string method;
+};
+/// A verified payment gateway callback.
+struct payment_callback {
+  std::string payment_id;
+  std::string order_id;
+  bool succeeded = false;
+  int64_t amount_cents = 0;
+};
 struct register_user {
   std::string username;
   std::string password;
@@ -243,7 +332,67 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_record& x) {
   return f(caf::meta::type_name("shop::order_record"), x.order_id, x.user_id, x.status, x.items,
            x.total_cents, x.discount_cents, x.created_at, x.expires_at, x.updated_at,
-           x.flash_sale_id);
+           x.flash_sale_id, x.payment_id, x.payment_method, x.paid_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_record& x) {
+  return f(caf::meta::type_name("shop::cart_record"), x.items);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
+  return f(caf::meta::type_name("shop::cart_view"), x.items, x.total_cents);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, product_page& x) {
+  return f(caf::meta::type_name("shop::product_page"), x.items, x.next_cursor);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_view& x) {
+  return f(caf::meta::type_name("shop::payment_view"), x.payment_id, x.order_id, x.amount_cents,
+           x.method);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, list_products& x) {
+  return f(caf::meta::type_name("shop::list_products"), x.query, x.limit, x.cursor);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_cart& x) {
+  return f(caf::meta::type_name("shop::get_cart"), x.user_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
+  return f(caf::meta::type_name("shop::set_cart_item"), x.user_id, x.sku, x.quantity);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, clear_cart& x) {
+  return f(caf::meta::type_name("shop::clear_cart"), x.user_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, checkout& x) {
+  return f(caf::meta::type_name("shop::checkout"), x.version, x.user_id, x.items, x.from_cart,
+           x.idempotency_key, x.trace_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, place_order& x) {
+  return f(caf::meta::type_name("shop::place_order"), x.order_id, x.request);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reserve_stock& x) {
+  return f(caf::meta::type_name("shop::reserve_stock"), x.sku, x.order_id, x.user_id, x.quantity,
+           x.expires_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, confirm_sale& x) {
+  return f(caf::meta::type_name("shop::confirm_sale"), x.sku, x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pay_order& x) {
+  return f(caf::meta::type_name("shop::pay_order"), x.order_id, x.requester, x.method);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_callback& x) {
+  return f(caf::meta::type_name("shop::payment_callback"), x.payment_id, x.order_id, x.succeeded,
+           x.amount_cents);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, inventory_view& x) {

@@ -38,6 +38,7 @@ inline constexpr std::string_view open_skus = "opn";     // opn/<s>/<sku> -> "" 
 inline constexpr std::string_view sale = "sal";          // sal/<s>/<sale_id> -> sale_terms
 inline constexpr std::string_view order = "ord";         // ord/<s>/<order_id> -> order_record
 inline constexpr std::string_view user = "usr";          // usr/<s>/<username> -> user_record
+inline constexpr std::string_view cart = "crt";          // crt/<s>/<user_id> -> cart_record
 
 /// Node-wide settings and secrets: `meta/<name>`.
 [[nodiscard]] std::string meta(std::string_view name);

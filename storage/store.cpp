@@ -67,14 +67,20 @@ caf::expected<bool> store::get(std::string_view key, std::string& out) const {
 }
 
 caf::error store::scan(std::string_view prefix,
-                       const std::function<bool(std::string_view, std::string_view)>& fn) const {
+                       const std::function<bool(std::string_view, std::string_view)>& fn,
+                       std::string_view start_after) const {
   std::string upper{prefix};
   upper.back()++; // prefixes end with '/', so this is the first key past the range
   rocksdb::Slice upper_slice{upper};
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro)};
-  for (it->Seek(rocksdb::Slice{prefix.data(), prefix.size()}); it->Valid(); it->Next()) {
+  bool resume = start_after > prefix;
+  auto start = resume ? start_after : prefix;
+  it->Seek(rocksdb::Slice{start.data(), start.size()});
+  if (resume && it->Valid() && it->key() == rocksdb::Slice{start.data(), start.size()})
+    it->Next();
+  for (; it->Valid(); it->Next()) {
     auto k = it->key();
     auto v = it->value();
     if (!fn(std::string_view{k.data(), k.size()}, std::string_view{v.data(), v.size()}))

@@ -54,9 +54,11 @@ public:
 
   /// Calls `fn(key, value)` for every key that starts with `prefix`, in key
   /// order, until `fn` returns false. `prefix` must end with a separator.
+  /// With `start_after`, the scan begins at the first key past it (paging).
   [[nodiscard]] caf::error
   scan(std::string_view prefix,
-       const std::function<bool(std::string_view, std::string_view)>& fn) const;
+       const std::function<bool(std::string_view, std::string_view)>& fn,
+       std::string_view start_after = {}) const;
 
   /// Applies `ops` atomically; `sync` fsyncs the WAL before returning.
   [[nodiscard]] caf::error write(const write_batch& ops, bool sync);

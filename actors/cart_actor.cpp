@@ -1,0 +1,158 @@
+// cart: one actor per user. It stores SKUs and quantities only; a cart is
+// shown with each product's current price (asked of the SKUs in parallel),
+// and checkout fixes the prices when it reserves the stock.
+
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "actors/entities.hpp"
+#include "protocols/json.hpp"
+#include "protocols/record_codec.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+using cart_self = caf::stateful_actor<cart_state>;
+using cart_promise = caf::typed_response_promise<cart_view>;
+
+/// Answers `rp` with `lines` priced by their SKUs, once every change applied
+/// so far is durable. A failed lookup answers its error.
+void reply_priced(cart_self* self, cart_promise rp, std::vector<order_line> lines) {
+  auto& core = self->state.core;
+  if (lines.empty()) {
+    deliver_durable(core, rp, cart_view{});
+    return;
+  }
+  struct join {
+    cart_view view;
+    caf::error failure;
+    size_t pending = 0;
+  };
+  auto j = std::make_shared<join>();
+  j->view.items = std::move(lines);
+  j->pending = j->view.items.size();
+  auto ticket = core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+  auto done = [self, rp, j, ticket]() mutable {
+    auto& core = self->state.core;
+    core.unhold(ticket);
+    if (j->failure) {
+      rp.deliver(j->failure);
+      return;
+    }
+    for (auto& line : j->view.items)
+      j->view.total_cents += line.quantity * line.price_cents;
+    deliver_durable(core, rp, std::move(j->view));
+  };
+  auto ctx = core.ctx;
+  for (size_t i = 0; i < j->view.items.size(); ++i)
+    self->request(ctx->region, ctx->ask_timeout, get_product{j->view.items[i].sku})
+      .then(
+        [j, i, done](product_view& p) mutable {
+          j->view.items[i].price_cents = p.product.price_cents;
+          if (--j->pending == 0)
+            done();
+        },
+        [j, done](caf::error& err) mutable {
+          if (!j->failure)
+            j->failure = std::move(err);
+          if (--j->pending == 0)
+            done();
+        });
+}
+
+std::vector<order_line>::iterator find_line(cart_record& cart, const std::string& sku) {
+  return std::find_if(cart.items.begin(), cart.items.end(),
+                      [&](const order_line& l) { return l.sku == sku; });
+}
+
+} // namespace
+
+caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) {
+  auto key = keys::entity(keys::cart, user_id, ctx->shard_count);
+  auto load = [self, ctx, key]() -> caf::error {
+    std::string raw;
+    auto found = ctx->db->get(key, raw);
+    if (!found)
+      return found.error();
+    if (*found && !decode(raw, self->state.cart))
+      return make_error(errc::internal, "corrupt cart record");
+    return caf::none;
+  };
+  auto save = [self, key] {
+    auto& st = self->state;
+    write_batch ops;
+    if (st.cart.items.empty())
+      ops.push_back(erase_op(key));
+    else
+      ops.push_back(put_op(key, encode(st.cart)));
+    st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+  };
+  auto running = [self, ctx, save]() -> caf::message_handler {
+    return {
+      [=](const get_cart&) -> caf::result<cart_view> {
+        self->state.core.touch();
+        auto rp = self->make_response_promise<cart_view>();
+        reply_priced(self, rp, self->state.cart.items);
+        return rp;
+      },
+      [=](const set_cart_item& c) -> caf::result<cart_view> {
+        auto& st = self->state;
+        st.core.touch();
+        auto rp = self->make_response_promise<cart_view>();
+        auto line = find_line(st.cart, c.sku);
+        if (c.quantity == 0 || line != st.cart.items.end()) {
+          if (c.quantity == 0 && line != st.cart.items.end()) {
+            st.cart.items.erase(line);
+            save();
+          } else if (c.quantity != 0 && line->quantity != c.quantity) {
+            line->quantity = c.quantity;
+            save();
+          }
+          reply_priced(self, rp, st.cart.items);
+          return rp;
+        }
+        if (st.cart.items.size() >= static_cast<size_t>(max_order_lines)) {
+          rp.deliver(make_error(errc::validation_failed,
+                                "a cart holds at most " + std::to_string(max_order_lines)
+                                  + " different items"));
+          return rp;
+        }
+        // A new line: only for a product that exists. `await` keeps the
+        // cart's later commands waiting, so they apply in arrival order.
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+        self->request(ctx->region, ctx->ask_timeout, get_product{c.sku})
+          .await(
+            [=](product_view&) mutable {
+              auto& st = self->state;
+              st.core.unhold(ticket);
+              st.cart.items.push_back(order_line{c.sku, c.quantity, 0});
+              std::sort(st.cart.items.begin(), st.cart.items.end(),
+                        [](const order_line& a, const order_line& b) { return a.sku < b.sku; });
+              save();
+              reply_priced(self, rp, st.cart.items);
+            },
+            [=](caf::error& err) mutable {
+              self->state.core.unhold(ticket);
+              rp.deliver(err);
+            });
+        return rp;
+      },
+      [=](const clear_cart&) -> caf::result<cart_view> {
+        auto& st = self->state;
+        st.core.touch();
+        if (!st.cart.items.empty()) {
+          st.cart.items.clear();
+          save();
+        }
+        return reply_durable(self, cart_view{});
+      },
+    };
+  };
+  return activate_entity(self, ctx, entity_kind::cart, std::move(user_id), load, running,
+                         [] { return true; });
+}
+
+} // namespace shop

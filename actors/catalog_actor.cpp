@@ -1,0 +1,159 @@
+// catalog: GET /products. One per node, not an entity: it pages through the
+// product records in storage (each written by its SKU entity, so only
+// committed products are seen), filters them by the query, and asks the
+// page's SKUs for their live stock.
+//
+// Order: storage order (by shard, then SKU), stable across pages. The cursor
+// is the last product of a page, so products created meanwhile are neither
+// repeated nor skipped behind it. A page scans at most `max_scanned` records:
+// a rare query may return a short (even empty) page with a cursor to go on.
+
+#include <cctype>
+
+#include <caf/all.hpp>
+
+#include "actors/entities.hpp"
+#include "protocols/record_codec.hpp"
+#include "storage/keys.hpp"
+
+namespace shop {
+
+namespace {
+
+constexpr size_t max_scanned = 5000;
+constexpr size_t shard_digits = 4;
+
+std::vector<std::string> words_of(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
+  for (unsigned char c : text) {
+    // ASCII letters and digits split words; other bytes (UTF-8 included) are kept.
+    if (std::isalnum(c) || c >= 0x80) {
+      word.push_back(static_cast<char>(std::tolower(c)));
+    } else if (!word.empty()) {
+      out.push_back(std::move(word));
+      word.clear();
+    }
+  }
+  if (!word.empty())
+    out.push_back(std::move(word));
+  return out;
+}
+
+/// Every query word is the beginning of a word of the name (so "blu sh"
+/// finds "Blue Shirt"); an empty query matches everything.
+bool matches(const std::vector<std::string>& query, std::string_view name) {
+  if (query.empty())
+    return true;
+  auto words = words_of(name);
+  for (auto& q : query) {
+    bool found = false;
+    for (auto& w : words)
+      if (w.compare(0, q.size(), q) == 0) {
+        found = true;
+        break;
+      }
+    if (!found)
+      return false;
+  }
+  return true;
+}
+
+/// The cursor of a product key `sku/<shard>/<sku>`: `<shard><sku>`. URL-safe.
+std::string catalog_cursor(std::string_view key) {
+  auto rest = key.substr(keys::product.size() + 1); // "<shard>/<sku>"
+  std::string out{rest.substr(0, shard_digits)};
+  out.append(rest.substr(shard_digits + 1));
+  return out;
+}
+
+/// The product key a cursor names, or empty if it is not a cursor.
+std::string catalog_key(std::string_view cursor) {
+  if (cursor.size() <= shard_digits)
+    return {};
+  for (size_t i = 0; i < shard_digits; ++i)
+    if (!std::isxdigit(static_cast<unsigned char>(cursor[i])))
+      return {};
+  std::string key{keys::product};
+  key.push_back('/');
+  key.append(cursor.substr(0, shard_digits)).push_back('/');
+  key.append(cursor.substr(shard_digits));
+  return key;
+}
+
+} // namespace
+
+caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
+  return {
+    [=](const list_products& c) -> caf::result<product_page> {
+      auto rp = self->make_response_promise<product_page>();
+      auto query = words_of(c.query);
+      auto limit = static_cast<size_t>(std::max<int64_t>(1, c.limit));
+      auto start = c.cursor.empty() ? std::string{} : catalog_key(c.cursor);
+      if (!c.cursor.empty() && start.empty()) {
+        rp.deliver(make_error(errc::validation_failed, "cursor is not one this API returned"));
+        return rp;
+      }
+      struct join {
+        product_page page;
+        caf::error failure;
+        size_t pending = 0;
+      };
+      auto j = std::make_shared<join>();
+      std::string last_key;
+      size_t scanned = 0;
+      bool more = false;
+      std::string prefix{keys::product};
+      prefix.push_back('/');
+      auto err = ctx->db->scan(
+        prefix,
+        [&](std::string_view k, std::string_view v) {
+          if (j->page.items.size() == limit || scanned == max_scanned) {
+            more = true; // something is left: the page ends here
+            return false;
+          }
+          ++scanned;
+          last_key.assign(k);
+          product_record p;
+          if (!decode(v, p))
+            return true; // not served; the SKU entity reports it when activated
+          if (matches(query, p.name))
+            j->page.items.push_back(product_view{std::move(p), {}});
+          return true;
+        },
+        start);
+      if (err) {
+        rp.deliver(err);
+        return rp;
+      }
+      if (more)
+        j->page.next_cursor = catalog_cursor(last_key);
+      if (j->page.items.empty()) {
+        rp.deliver(std::move(j->page));
+        return rp;
+      }
+      j->pending = j->page.items.size();
+      for (size_t i = 0; i < j->page.items.size(); ++i)
+        self->request(ctx->region, ctx->ask_timeout, get_product{j->page.items[i].product.sku})
+          .then(
+            [rp, j, i](product_view& live) mutable {
+              j->page.items[i] = std::move(live);
+              if (--j->pending > 0)
+                return;
+              if (j->failure)
+                rp.deliver(j->failure);
+              else
+                rp.deliver(std::move(j->page));
+            },
+            [rp, j](caf::error& err) mutable {
+              if (!j->failure)
+                j->failure = std::move(err);
+              if (--j->pending == 0)
+                rp.deliver(j->failure);
+            });
+      return rp;
+    },
+  };
+}
+
+} // namespace shop

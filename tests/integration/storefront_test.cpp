@@ -1,0 +1,490 @@
+// The storefront over real HTTP against a real shopd with a real RocksDB
+// directory: catalog paging and search, carts, multi-item checkout
+// (all-or-nothing, idempotent), payment with the signed gateway callback and
+// the sandbox gateway, expiry of unpaid checkout orders.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <simdjson.h>
+
+#include "protocols/crypto.hpp"
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* payment_secret = "storefront-test-payment-secret";
+
+struct inventory {
+  int64_t available = -1, reserved = -1, sold = -1;
+  bool operator==(const inventory& o) const {
+    return available == o.available && reserved == o.reserved && sold == o.sold;
+  }
+};
+
+std::ostream& operator<<(std::ostream& os, const inventory& i) {
+  return os << "{available " << i.available << ", reserved " << i.reserved << ", sold " << i.sold
+            << "}";
+}
+
+inventory get_inventory(http_client& c, const std::string& sku) {
+  auto r = c.request("GET", "/api/v1/inventory/" + sku);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return {std::stoll(json_field(r.body, "available")), std::stoll(json_field(r.body, "reserved")),
+          std::stoll(json_field(r.body, "sold"))};
+}
+
+void create_product(http_client& c, const std::string& admin, const std::string& sku,
+                    const std::string& name, int64_t price, int64_t stock) {
+  auto r = c.request("POST", "/api/v1/products",
+                     R"({"sku":")" + sku + R"(","name":")" + name + R"(","price_cents":)"
+                       + std::to_string(price) + R"(,"stock":)" + std::to_string(stock) + "}",
+                     {bearer(admin)});
+  ASSERT_EQ(r.status, 201) << r.body;
+}
+
+std::string user_token(http_client& c, const std::string& name) {
+  auto r = c.request("POST", "/api/v1/users",
+                     R"({"username":")" + name + R"(","password":"password-1"})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  return login(c, name, "password-1");
+}
+
+/// `{"items":[{"sku":..,"quantity":..},...]}`
+std::string items_body(const std::vector<std::pair<std::string, int>>& lines) {
+  std::string body = R"({"items":[)";
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i > 0)
+      body += ',';
+    body += R"({"sku":")" + lines[i].first + R"(","quantity":)" + std::to_string(lines[i].second)
+            + "}";
+  }
+  return body + "]}";
+}
+
+http_result place_order(http_client& c, const std::string& token, const std::string& body,
+                        const std::string& key = {}) {
+  std::vector<std::string> headers{bearer(token)};
+  if (!key.empty())
+    headers.push_back("Idempotency-Key: " + key);
+  return c.request("POST", "/api/v1/orders", body, headers);
+}
+
+/// The values of `field` of each element of the top-level array `array`.
+std::vector<std::string> column(const std::string& json, const std::string& array,
+                                const std::string& field) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  EXPECT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  std::vector<std::string> out;
+  simdjson::dom::array items;
+  if (doc[array].get(items) != simdjson::SUCCESS)
+    return out;
+  for (auto item : items) {
+    simdjson::dom::element v;
+    if (item[field].get(v) != simdjson::SUCCESS)
+      out.emplace_back();
+    else if (v.is_string())
+      out.emplace_back(std::string{v.get_string().value()});
+    else
+      out.emplace_back(simdjson::minify(v));
+  }
+  return out;
+}
+
+std::string signature(const std::string& body) {
+  return "X-Signature: " + shop::to_hex(shop::hmac_sha256(payment_secret, body));
+}
+
+std::string callback_body(const std::string& payment_id, const std::string& order_id,
+                          const std::string& status, int64_t amount) {
+  return R"({"payment_id":")" + payment_id + R"(","order_id":")" + order_id + R"(","status":")"
+         + status + R"(","amount_cents":)" + std::to_string(amount) + "}";
+}
+
+bool eventually(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return pred();
+}
+
+} // namespace
+
+TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "tee-blue", "Blue Tee", 1500, 5);
+  create_product(c, admin, "tee-red", "Red Tee", 1500, 5);
+  create_product(c, admin, "shirt-blue", "Blue Oxford Shirt", 4000, 2);
+  create_product(c, admin, "mug", "Coffee Mug", 900, 3);
+  create_product(c, admin, "cap", "Baseball Cap", 1200, 0);
+
+  std::multiset<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto r = c.request("GET", "/api/v1/products?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto skus = column(r.body, "items", "sku");
+    EXPECT_LE(skus.size(), 2u);
+    seen.insert(skus.begin(), skus.end());
+    cursor = json_field(r.body, "next_cursor");
+    if (cursor == "null") // the last page
+      break;
+  }
+  EXPECT_EQ(seen, (std::multiset<std::string>{"cap", "mug", "shirt-blue", "tee-blue", "tee-red"}));
+
+  // Every query word must begin a word of the name, in any case.
+  auto search = [&](const std::string& q) {
+    auto r = c.request("GET", "/api/v1/products?q=" + q);
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto skus = column(r.body, "items", "sku");
+    return std::set<std::string>(skus.begin(), skus.end());
+  };
+  EXPECT_EQ(search("blue"), (std::set<std::string>{"shirt-blue", "tee-blue"}));
+  EXPECT_EQ(search("BLU+sh"), (std::set<std::string>{"shirt-blue"}));
+  EXPECT_EQ(search("tee%20red"), (std::set<std::string>{"tee-red"}));
+  EXPECT_EQ(search("lamp"), (std::set<std::string>{}));
+  // Listed products carry live stock.
+  auto r = c.request("GET", "/api/v1/products?q=mug");
+  EXPECT_EQ(column(r.body, "items", "available"), (std::vector<std::string>{"3"}));
+
+  for (auto bad : {"/api/v1/products?limit=0", "/api/v1/products?limit=101",
+                   "/api/v1/products?limit=x", "/api/v1/products?sort=price",
+                   "/api/v1/products?cursor=zz", "/api/v1/products?q=a&q=b"}) {
+    auto res = c.request("GET", bad);
+    EXPECT_EQ(res.status, 422) << bad << " " << res.body;
+    EXPECT_EQ(json_field(res.body, "error.code"), "validation_failed") << bad;
+  }
+  EXPECT_EQ(c.request("GET", "/api/v1/products?q=%zz").status, 400);
+}
+
+TEST(Cart, test_lines_are_priced_now_updated_removed_and_cleared) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "tee", "Tee", 1500, 5);
+  create_product(c, admin, "mug", "Mug", 900, 3);
+  auto alice = user_token(c, "alice");
+  auto bob = user_token(c, "bob");
+
+  auto put = [&](const std::string& token, const std::string& sku, const std::string& body) {
+    return c.request("PUT", "/api/v1/cart/items/" + sku, body, {bearer(token)});
+  };
+  EXPECT_EQ(put(alice, "tee", R"({"quantity":2})").status, 200);
+  auto r = put(alice, "mug", R"({"quantity":1})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(column(r.body, "items", "sku"), (std::vector<std::string>{"mug", "tee"}));
+  EXPECT_EQ(column(r.body, "items", "line_total_cents"), (std::vector<std::string>{"900", "3000"}));
+  EXPECT_EQ(json_field(r.body, "total_cents"), "3900");
+
+  // A cart shows today's price.
+  ASSERT_EQ(c.request("PATCH", "/api/v1/products/tee", R"({"price_cents":1000})", {bearer(admin)})
+              .status,
+            200);
+  r = c.request("GET", "/api/v1/cart", {}, {bearer(alice)});
+  EXPECT_EQ(json_field(r.body, "total_cents"), "2900") << r.body;
+
+  // Refused without a change: unknown product, bad quantities, other fields.
+  EXPECT_EQ(put(alice, "lamp", R"({"quantity":1})").status, 404);
+  EXPECT_EQ(put(alice, "tee", R"({"quantity":1000})").status, 422);
+  EXPECT_EQ(put(alice, "tee", R"({"quantity":-1})").status, 422);
+  EXPECT_EQ(put(alice, "tee", R"({"quantity":1,"price_cents":1})").status, 422);
+  EXPECT_EQ(put(alice, "tee", R"({"quantity":)").status, 400);
+  EXPECT_EQ(c.request("GET", "/api/v1/cart").status, 401);
+  r = c.request("GET", "/api/v1/cart", {}, {bearer(alice)});
+  EXPECT_EQ(json_field(r.body, "total_cents"), "2900") << r.body;
+
+  // Carts are per user.
+  r = c.request("GET", "/api/v1/cart", {}, {bearer(bob)});
+  EXPECT_EQ(json_field(r.body, "total_cents"), "0") << r.body;
+
+  // Quantity 0 and DELETE remove a line; DELETE /cart empties it.
+  r = put(alice, "tee", R"({"quantity":0})");
+  EXPECT_EQ(column(r.body, "items", "sku"), (std::vector<std::string>{"mug"}));
+  r = c.request("DELETE", "/api/v1/cart/items/mug", {}, {bearer(alice)});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(column(r.body, "items", "sku"), (std::vector<std::string>{}));
+  put(alice, "tee", R"({"quantity":3})");
+  r = c.request("DELETE", "/api/v1/cart", {}, {bearer(alice)});
+  EXPECT_EQ(r.status, 204);
+  EXPECT_TRUE(r.body.empty());
+
+  // The cart is durable.
+  put(alice, "mug", R"({"quantity":2})");
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  r = c2.request("GET", "/api/v1/cart", {}, {bearer(alice)});
+  EXPECT_EQ(column(r.body, "items", "quantity"), (std::vector<std::string>{"2"})) << r.body;
+}
+
+TEST(Checkout, test_all_or_nothing_reservation_and_a_cancel_releases_every_line) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 5);
+  create_product(c, admin, "b", "Item B", 250, 1);
+  auto alice = user_token(c, "alice");
+
+  // B has one unit: nothing is reserved, and the refusal names B.
+  auto r = place_order(c, alice, items_body({{"a", 2}, {"b", 2}}));
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(json_field(r.body, "error.code"), "insufficient_stock");
+  EXPECT_NE(json_field(r.body, "error.message").find("'b'"), std::string::npos);
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{5, 0, 0}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{1, 0, 0}));
+
+  // An unknown SKU fails the whole order too.
+  r = place_order(c, alice, items_body({{"a", 1}, {"nope", 1}}));
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{5, 0, 0}));
+
+  r = place_order(c, alice, items_body({{"b", 1}, {"a", 2}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(json_field(r.body, "status"), "pending_payment");
+  EXPECT_EQ(json_field(r.body, "total_cents"), "2250");
+  EXPECT_EQ(column(r.body, "items", "price_cents"), (std::vector<std::string>{"1000", "250"}));
+  auto order_id = json_field(r.body, "order_id");
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{3, 2, 0}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{0, 1, 0}));
+  r = c.request("GET", "/api/v1/orders/" + order_id, {}, {bearer(alice)});
+  EXPECT_EQ(r.status, 200);
+
+  // Cancel releases every line, once.
+  r = c.request("POST", "/api/v1/orders/" + order_id + "/cancel", {}, {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json_field(r.body, "status"), "cancelled");
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + order_id + "/cancel", {}, {bearer(alice)}).status,
+            409);
+  EXPECT_TRUE(eventually(3s, [&] {
+    return get_inventory(c, "a") == inventory{5, 0, 0} && get_inventory(c, "b") == inventory{1, 0, 0};
+  })) << get_inventory(c, "a") << get_inventory(c, "b");
+
+  // Bad bodies: refused, nothing reserved.
+  for (auto bad : {R"({})", R"({"items":[]})", R"({"items":[{"sku":"a"}]})",
+                   R"({"items":[{"sku":"a","quantity":0}]})",
+                   R"({"items":[{"sku":"a","quantity":1},{"sku":"a","quantity":1}]})",
+                   R"({"items":[{"sku":"a","quantity":1,"price_cents":1}]})",
+                   R"({"items":[{"sku":"a","quantity":1}],"from_cart":true})",
+                   R"({"items":[{"sku":"a","quantity":1}],"coupon":"FREE"})",
+                   R"({"items":[{"sku":"a","quantity":1}],"status":"paid"})"}) {
+    auto res = place_order(c, alice, bad);
+    EXPECT_EQ(res.status, 422) << bad << " " << res.body;
+  }
+  EXPECT_EQ(place_order(c, alice, R"({"items":[)").status, 400);
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{5, 0, 0}));
+}
+
+TEST(Checkout, test_retries_with_one_idempotency_key_make_one_order_also_after_restart) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 100);
+  create_product(c, admin, "b", "Item B", 500, 100);
+  auto alice = user_token(c, "alice");
+  auto body = items_body({{"a", 3}, {"b", 1}});
+
+  // Eight concurrent copies of one request: one order, one reservation.
+  std::mutex m;
+  std::set<std::string> bodies;
+  std::atomic<int> created{0};
+  parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t) {
+    auto r = place_order(cc, alice, body, "checkout-1");
+    if (r.status == 201)
+      ++created;
+    std::lock_guard<std::mutex> g{m};
+    bodies.insert(r.body);
+  });
+  EXPECT_EQ(created.load(), 8);
+  ASSERT_EQ(bodies.size(), 1u) << *bodies.begin();
+  auto first = *bodies.begin();
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{97, 3, 0}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{99, 1, 0}));
+
+  // The same key for another request is refused.
+  auto r = place_order(c, alice, items_body({{"a", 1}}), "checkout-1");
+  EXPECT_EQ(r.status, 409) << r.body;
+
+  // After a crash and restart: the same answer, no new reservation.
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  r = place_order(c2, alice, body, "checkout-1");
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.body, first);
+  EXPECT_EQ(get_inventory(c2, "a"), (inventory{97, 3, 0}));
+  // A new key is a new order.
+  r = place_order(c2, alice, body, "checkout-2");
+  EXPECT_EQ(r.status, 201);
+  EXPECT_NE(json_field(r.body, "order_id"), json_field(first, "order_id"));
+  EXPECT_EQ(get_inventory(c2, "a"), (inventory{94, 6, 0}));
+}
+
+TEST(Checkout, test_from_cart_orders_the_cart_and_empties_it) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 10);
+  create_product(c, admin, "b", "Item B", 500, 10);
+  auto alice = user_token(c, "alice");
+
+  auto r = place_order(c, alice, R"({"from_cart":true})");
+  EXPECT_EQ(r.status, 422) << r.body; // the cart is empty
+  c.request("PUT", "/api/v1/cart/items/a", R"({"quantity":2})", {bearer(alice)});
+  c.request("PUT", "/api/v1/cart/items/b", R"({"quantity":4})", {bearer(alice)});
+  r = place_order(c, alice, R"({"from_cart":true})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(json_field(r.body, "total_cents"), "4000");
+  EXPECT_EQ(column(r.body, "items", "sku"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(column(r.body, "items", "quantity"), (std::vector<std::string>{"2", "4"}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{6, 4, 0}));
+  EXPECT_TRUE(eventually(3s, [&] {
+    return json_field(c.request("GET", "/api/v1/cart", {}, {bearer(alice)}).body, "total_cents")
+           == "0";
+  }));
+}
+
+TEST(Payment, test_signed_callback_pays_once_and_bad_ones_change_nothing) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-secret", payment_secret}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 10);
+  auto alice = user_token(c, "alice");
+  auto bob = user_token(c, "bob");
+  auto r = place_order(c, alice, items_body({{"a", 2}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto order_id = json_field(r.body, "order_id");
+
+  // Only the owner pays; methods are checked.
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
+                      {bearer(bob)})
+              .status,
+            404);
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"cash"})",
+                      {bearer(alice)})
+              .status,
+            422);
+  r = c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
+                {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json_field(r.body, "amount_cents"), "2000");
+  EXPECT_EQ(json_field(r.body, "order_id"), order_id);
+  auto payment_id = json_field(r.body, "payment_id");
+  ASSERT_FALSE(payment_id.empty());
+  // The sandbox gateway is off unless asked for.
+  EXPECT_EQ(c.request("POST", "/api/v1/payments/" + payment_id + "/sandbox-complete",
+                      R"({"status":"succeeded"})", {bearer(alice)})
+              .status,
+            404);
+
+  auto good = callback_body(payment_id, order_id, "succeeded", 2000);
+  auto callback = [&](const std::string& body, const std::string& sig) {
+    return c.request("POST", "/api/v1/payments/callback", body, {sig});
+  };
+  auto status = [&] {
+    return json_field(c.request("GET", "/api/v1/orders/" + order_id, {}, {bearer(alice)}).body,
+                      "status");
+  };
+  // Forged, missing or mismatched signatures: 401.
+  EXPECT_EQ(callback(good, "X-Signature: " + std::string(64, '0')).status, 401);
+  EXPECT_EQ(callback(good, "X-Trace: 1").status, 401);
+  EXPECT_EQ(callback(good, signature(callback_body(payment_id, order_id, "succeeded", 1))).status,
+            401);
+  // Signed but wrong: amount, payment id, unknown order.
+  auto wrong_amount = callback_body(payment_id, order_id, "succeeded", 1999);
+  EXPECT_EQ(callback(wrong_amount, signature(wrong_amount)).status, 422);
+  auto wrong_payment = callback_body("pay_other", order_id, "succeeded", 2000);
+  EXPECT_EQ(callback(wrong_payment, signature(wrong_payment)).status, 404);
+  auto failed = callback_body(payment_id, order_id, "failed", 2000);
+  EXPECT_EQ(callback(failed, signature(failed)).status, 200);
+  EXPECT_EQ(status(), "pending_payment");
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{8, 2, 0}));
+
+  r = callback(good, signature(good));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json_field(r.body, "status"), "paid");
+  EXPECT_EQ(json_field(r.body, "payment_id"), payment_id);
+  // The gateway retries: the same answer, still one sale.
+  r = callback(good, signature(good));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json_field(r.body, "status"), "paid");
+  EXPECT_TRUE(eventually(3s, [&] { return get_inventory(c, "a") == inventory{8, 0, 2}; }))
+    << get_inventory(c, "a");
+  // A paid order can be neither cancelled nor paid again.
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + order_id + "/cancel", {}, {bearer(alice)}).status,
+            409);
+  EXPECT_EQ(c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
+                      {bearer(alice)})
+              .status,
+            409);
+  // Paid is durable, and the units stay sold.
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  EXPECT_EQ(json_field(c2.request("GET", "/api/v1/orders/" + order_id, {}, {bearer(alice)}).body,
+                       "status"),
+            "paid");
+  EXPECT_EQ(get_inventory(c2, "a"), (inventory{8, 0, 2}));
+}
+
+TEST(Payment, test_sandbox_pays_and_an_unpaid_order_expires_and_cannot_be_paid) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--sandbox-payments", "--payment-timeout", "2"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 10);
+  create_product(c, admin, "b", "Item B", 300, 10);
+  auto alice = user_token(c, "alice");
+  auto bob = user_token(c, "bob");
+
+  auto paid = place_order(c, alice, items_body({{"a", 1}, {"b", 1}}));
+  auto unpaid = place_order(c, alice, items_body({{"a", 2}, {"b", 3}}));
+  ASSERT_EQ(paid.status, 201);
+  ASSERT_EQ(unpaid.status, 201);
+  auto r = c.request("POST", "/api/v1/orders/" + json_field(paid.body, "order_id") + "/pay",
+                     R"({"method":"wechat"})", {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto pay_url = json_field(r.body, "pay_url");
+  EXPECT_EQ(pay_url, "/api/v1/payments/" + json_field(r.body, "payment_id") + "/sandbox-complete");
+  // Only the owner completes a sandbox payment.
+  EXPECT_EQ(c.request("POST", pay_url, R"({"status":"succeeded"})", {bearer(bob)}).status, 404);
+  r = c.request("POST", pay_url, R"({"status":"succeeded"})", {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json_field(r.body, "status"), "paid");
+
+  // The unpaid order expires; its stock returns; paying it now is refused.
+  auto unpaid_id = json_field(unpaid.body, "order_id");
+  EXPECT_TRUE(eventually(6s, [&] {
+    return json_field(c.request("GET", "/api/v1/orders/" + unpaid_id, {}, {bearer(alice)}).body,
+                      "status")
+           == "expired";
+  }));
+  EXPECT_TRUE(eventually(3s, [&] {
+    return get_inventory(c, "a") == inventory{9, 0, 1} && get_inventory(c, "b") == inventory{9, 0, 1};
+  })) << get_inventory(c, "a") << get_inventory(c, "b");
+  r = c.request("POST", "/api/v1/orders/" + unpaid_id + "/pay", R"({"method":"card"})",
+                {bearer(alice)});
+  EXPECT_EQ(r.status, 409) << r.body;
+}
