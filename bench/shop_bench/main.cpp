@@ -4,6 +4,8 @@
 //   shop-bench flash-sale --target URL[,URL...] --admin-password PW --users N --stock N
 //              --per-user-limit L --connections C [--rate R] [--duration D]
 //              [--skus K --zipf S] [--json FILE] [--plot FILE.png]
+//   shop-bench shop --target URL[,URL...] --admin-password PW --users N --products P
+//              --connections C [--rate R] [--duration D] [--mix ...] [--pay-share S]
 
 #include <algorithm>
 #include <atomic>
@@ -19,91 +21,11 @@
 #include "bench/shop_bench/histogram.hpp"
 #include "bench/shop_bench/load.hpp"
 #include "bench/shop_bench/report.hpp"
+#include "bench/shop_bench/scenario.hpp"
 
 using namespace shop::bench;
 
 namespace {
-
-/// shop-bench is single-threaded: one parser serves every answer.
-simdjson::dom::parser& parser_of_answers() {
-  static simdjson::dom::parser parser;
-  return parser;
-}
-
-std::string json_string(const std::string& body, const char* key) {
-  auto& parser = parser_of_answers();
-  simdjson::dom::element doc;
-  std::string_view v;
-  if (parser.parse(body).get(doc) || doc[key].get_string().get(v))
-    return {};
-  return std::string{v};
-}
-
-int64_t json_int(const std::string& body, const char* key) {
-  auto& parser = parser_of_answers();
-  simdjson::dom::element doc;
-  int64_t v = -1;
-  if (parser.parse(body).get(doc) || doc[key].get_int64().get(v))
-    return -1;
-  return v;
-}
-
-struct common_flags {
-  std::string targets = "http://127.0.0.1:8080";
-  size_t connections = 64;
-  double rate = 0;
-  double duration = 0;
-  double timeout = 30;
-  std::string json;
-  std::string plot;
-};
-
-load_options make_options(const common_flags& f, std::vector<target> targets) {
-  load_options o;
-  o.targets = std::move(targets);
-  o.connections = f.connections;
-  o.rate = f.rate;
-  o.duration = std::chrono::milliseconds{static_cast<int64_t>(f.duration * 1000)};
-  o.timeout = std::chrono::milliseconds{static_cast<int64_t>(f.timeout * 1000)};
-  o.progress = true;
-  return o;
-}
-
-/// Sends a list of requests (closed loop, `connections` at a time) and returns the answers in order.
-std::vector<response> send_all(const std::vector<target>& targets, std::vector<request> reqs,
-                               size_t connections) {
-  std::vector<response> out(reqs.size());
-  std::vector<std::vector<size_t>> by_target(targets.size());
-  for (size_t i = 0; i < reqs.size(); ++i)
-    by_target[reqs[i].target % targets.size()].push_back(i);
-  std::vector<size_t> next(targets.size(), 0);
-  load_options o;
-  o.targets = targets;
-  o.connections = std::max<size_t>(targets.size(), std::min(connections, reqs.size()));
-  run_load(
-    o,
-    [&](size_t conn) -> std::optional<request> {
-      auto t = conn % targets.size();
-      if (next[t] >= by_target[t].size())
-        return std::nullopt;
-      auto r = reqs[by_target[t][next[t]++]];
-      r.tag = by_target[t][next[t] - 1];
-      return r;
-    },
-    [&](const request& r, const response& res) { out[r.tag] = res; });
-  return out;
-}
-
-request make(std::string method, std::string path, std::string body = {},
-             std::vector<std::string> headers = {}, size_t target = 0) {
-  request r;
-  r.method = std::move(method);
-  r.path = std::move(path);
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  r.target = target;
-  return r;
-}
 
 int run_http(const common_flags& f, const std::vector<target>& targets, const std::string& path) {
   run_report rep;
@@ -176,23 +98,10 @@ int run_flash_sale(const common_flags& f, const std::vector<target>& targets, fl
   run_report rep;
   rep.mode = "flash-sale";
   auto setup_start = std::chrono::steady_clock::now();
-  // 1. Admin tokens (one per target: each node signs its own tokens unless they share a secret).
-  std::vector<std::string> admin(T);
-  {
-    std::vector<request> reqs;
-    for (size_t t = 0; t < T; ++t)
-      reqs.push_back(make("POST", "/api/v1/auth/login",
-                          R"({"username":"admin","password":")" + ff.admin_password + R"("})", {}, t));
-    auto res = send_all(targets, reqs, T);
-    for (size_t t = 0; t < T; ++t) {
-      admin[t] = json_string(res[t].body, "token");
-      if (admin[t].empty()) {
-        std::fprintf(stderr, "admin login at target %zu failed: %d %s\n", t, res[t].status,
-                     res[t].body.c_str());
-        return 2;
-      }
-    }
-  }
+  // 1. Admin tokens.
+  std::vector<std::string> admin;
+  if (!admin_logins(targets, ff.admin_password, admin))
+    return 2;
   // 2. The hot SKUs and their sales.
   std::vector<std::string> sales;
   for (size_t k = 0; k < ff.skus; ++k) {
@@ -219,30 +128,9 @@ int run_flash_sale(const common_flags& f, const std::vector<target>& targets, fl
     sales.push_back(sale);
   }
   // 3. Users: register, then log in at the user's own target.
-  std::vector<std::string> tokens(ff.users);
-  {
-    auto name = [&](size_t i) { return "b" + ff.run_id + "_" + std::to_string(i); };
-    std::vector<request> reg, login;
-    for (size_t i = 0; i < ff.users; ++i) {
-      auto body = R"({"username":")" + name(i) + R"(","password":"bench-pw-)" + std::to_string(i) + R"("})";
-      reg.push_back(make("POST", "/api/v1/users", body, {}, i % T));
-      login.push_back(make("POST", "/api/v1/auth/login", body, {}, i % T));
-    }
-    auto r1 = send_all(targets, std::move(reg), f.connections);
-    for (auto& r : r1)
-      if (r.status != 201 && r.status != 409) {
-        std::fprintf(stderr, "registering users failed: %d %s\n", r.status, r.body.c_str());
-        return 2;
-      }
-    auto r2 = send_all(targets, std::move(login), f.connections);
-    for (size_t i = 0; i < ff.users; ++i) {
-      tokens[i] = json_string(r2[i].body, "token");
-      if (tokens[i].empty()) {
-        std::fprintf(stderr, "login failed: %d %s\n", r2[i].status, r2[i].body.c_str());
-        return 2;
-      }
-    }
-  }
+  std::vector<std::string> tokens;
+  if (!make_users(targets, "b" + ff.run_id + "_", ff.users, f.connections, tokens))
+    return 2;
   auto setup_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count();
   std::fprintf(stderr, "setup: %zu users registered and logged in, %zu sale(s), in %.1f s\n",
                ff.users, ff.skus, setup_secs);
@@ -383,6 +271,17 @@ int main(int argc, char** argv) {
   flash->add_option("--skus", ff.skus, "number of hot SKUs, each with its own sale")->check(CLI::Range(1, 1000));
   flash->add_option("--zipf", ff.zipf, "skew of the buyers' choice among SKUs (0: uniform)");
   flash->add_option("--run-id", ff.run_id, "suffix of created ids (default: random)");
+  auto shop_cmd = app.add_subcommand("shop", "a storefront mix: browse, search, view, cart, checkout, pay; then an audit");
+  add_common(shop_cmd);
+  shop_flags sf;
+  shop_cmd->add_option("--admin-password", sf.admin_password, "the node's admin password")->required();
+  shop_cmd->add_option("--users", sf.users, "shoppers (registered and logged in before the run)")->check(CLI::Range(1, 10'000'000));
+  shop_cmd->add_option("--products", sf.products, "products in the catalog (created before the run)")->check(CLI::Range(1, 1'000'000));
+  shop_cmd->add_option("--stock", sf.stock, "units of each product")->check(CLI::Range(1, 1'000'000'000));
+  shop_cmd->add_option("--mix", sf.mix, "weights of the kinds a user starts: browse, search, view, cart, checkout");
+  shop_cmd->add_option("--pay-share", sf.pay_share, "share of created orders that are paid")->check(CLI::Range(0.0, 1.0));
+  shop_cmd->add_option("--payment-secret", sf.payment_secret, "without the node's sandbox gateway: sign payment callbacks with this key");
+  shop_cmd->add_option("--run-id", sf.run_id, "suffix of created ids (default: random)");
   CLI11_PARSE(app, argc, argv);
   std::vector<target> targets;
   if (!parse_targets(f.targets, targets)) {
@@ -391,5 +290,7 @@ int main(int argc, char** argv) {
   }
   if (*http)
     return run_http(f, targets, path);
+  if (*shop_cmd)
+    return run_shop(f, targets, sf);
   return run_flash_sale(f, targets, ff);
 }

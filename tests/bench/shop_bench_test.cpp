@@ -196,3 +196,85 @@ TEST(Audit, test_a_flash_sale_against_shopd_passes_the_audit) {
   EXPECT_NE(json.find(R"("201":200)"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("409 sold_out":400)"), std::string::npos) << json;
 }
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[4096];
+    while (auto n = std::fread(buf, 1, sizeof(buf), f))
+      out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST(Audit, test_a_storefront_run_against_shopd_passes_the_audit_in_both_payment_modes) {
+  // Payments through the node's sandbox gateway, then through callbacks that
+  // shop-bench signs as a gateway would.
+  for (bool sandbox : {true, false}) {
+    temp_dir dir;
+    std::vector<std::string> args{"--payment-secret", "bench-test-secret"};
+    if (sandbox)
+      args.push_back("--sandbox-payments");
+    shopd_process shopd{dir.path(), args};
+    ASSERT_TRUE(shopd.start());
+    auto url = "http://127.0.0.1:" + std::to_string(shopd.port());
+    auto r = run_bench("shop --target " + url + "," + url + " --admin-password "
+                       + shopd_process::admin_password
+                       + " --users 60 --products 30 --connections 8 --duration 1.5"
+                       + (sandbox ? "" : " --payment-secret bench-test-secret") + " --json "
+                       + dir.path() + "/out.json");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("AUDIT PASS"), std::string::npos) << r.output;
+    auto json = read_file(dir.path() + "/out.json");
+    // Every kind of request was made, and none failed.
+    for (auto kind : {"browse", "search", "view", "cart", "checkout", "pay", "pay-complete"})
+      EXPECT_NE(json.find(std::string{R"("name":")"} + kind + "\""), std::string::npos)
+        << kind << " " << json;
+    for (auto bad : {R"x("409 (other)":0)x", R"x("4xx (other)":0)x", R"x("5xx (other)":0)x",
+                     R"x("errors":0)x"}) {
+      size_t n = 0;
+      for (auto at = json.find(bad); at != std::string::npos; at = json.find(bad, at + 1))
+        ++n;
+      EXPECT_EQ(n, 7u) << bad << " " << json;
+    }
+    EXPECT_EQ(json.find(" 0 paid"), std::string::npos) << json;
+  }
+}
+
+TEST(Audit, test_the_storefront_audit_fails_when_paid_units_are_not_sold) {
+  // Answers like a shop, but its inventory never records a sale.
+  std::atomic<int> orders{0};
+  fake_http_server liar{[&](const std::string& method, const std::string& path, const std::string&) {
+    if (path == "/api/v1/auth/login")
+      return fake_reply{200, R"({"token":"t"})"};
+    if (method == "POST" && path == "/api/v1/orders")
+      return fake_reply{201, R"({"order_id":"o)" + std::to_string(++orders)
+                               + R"(","items":[{"sku":"pfixed-0","quantity":1}]})"};
+    if (method == "POST" && path.size() > 4 && path.compare(path.size() - 4, 4, "/pay") == 0) {
+      auto id = path.substr(15, path.size() - 19); // /api/v1/orders/<id>/pay
+      return fake_reply{200, R"({"payment_id":"pay_)" + id + R"(","order_id":")" + id
+                               + R"(","amount_cents":500,"pay_url":"/complete/)" + id + "\"}"};
+    }
+    if (method == "POST" && path.rfind("/complete/", 0) == 0)
+      return fake_reply{200, R"({"order_id":")" + path.substr(10) + R"(","status":"paid"})"};
+    if (method == "POST")
+      return fake_reply{201, "{}"};
+    if (path.rfind("/api/v1/inventory/", 0) == 0)
+      return fake_reply{200, R"({"available":1000000,"reserved":0,"sold":0})"};
+    if (path.rfind("/api/v1/orders/", 0) == 0)
+      return fake_reply{200, R"({"status":"paid"})"};
+    return fake_reply{200, R"({"items":[],"next_cursor":null})"};
+  }};
+  auto r = run_bench("shop --target " + liar.url()
+                     + " --admin-password x --users 20 --products 1 --run-id fixed"
+                       " --mix checkout=1 --pay-share 1 --connections 4 --duration 0.5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("AUDIT FAIL"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pfixed-0: reserved 0, sold 0; the answers imply"), std::string::npos)
+    << r.output;
+}

@@ -1,0 +1,137 @@
+// Helpers shared by the scenarios; see scenario.hpp.
+
+#include "bench/shop_bench/scenario.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <simdjson.h>
+
+namespace shop::bench {
+
+namespace {
+
+/// shop-bench is single-threaded: one parser serves every answer.
+simdjson::dom::parser& parser_of_answers() {
+  static simdjson::dom::parser parser;
+  return parser;
+}
+
+} // namespace
+
+std::string json_string(const std::string& body, const char* key) {
+  auto& parser = parser_of_answers();
+  simdjson::dom::element doc;
+  std::string_view v;
+  if (parser.parse(body).get(doc) || doc[key].get_string().get(v))
+    return {};
+  return std::string{v};
+}
+
+int64_t json_int(const std::string& body, const char* key) {
+  auto& parser = parser_of_answers();
+  simdjson::dom::element doc;
+  int64_t v = -1;
+  if (parser.parse(body).get(doc) || doc[key].get_int64().get(v))
+    return -1;
+  return v;
+}
+
+
+load_options make_options(const common_flags& f, std::vector<target> targets) {
+  load_options o;
+  o.targets = std::move(targets);
+  o.connections = f.connections;
+  o.rate = f.rate;
+  o.duration = std::chrono::milliseconds{static_cast<int64_t>(f.duration * 1000)};
+  o.timeout = std::chrono::milliseconds{static_cast<int64_t>(f.timeout * 1000)};
+  o.progress = true;
+  return o;
+}
+
+/// Sends a list of requests (closed loop, `connections` at a time) and returns the answers in order.
+std::vector<response> send_all(const std::vector<target>& targets, std::vector<request> reqs,
+                               size_t connections) {
+  std::vector<response> out(reqs.size());
+  std::vector<std::vector<size_t>> by_target(targets.size());
+  for (size_t i = 0; i < reqs.size(); ++i)
+    by_target[reqs[i].target % targets.size()].push_back(i);
+  std::vector<size_t> next(targets.size(), 0);
+  load_options o;
+  o.targets = targets;
+  o.connections = std::max<size_t>(targets.size(), std::min(connections, reqs.size()));
+  run_load(
+    o,
+    [&](size_t conn) -> std::optional<request> {
+      auto t = conn % targets.size();
+      if (next[t] >= by_target[t].size())
+        return std::nullopt;
+      auto r = reqs[by_target[t][next[t]++]];
+      r.tag = by_target[t][next[t] - 1];
+      return r;
+    },
+    [&](const request& r, const response& res) { out[r.tag] = res; });
+  return out;
+}
+
+request make(std::string method, std::string path, std::string body,
+             std::vector<std::string> headers, size_t target) {
+  request r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  r.target = target;
+  return r;
+}
+
+
+bool admin_logins(const std::vector<target>& targets, const std::string& password,
+                  std::vector<std::string>& tokens) {
+  auto T = targets.size();
+  std::vector<request> reqs;
+  for (size_t t = 0; t < T; ++t)
+    reqs.push_back(make("POST", "/api/v1/auth/login",
+                        R"({"username":"admin","password":")" + password + R"("})", {}, t));
+  auto res = send_all(targets, reqs, T);
+  tokens.assign(T, {});
+  for (size_t t = 0; t < T; ++t) {
+    tokens[t] = json_string(res[t].body, "token");
+    if (tokens[t].empty()) {
+      std::fprintf(stderr, "admin login at target %zu failed: %d %s\n", t, res[t].status,
+                   res[t].body.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool make_users(const std::vector<target>& targets, const std::string& prefix, size_t n,
+                size_t connections, std::vector<std::string>& tokens) {
+  auto T = targets.size();
+  std::vector<request> reg, login;
+  for (size_t i = 0; i < n; ++i) {
+    auto body = R"({"username":")" + prefix + std::to_string(i) + R"(","password":"bench-pw-)"
+                + std::to_string(i) + R"("})";
+    reg.push_back(make("POST", "/api/v1/users", body, {}, i % T));
+    login.push_back(make("POST", "/api/v1/auth/login", body, {}, i % T));
+  }
+  auto r1 = send_all(targets, std::move(reg), connections);
+  for (auto& r : r1)
+    if (r.status != 201 && r.status != 409) {
+      std::fprintf(stderr, "registering users failed: %d %s\n", r.status, r.body.c_str());
+      return false;
+    }
+  auto r2 = send_all(targets, std::move(login), connections);
+  tokens.assign(n, {});
+  for (size_t i = 0; i < n; ++i) {
+    tokens[i] = json_string(r2[i].body, "token");
+    if (tokens[i].empty()) {
+      std::fprintf(stderr, "login failed: %d %s\n", r2[i].status, r2[i].body.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+} // namespace shop::bench
