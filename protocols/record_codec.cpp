@@ -6,10 +6,12 @@ namespace shop {
 namespace {
 
 constexpr uint8_t format_v1 = 1;
+/// Orders with payment fields (v1 orders have none).
+constexpr uint8_t format_v2 = 2;
 
 class writer {
 public:
-  writer() { out_.push_back(static_cast<char>(format_v1)); }
+  explicit writer(uint8_t format = format_v1) { out_.push_back(static_cast<char>(format)); }
   writer& u(uint64_t v) {
     while (v >= 0x80) {
       out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
@@ -32,12 +34,16 @@ private:
 
 class reader {
 public:
-  explicit reader(std::string_view in) : in_(in) {
-    if (in_.empty() || static_cast<uint8_t>(in_[0]) != format_v1)
+  explicit reader(std::string_view in, uint8_t newest = format_v1) : in_(in) {
+    if (in_.empty() || static_cast<uint8_t>(in_[0]) < format_v1
+        || static_cast<uint8_t>(in_[0]) > newest) {
       ok_ = false;
-    else
+    } else {
+      format_ = static_cast<uint8_t>(in_[0]);
       pos_ = 1;
+    }
   }
+  uint8_t format() const noexcept { return format_; }
   reader& u(uint64_t& v) {
     v = 0;
     for (int shift = 0; ok_; shift += 7) {
@@ -78,14 +84,13 @@ public:
     v = static_cast<Enum>(raw);
     return *this;
   }
-  /// True while input is left (fields appended by a later version follow).
-  bool more() const { return ok_ && pos_ < in_.size(); }
   /// True if every field decoded and nothing is left over.
   bool done() const { return ok_ && pos_ == in_.size(); }
 
 private:
   std::string_view in_;
   size_t pos_ = 0;
+  uint8_t format_ = 0;
   bool ok_ = true;
 };
 
@@ -150,7 +155,7 @@ bool decode(std::string_view in, ledger_entry& x) {
 }
 
 std::string encode(const order_record& x) {
-  writer w;
+  writer w{format_v2};
   w.s(x.order_id).s(x.user_id).u(static_cast<uint8_t>(x.status)).u(x.items.size());
   for (auto& line : x.items)
     w.s(line.sku).i(line.quantity).i(line.price_cents);
@@ -167,7 +172,7 @@ std::string encode(const order_record& x) {
 }
 
 bool decode(std::string_view in, order_record& x) {
-  reader r{in};
+  reader r{in, format_v2};
   uint64_t n = 0;
   r.s(x.order_id).s(x.user_id).e(x.status, static_cast<uint8_t>(order_status::refunded)).u(n);
   if (n > 1000)
@@ -181,8 +186,13 @@ bool decode(std::string_view in, order_record& x) {
     .i(x.expires_at)
     .i(x.updated_at)
     .s(x.flash_sale_id);
-  if (r.more()) // payment fields (absent in orders written before payments existed)
+  if (r.format() >= format_v2) {
     r.s(x.payment_id).s(x.payment_method).i(x.paid_at);
+  } else { // written before payments existed
+    x.payment_id.clear();
+    x.payment_method.clear();
+    x.paid_at = 0;
+  }
   return r.done();
 }
 

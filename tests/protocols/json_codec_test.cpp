@@ -78,6 +78,65 @@ TEST(JsonDecode, test_sale_needs_every_field_and_a_window) {
   EXPECT_FALSE(decode_create_sale(R"({"id":"s1"})"));
 }
 
+TEST(JsonDecode, test_checkout_takes_items_or_the_cart_and_refuses_the_rest) {
+  auto c = decode_checkout(R"({"items":[{"sku":"a","quantity":2},{"quantity":1,"sku":"b"}]})");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->items.size(), 2u);
+  EXPECT_EQ(c->items[1].sku, "b");
+  EXPECT_EQ(c->items[0].quantity, 2);
+  EXPECT_FALSE(c->from_cart);
+  c = decode_checkout(R"({"from_cart":true})");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->from_cart);
+  EXPECT_TRUE(c->items.empty());
+  std::string many = R"({"items":[)";
+  for (int i = 0; i <= max_order_lines; ++i)
+    many += (i ? "," : "") + std::string{R"({"sku":"s)"} + std::to_string(i) + R"(","quantity":1})";
+  many += "]}";
+  for (auto bad : {std::string{"{}"}, std::string{R"({"from_cart":false})"},
+                   std::string{R"({"items":[]})"}, std::string{R"({"items":{}})"},
+                   std::string{R"({"items":[1]})"}, std::string{R"({"items":[{"sku":"a"}]})"},
+                   std::string{R"({"items":[{"quantity":1}]})"},
+                   std::string{R"({"items":[{"sku":"a/b","quantity":1}]})"},
+                   std::string{R"({"items":[{"sku":"a","quantity":0}]})"},
+                   std::string{R"({"items":[{"sku":"a","quantity":1,"quantity":2}]})"},
+                   std::string{R"({"items":[{"sku":"a","quantity":1,"price_cents":0}]})"},
+                   std::string{R"({"items":[{"sku":"a","quantity":1},{"sku":"a","quantity":1}]})"},
+                   std::string{R"({"items":[{"sku":"a","quantity":1}],"from_cart":true})"},
+                   std::string{R"({"from_cart":true,"coupon":"X"})"},
+                   std::string{R"({"from_cart":true,"status":"paid"})"}, many}) {
+    auto r = decode_checkout(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::validation_failed) << bad;
+  }
+  auto r = decode_checkout(R"({"items":[{"sku":"a","quantity":1})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::invalid_json);
+}
+
+TEST(JsonDecode, test_cart_pay_and_callback_bodies) {
+  EXPECT_EQ(*decode_cart_quantity(R"({"quantity":0})"), 0);
+  EXPECT_EQ(*decode_cart_quantity(R"({"quantity":999})"), 999);
+  for (auto bad : {R"({})", R"({"quantity":1000})", R"({"quantity":-1})", R"({"quantity":"1"})"})
+    EXPECT_FALSE(decode_cart_quantity(bad)) << bad;
+  EXPECT_EQ(*decode_pay(R"({"method":"alipay"})"), "alipay");
+  for (auto bad : {R"({})", R"({"method":"cash"})", R"({"method":"card","amount_cents":1})"})
+    EXPECT_FALSE(decode_pay(bad)) << bad;
+  payment_callback cb{"pay_o1", "o1", true, 2500};
+  auto back = decode_payment_callback(encode_payment_callback(cb));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->payment_id, "pay_o1");
+  EXPECT_EQ(back->order_id, "o1");
+  EXPECT_TRUE(back->succeeded);
+  EXPECT_EQ(back->amount_cents, 2500);
+  for (auto bad : {R"({"payment_id":"p","order_id":"o","status":"ok","amount_cents":1})",
+                   R"({"payment_id":"p","order_id":"o","status":"failed"})",
+                   R"({"payment_id":"p","order_id":"o","status":"failed","amount_cents":-1})"})
+    EXPECT_FALSE(decode_payment_callback(bad)) << bad;
+  EXPECT_FALSE(*decode_sandbox_complete(R"({"status":"failed"})"));
+  EXPECT_FALSE(decode_sandbox_complete(R"({})"));
+}
+
 TEST(JsonTime, test_rfc3339_round_trip) {
   millis t = 0;
   ASSERT_TRUE(parse_time("2026-11-22T10:00:00.123Z", t));
@@ -123,6 +182,26 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   for (size_t n = 0; n < bytes.size(); ++n)
     EXPECT_FALSE(decode(std::string_view{bytes}.substr(0, n), back)) << n;
   EXPECT_FALSE(decode(bytes + "x", back));
+  // Payment fields round-trip; an order written before they existed still decodes.
+  o.payment_id = "pay_o1";
+  o.payment_method = "card";
+  o.paid_at = 42;
+  ASSERT_TRUE(decode(encode(o), back));
+  EXPECT_EQ(back.payment_id, "pay_o1");
+  EXPECT_EQ(back.paid_at, 42);
+  // Format 1 (before payments): the same fields without the last three.
+  auto v1 = bytes.substr(0, bytes.size() - 3);
+  v1[0] = 1;
+  ASSERT_TRUE(decode(v1, back));
+  EXPECT_EQ(back.flash_sale_id, "s1");
+  EXPECT_TRUE(back.payment_id.empty());
+  EXPECT_EQ(back.paid_at, 0);
+  cart_record cart{{{"a", 2, 0}, {"b", 1, 0}}};
+  cart_record cart_back;
+  ASSERT_TRUE(decode(encode(cart), cart_back));
+  ASSERT_EQ(cart_back.items.size(), 2u);
+  EXPECT_EQ(cart_back.items[1].sku, "b");
+  EXPECT_FALSE(decode(encode(cart).substr(0, 3), cart_back));
   ledger_entry e{"o1", "u1", "s1", 3, 99, 1, 2, reservation_state::sold};
   ledger_entry e2;
   ASSERT_TRUE(decode(encode(e), e2));

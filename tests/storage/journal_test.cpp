@@ -41,6 +41,33 @@ TEST(Store, test_scan_stops_at_the_prefix_boundary) {
   EXPECT_EQ(seen, (std::vector<std::string>{"led/0001/a/1", "led/0001/a/2"}));
 }
 
+TEST(Store, test_a_scan_resumes_after_the_given_key_for_paging) {
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  ASSERT_FALSE((*db)->write({put_op("sku/0000/a", "1"), put_op("sku/0000/b", "2"),
+                             put_op("sku/0003/c", "3"), put_op("skz/0000/d", "4")},
+                            true));
+  auto scan_after = [&](std::string_view after) {
+    std::vector<std::string> seen;
+    EXPECT_FALSE((*db)->scan(
+      "sku/",
+      [&](std::string_view k, std::string_view) {
+        seen.emplace_back(k);
+        return true;
+      },
+      after));
+    return seen;
+  };
+  EXPECT_EQ(scan_after({}), (std::vector<std::string>{"sku/0000/a", "sku/0000/b", "sku/0003/c"}));
+  // After an existing key: the next ones; after a missing key: the ones past it.
+  EXPECT_EQ(scan_after("sku/0000/a"), (std::vector<std::string>{"sku/0000/b", "sku/0003/c"}));
+  EXPECT_EQ(scan_after("sku/0001/x"), (std::vector<std::string>{"sku/0003/c"}));
+  EXPECT_EQ(scan_after("sku/0003/c"), (std::vector<std::string>{}));
+  // A start before the prefix is the prefix; never past the range's end.
+  EXPECT_EQ(scan_after("abc").size(), 3u);
+}
+
 TEST(Journal, test_concurrent_submissions_are_grouped_and_all_durable) {
   test::temp_dir dir;
   constexpr int threads = 8, per_thread = 200;
