@@ -3,7 +3,8 @@
 #   harness  - shop-bench http vs wrk on GET /healthz (3 alternating runs)
 #   sale     - flash sale: 100,000 users, 10,000 units, sync and async durability
 #   rates    - open-loop latency at 25/50/75/90% of the measured maximum purchase rate
-# Usage: bench/flash_sale_runs.sh [harness|sale|rates|all]   (output: bench/results/)
+#   shop     - the storefront mix: 2,000 shoppers, 500 products, 64 connections, 20 s, 3 runs
+# Usage: bench/flash_sale_runs.sh [harness|sale|rates|shop|all]   (output: bench/results/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
@@ -14,10 +15,10 @@ OUT=bench/results
 mkdir -p "$OUT"
 PID=""
 DATA=""
-start_node() { # durability
+start_node() { # durability [extra shopd flags...]
   DATA=$(mktemp -d /tmp/shop-runs-XXXXXX)
   "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$1" --password-hash-cost 3 \
-    --admin-password bench-admin-pw >"$DATA.log" 2>&1 &
+    --admin-password bench-admin-pw "${@:2}" >"$DATA.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q "shopd ready" "$DATA.log" 2>/dev/null && return 0; sleep 0.1; done
   echo "shopd did not start"; cat "$DATA.log"; exit 1
@@ -63,5 +64,16 @@ if [ "$WHAT" = rates ] || [ "$WHAT" = all ]; then
       --json "$OUT/rate-$pct.json" >"$OUT/rate-$pct.txt" 2>&1
     stop_node
     echo "$pct% = $RATE req/s: $(awk '/^purchase/ && NF == 7 {print "p50", $2, "p90", $3, "p99", $4, "p99.9", $5, "max", $6; exit}' "$OUT/rate-$pct.txt") ms; $(grep -E '^AUDIT' "$OUT/rate-$pct.txt")" | tee -a "$OUT/rates.txt"
+  done
+fi
+
+if [ "$WHAT" = shop ] || [ "$WHAT" = all ]; then
+  : >"$OUT/shop.txt"
+  for run in 1 2 3; do
+    start_node sync --sandbox-payments
+    "$BENCH" shop --target "$T" --admin-password bench-admin-pw --users 2000 --products 500 \
+      --connections 64 --duration 20 --run-id "shop$run" --json "$OUT/shop-$run.json" \
+      2>/dev/null | tee -a "$OUT/shop.txt"
+    stop_node
   done
 fi
