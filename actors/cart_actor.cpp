@@ -140,14 +140,22 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
             });
         return rp;
       },
-      [=](const clear_cart&) -> caf::result<cart_view> {
+      [=](const clear_cart& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
-        if (!st.cart.items.empty()) {
+        auto before = st.cart.items.size();
+        if (c.ordered.empty()) {
           st.cart.items.clear();
-          save();
+        } else {
+          for (auto& line : c.ordered) {
+            auto i = find_line(st.cart, line.sku);
+            if (i != st.cart.items.end() && i->quantity == line.quantity)
+              st.cart.items.erase(i);
+          }
         }
-        return reply_durable(self, cart_view{});
+        if (st.cart.items.size() != before)
+          save();
+        return reply_durable(self, cart_view{st.cart.items, 0}); // unpriced
       },
     };
   };

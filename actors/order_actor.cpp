@@ -127,8 +127,8 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
     st.core.after_commit([self, ticket, ctx, from_cart, user](const caf::error* err) {
-      if (!err && from_cart)
-        caf::anon_send(ctx->region, clear_cart{user});
+      if (!err && from_cart) // the ordered lines leave the cart
+        caf::anon_send(ctx->region, clear_cart{user, self->state.order.items});
       finish_placement(self, ticket, err);
     });
   };

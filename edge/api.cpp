@@ -543,7 +543,7 @@ void api::delete_cart_item(context& c) {
 }
 
 void api::clear_cart(context& c) {
-  ask<cart_view>(c, shop::clear_cart{c.claims.sub}, 204,
+  ask<cart_view>(c, shop::clear_cart{c.claims.sub, {}}, 204,
                  [](const cart_view&) { return std::string{}; });
 }
 
@@ -586,7 +586,11 @@ caf::expected<shop::payment_callback> verify_callback(const std::string& secret,
                                                       std::string_view body,
                                                       std::string_view signature) {
   auto expected = to_hex(hmac_sha256(secret, body));
-  if (signature.empty() || !constant_time_equal(expected, signature))
+  std::string given{signature};
+  for (auto& ch : given) // hex digits in either case
+    if (ch >= 'A' && ch <= 'F')
+      ch = static_cast<char>(ch - 'A' + 'a');
+  if (given.empty() || !constant_time_equal(expected, given))
     return make_error(errc::unauthorized, "the X-Signature header does not sign this body");
   return decode_payment_callback(body);
 }

@@ -254,8 +254,12 @@ struct set_cart_item {
   std::string sku;
   int64_t quantity = 0;
 };
+/// Empties the cart; with `ordered`, removes only those lines, and only
+/// where the cart still holds the ordered quantity (a checkout from the cart
+/// must not drop what the user changed or added meanwhile).
 struct clear_cart {
   std::string user_id;
+  std::vector<order_line> ordered;
 };
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
@@ -365,7 +369,7 @@ typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, clear_cart& x) {
-  return f(caf::meta::type_name("shop::clear_cart"), x.user_id);
+  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

@@ -78,6 +78,98 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
   EXPECT_EQ(std::stoll(json_field(sale.body, "remaining")), stock - reserved - sold);
 }
 
+TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservation) {
+  // Multi-item checkouts are a saga: the SKUs reserve before the order is
+  // written. A kill -9 in between strands reservations without an order;
+  // their expiry timers must give the units back.
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-timeout", "3"}};
+  ASSERT_TRUE(shopd.start());
+  constexpr int64_t stock = 100000;
+  const std::vector<std::string> skus{"ck-a", "ck-b", "ck-c"};
+  {
+    http_client c{shopd.port()};
+    for (auto& sku : skus)
+      ASSERT_EQ(c.request("POST", "/api/v1/products",
+                          R"({"sku":")" + sku + R"(","name":"Crash item","price_cents":100,"stock":)"
+                            + std::to_string(stock) + "}",
+                          {bearer(shopd.admin_token())})
+                  .status,
+                201);
+  }
+  auto tokens = make_users(shopd.port(), "checkout_", 100);
+  std::mt19937 rng{std::random_device{}()};
+  std::mutex m;
+  std::vector<std::pair<std::string, std::string>> acked; // (order id, token)
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<bool> stop{false};
+    std::atomic<uint16_t> port{shopd.port()};
+    std::vector<std::thread> burst;
+    for (int t = 0; t < 16; ++t)
+      burst.emplace_back([&, t] {
+        http_client c{port.load()};
+        size_t i = static_cast<size_t>(t);
+        while (!stop) {
+          // Distinct keys: thread t takes t, t + 16, t + 32, ...
+          auto& token = tokens[i % tokens.size()];
+          auto body = (i / 16) % 2
+                        ? R"({"items":[{"sku":"ck-a","quantity":1},{"sku":"ck-b","quantity":2}]})"
+                        : R"({"items":[{"sku":"ck-b","quantity":1},{"sku":"ck-c","quantity":1}]})";
+          auto key = "Idempotency-Key: r" + std::to_string(round) + "-" + std::to_string(i);
+          i += 16;
+          auto r = c.request("POST", "/api/v1/orders", body, {bearer(token), key});
+          if (r.status == 201) {
+            std::lock_guard<std::mutex> g{m};
+            acked.emplace_back(json_field(r.body, "order_id"), token);
+          } else if (r.status == 0) {
+            break; // the node died under us
+          }
+        }
+      });
+    std::this_thread::sleep_for(std::chrono::milliseconds{150 + rng() % 400});
+    shopd.kill9();
+    stop = true;
+    for (auto& t : burst)
+      t.join();
+    ASSERT_TRUE(shopd.start()) << "restart after kill -9 #" << round;
+  }
+  http_client c{shopd.port()};
+  ASSERT_GT(acked.size(), 0u);
+  std::set<std::string> unique;
+  for (auto& [id, token] : acked) {
+    EXPECT_TRUE(unique.insert(id).second) << "order acknowledged twice: " << id;
+    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
+    ASSERT_EQ(r.status, 200) << "acknowledged order lost: " << id << " " << r.body;
+  }
+  auto conserved = [&](const std::string& sku, int64_t& reserved) {
+    auto inv = c.request("GET", "/api/v1/inventory/" + sku);
+    reserved = std::stoll(json_field(inv.body, "reserved"));
+    return std::stoll(json_field(inv.body, "available")) + reserved
+             + std::stoll(json_field(inv.body, "sold"))
+           == stock;
+  };
+  // Nothing is paid, so once every order has expired (3 s after its
+  // creation) nothing may stay reserved: neither acknowledged orders nor
+  // reservations stranded by the crashes.
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  int64_t left = 0;
+  do {
+    left = 0;
+    for (auto& sku : skus) {
+      int64_t reserved = 0;
+      EXPECT_TRUE(conserved(sku, reserved)) << sku;
+      left += reserved;
+    }
+    if (left > 0)
+      std::this_thread::sleep_for(200ms);
+  } while (left > 0 && std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(left, 0) << "units still reserved after every order expired";
+  for (auto& [id, token] : acked) {
+    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
+    EXPECT_EQ(json_field(r.body, "status"), "expired") << id;
+  }
+}
+
 TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--fault-injection"}};
