@@ -69,4 +69,7 @@ echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
 export TOKENS="$WORK/tokens.txt" SALE=bench-sale
 measure purchase wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
   "http://127.0.0.1:$PORT"
+curl -sf "http://127.0.0.1:$PORT/metrics" | awk '
+  /^shop_journal_groups_total/ { g = $2 } /^shop_journal_batches_total/ { b = $2 }
+  END { if (g > 0) printf "journal: %d group commits, %.1f entity batches per group (setup included)\n", g, b / g }'
 curl -sf "$B/inventory/hot"; echo
