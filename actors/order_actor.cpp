@@ -30,6 +30,11 @@ bool visible_to(const order_state& st, const std::string& requester, bool admin)
   return st.exists && (admin || st.order.user_id == requester);
 }
 
+bool has_line(const order_record& o, const std::string& sku) {
+  return std::any_of(o.items.begin(), o.items.end(),
+                     [&](const order_line& l) { return l.sku == sku; });
+}
+
 int64_t amount_due(const order_record& o) {
   return o.total_cents - o.discount_cents;
 }
@@ -254,16 +259,22 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
         end_unpaid(order_status::cancelled);
         return reply_durable(self, st.order);
       },
-      [=](const expire_order&) -> caf::result<uint8_t> {
+      [=](const expire_order& c) -> caf::result<uint8_t> {
         auto& st = self->state;
         st.core.touch();
+        auto answer = [&](order_status s) { return reply_durable(self, static_cast<uint8_t>(s)); };
         if (st.placing) // its reservations are still being made: not yet
-          return reply_durable(self, static_cast<uint8_t>(order_status::pending_payment));
-        if (!st.exists) // an orphaned reservation: let the SKU release it
-          return reply_durable(self, static_cast<uint8_t>(order_status::expired));
-        if (st.order.status == order_status::pending_payment)
+          return answer(order_status::pending_payment);
+        // No order, or an order without this SKU: the reservation is an
+        // orphan of a placement that never completed. Let the SKU release it.
+        if (!st.exists || !has_line(st.order, c.sku))
+          return answer(order_status::expired);
+        if (st.order.status == order_status::pending_payment) {
+          if (now_millis() < st.order.expires_at) // not yet: the SKU asks again
+            return answer(order_status::pending_payment);
           end_unpaid(order_status::expired);
-        return reply_durable(self, static_cast<uint8_t>(st.order.status));
+        }
+        return answer(st.order.status);
       },
       [=](const pay_order& c) -> caf::result<payment_view> {
         auto& st = self->state;
@@ -307,10 +318,13 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           case order_status::refunded: return reply_durable(self, st.order); // a repeated callback
           case order_status::cancelled:
           case order_status::expired:
-            return reject_durable<order_record>(
-              self, make_error(errc::conflict, std::string{"the order is "}
-                                                 + to_string(st.order.status)
-                                                 + "; the payment must be refunded"));
+            // The buyer paid for an order that had already ended: the money
+            // is owed back, never kept and never lost (API.md). Its stock
+            // was released when it ended.
+            st.order.status = order_status::refunded;
+            st.order.paid_at = now_millis();
+            save();
+            return reply_durable(self, st.order);
           case order_status::pending_payment: break;
         }
         st.order.status = order_status::paid;

@@ -96,7 +96,7 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
   for (auto& order_id : st.book.due(now_millis())) {
     if (!st.expiring.insert(order_id).second)
       continue;
-    self->request(ctx->region, ctx->ask_timeout, expire_order{order_id})
+    self->request(ctx->region, ctx->ask_timeout, expire_order{order_id, k.sku})
       .then(
         [self, k, order_id](uint8_t status) {
           self->state.expiring.erase(order_id);
@@ -308,9 +308,17 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
             self, make_error(errc::not_found, "no product with sku '" + sku + "'"));
         if (auto e = st.book.find_entry(c.order_id);
             e && e->state != reservation_state::released) {
-          // A retried placement of the same order: the reservation it made.
-          if (e->quantity == c.quantity && e->user_id == c.user_id && e->sale_id.empty())
+          // A retried placement of the same order: the reservation it made,
+          // held as long as the new attempt's order will wait for payment.
+          if (e->quantity == c.quantity && e->user_id == c.user_id && e->sale_id.empty()) {
+            if (e->state == reservation_state::reserved && e->expires_at != c.expires_at) {
+              auto open_before = st.book.open_reservations();
+              st.book.set_expiry(c.order_id, c.expires_at);
+              persist_entry(self, k, *st.book.find_entry(c.order_id), open_before);
+              arm_timer(self);
+            }
             return reply_durable(self, order_line{sku, e->quantity, e->unit_price_cents});
+          }
           return reject_durable<order_line>(
             self, make_error(errc::conflict, "order " + c.order_id + " already holds sku '"
                                                + sku + "' on different terms"));

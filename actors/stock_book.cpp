@@ -136,6 +136,16 @@ bool stock_book::mark_sold(const std::string& order_id) {
   return true;
 }
 
+bool stock_book::set_expiry(const std::string& order_id, millis expires_at) {
+  auto i = ledger_.find(order_id);
+  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+    return false;
+  forget_expiry(i->second);
+  i->second.expires_at = expires_at;
+  expiries_.emplace(expires_at, order_id);
+  return true;
+}
+
 std::vector<std::string> stock_book::due(millis now) const {
   std::vector<std::string> out;
   for (auto i = expiries_.begin(); i != expiries_.end() && i->first <= now; ++i)

@@ -66,6 +66,9 @@ public:
   /// Turns a reserved entry into sold; false if it was not reserved.
   bool mark_sold(const std::string& order_id);
 
+  /// Moves a reserved entry's expiry; false if it was not reserved.
+  bool set_expiry(const std::string& order_id, millis expires_at);
+
   /// Re-applies a stored entry in any state (recovery).
   void restore(ledger_entry entry);
 

@@ -1,6 +1,7 @@
 #include "protocols/json.hpp"
 
 #include <cstdio>
+#include <limits>
 #include <functional>
 
 #include <simdjson.h>
@@ -694,7 +695,7 @@ caf::expected<payment_callback> decode_payment_callback(std::string_view body) {
     }
     if (k == "amount_cents") {
       seen |= 8;
-      return v.integer(0, max_price_cents * max_purchase_quantity, out.amount_cents);
+      return v.integer(0, std::numeric_limits<int64_t>::max(), out.amount_cents);
     }
     known = false;
     return caf::error{};

@@ -229,10 +229,13 @@ struct cancel_order {
   std::string requester;
   bool requester_is_admin = false;
 };
-/// From a SKU's reservation timer: expire the order if it is still unpaid.
-/// The reply is the order's status after the command.
+/// From a SKU's reservation timer: expire the order if it is still unpaid and
+/// its time is up. The reply is the fate of `sku`'s reservation: the order's
+/// status after the command, or `expired` if the order has no line of `sku`
+/// (a reservation left by an earlier, unfinished placement of the order).
 struct expire_order {
   std::string order_id;
+  std::string sku;
 };
 /// From an order that ended unpaid: release its reservation (idempotent).
 struct release_reservation {
@@ -476,7 +479,7 @@ typename Inspector::result_type inspect(Inspector& f, cancel_order& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expire_order& x) {
-  return f(caf::meta::type_name("shop::expire_order"), x.order_id);
+  return f(caf::meta::type_name("shop::expire_order"), x.order_id, x.sku);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {

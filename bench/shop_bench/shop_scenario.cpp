@@ -70,8 +70,14 @@ struct order_seen {
   bool paid = false;
 };
 
+/// A checkout or payment without a final answer (no answer, or a 5xx that
+/// may have taken effect) is retried as is: the Idempotency-Key makes a
+/// checkout safe to repeat, and a payment callback is idempotent.
+constexpr int max_retries = 3;
+
 struct user_state {
   bool busy = false;
+  int retries = 0; // of the request in `next`
   size_t cart_lines = 0;
   uint64_t checkouts = 0;
   std::string cursor; // the next catalog page, if the last browse had one
@@ -160,7 +166,7 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
   zipf1 popular{skus.size()};
   std::discrete_distribution<int> pick_kind{weights.begin(), weights.end()};
   std::map<std::string, order_seen> orders;
-  uint64_t unknown_outcomes = 0; // checkouts or payments without an answer
+  uint64_t unknown_outcomes = 0; // checkouts or payments without a final answer after retries
   auto auth = [&](size_t u) { return "Authorization: Bearer " + tokens[u]; };
 
   // The next request of user u (tag = user * kind_count + kind).
@@ -243,8 +249,17 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
       if (!f.plot.empty())
         rep.samples.emplace_back(std::chrono::duration<float>(res.done - t0).count(),
                                  static_cast<float>(res.latency_us));
-      if (res.status == 0 && (r.kind == checkout || r.kind == pay_complete))
-        ++unknown_outcomes;
+      if ((res.status == 0 || res.status >= 500) && (r.kind == checkout || r.kind == pay_complete)) {
+        if (us.retries < max_retries) {
+          ++us.retries;
+          us.next = r;
+        } else {
+          ++unknown_outcomes;
+          us.retries = 0;
+        }
+        return;
+      }
+      us.retries = 0;
       simdjson::dom::element doc;
       bool parsed = res.status >= 200 && res.status < 300 && !res.body.empty()
                     && !parser.parse(res.body).get(doc);
@@ -368,16 +383,22 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
     checked.push_back(&o);
   }
   auto found = send_all(targets, std::move(checks), f.connections);
-  size_t missing = 0, wrong_status = 0;
+  size_t missing = 0, wrong_status = 0, expired = 0;
   for (size_t i = 0; i < found.size(); ++i) {
     if (found[i].status != 200) {
       ++missing;
       continue;
     }
     auto status = json_string(found[i].body, "status");
-    if (checked[i]->paid ? status != "paid" : status != "pending_payment" && status != "paid")
+    if (!checked[i]->paid && status == "expired")
+      ++expired;
+    else if (checked[i]->paid ? status != "paid" : status != "pending_payment" && status != "paid")
       ++wrong_status;
   }
+  if (expired > 0)
+    failures.push_back(std::to_string(expired) + " unpaid order(s) expired before the audit, so "
+                       "reserved stock cannot be checked: give the node a --payment-timeout "
+                       "longer than the run");
   if (missing > 0)
     failures.push_back(std::to_string(missing) + " order(s) answered 201 do not exist");
   if (wrong_status > 0)

@@ -176,3 +176,44 @@ TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restar
   ASSERT_TRUE(after) << caf::to_string(after.error());
   EXPECT_EQ(after->available, 5);
 }
+
+TEST_F(RegionTest, test_a_reservation_left_by_an_unfinished_placement_is_released_on_expiry) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}})));
+  // A first placement of order "o1" reserved A and B, then its order entity
+  // died before writing the order (simulated: the reservations alone).
+  auto expires = now_millis() + 60'000;
+  ASSERT_TRUE((ask<order_line>(reserve_stock{"a", "o1", "u1", 1, expires})));
+  ASSERT_TRUE((ask<order_line>(reserve_stock{"b", "o1", "u1", 2, expires})));
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"b"})->reserved, 2);
+  // Before the order exists, B's timer hears "expired": an orphan.
+  EXPECT_EQ(ask<uint8_t>(expire_order{"o1", "b"}).value(),
+            static_cast<uint8_t>(order_status::expired));
+  // The retry asks for A only: it reuses A's reservation, with a new expiry.
+  checkout retry;
+  retry.user_id = "u1";
+  retry.items = {{"a", 1, 0}};
+  auto placed = ask<purchase_result>(place_order{"o1", retry});
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  EXPECT_EQ(placed->order.items.size(), 1u);
+  EXPECT_EQ(placed->order.total_cents, 100);
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 1);
+  // The order is pending and not yet due: A's timer must wait; B's
+  // reservation is not the order's, so its timer releases it.
+  EXPECT_EQ(ask<uint8_t>(expire_order{"o1", "a"}).value(),
+            static_cast<uint8_t>(order_status::pending_payment));
+  EXPECT_EQ(ask<uint8_t>(expire_order{"o1", "b"}).value(),
+            static_cast<uint8_t>(order_status::expired));
+  ASSERT_TRUE((ask<bool>(release_reservation{"b", "o1"})));
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"b"})->reserved, 0);
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 1);
+  // The same key with a different request is refused; the same one replays.
+  checkout other = retry;
+  other.items = {{"a", 2, 0}};
+  EXPECT_FALSE((ask<purchase_result>(place_order{"o1", other})));
+  auto again = ask<purchase_result>(place_order{"o1", retry});
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->order.order_id, "o1");
+}

@@ -76,6 +76,19 @@ TEST(StockBook, test_due_lists_expired_reservations_only) {
   EXPECT_EQ(b.sold(), 1);
 }
 
+TEST(StockBook, test_a_moved_expiry_is_due_at_its_new_time_only) {
+  auto b = book_with(5, 5, 5);
+  b.reserve(entry("o1", "u", 1, 100));
+  EXPECT_TRUE(b.set_expiry("o1", 300));
+  EXPECT_TRUE(b.due(150).empty());
+  EXPECT_EQ(*b.next_expiry(), 300);
+  EXPECT_EQ(b.due(300), std::vector<std::string>{"o1"});
+  EXPECT_EQ(b.open_reservations(), 1u);
+  EXPECT_TRUE(b.release("o1"));
+  EXPECT_FALSE(b.set_expiry("o1", 400)); // only a reserved entry has an expiry
+  EXPECT_FALSE(b.next_expiry());
+}
+
 // Random operations never break available + reserved + sold == stocked, the
 // sale's cap or any user's limit.
 TEST(StockBook, test_invariants_hold_under_random_operations) {

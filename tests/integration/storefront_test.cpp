@@ -478,8 +478,12 @@ TEST(Payment, test_sandbox_pays_and_an_unpaid_order_expires_and_cannot_be_paid) 
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(json_field(r.body, "status"), "paid");
 
-  // The unpaid order expires; its stock returns; paying it now is refused.
+  // The unpaid order's buyer starts paying, but not in time.
   auto unpaid_id = json_field(unpaid.body, "order_id");
+  r = c.request("POST", "/api/v1/orders/" + unpaid_id + "/pay", R"({"method":"card"})",
+                {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto late_url = json_field(r.body, "pay_url");
   EXPECT_TRUE(eventually(6s, [&] {
     return json_field(c.request("GET", "/api/v1/orders/" + unpaid_id, {}, {bearer(alice)}).body,
                       "status")
@@ -491,4 +495,14 @@ TEST(Payment, test_sandbox_pays_and_an_unpaid_order_expires_and_cannot_be_paid) 
   r = c.request("POST", "/api/v1/orders/" + unpaid_id + "/pay", R"({"method":"card"})",
                 {bearer(alice)});
   EXPECT_EQ(r.status, 409) << r.body;
+  // The payment succeeds after all: it is recorded and owed back, and the
+  // released stock stays released.
+  r = c.request("POST", late_url, R"({"status":"succeeded"})", {bearer(alice)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json_field(r.body, "status"), "refunded");
+  EXPECT_EQ(json_field(c.request("GET", "/api/v1/orders/" + unpaid_id, {}, {bearer(alice)}).body,
+                       "status"),
+            "refunded");
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{9, 0, 1}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{9, 0, 1}));
 }
