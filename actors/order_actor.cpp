@@ -67,8 +67,10 @@ void release_lines(const context_ptr& ctx, const std::string& order_id,
     caf::anon_send(ctx->region, release_reservation{line.sku, order_id});
 }
 
-/// Answers every request waiting on the placement and ends it.
-void finish_placement(order_self* self, uint64_t ticket, const caf::error* err) {
+/// Answers every request waiting on the placement and ends it: with `err`,
+/// or with the order as it was created (a cancel may already have followed).
+void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
+                      const order_record* created = nullptr) {
   auto& st = self->state;
   auto waiting = std::move(st.placement);
   st.placement.clear();
@@ -79,8 +81,8 @@ void finish_placement(order_self* self, uint64_t ticket, const caf::error* err) 
     if (err) {
       rp.deliver(*err);
     } else if (first) {
-      rp.deliver(purchase_result{st.order, false});
-    } else if (auto r = replay(st.order, req)) {
+      rp.deliver(purchase_result{*created, false});
+    } else if (auto r = replay(*created, req)) {
       rp.deliver(std::move(*r));
     } else {
       rp.deliver(r.error());
@@ -131,10 +133,10 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-    st.core.after_commit([self, ticket, ctx, from_cart, user](const caf::error* err) {
+    st.core.after_commit([self, ticket, ctx, from_cart, user, created = o](const caf::error* err) {
       if (!err && from_cart) // the ordered lines leave the cart
-        caf::anon_send(ctx->region, clear_cart{user, self->state.order.items});
-      finish_placement(self, ticket, err);
+        caf::anon_send(ctx->region, clear_cart{user, created.items});
+      finish_placement(self, ticket, err, &created);
     });
   };
   for (size_t i = 0; i < j->lines.size(); ++i) {
