@@ -516,13 +516,16 @@ caf::expected<update_product> decode_update_product(std::string_view body) {
   return out;
 }
 
-caf::expected<int64_t> decode_restock(std::string_view body) {
+namespace {
+
+/// A body that is exactly `{"quantity"}`, lo..hi.
+caf::expected<int64_t> decode_quantity(std::string_view body, int64_t lo, int64_t hi) {
   int64_t quantity = 0;
   bool has_quantity = false;
   auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
     if (k == "quantity") {
       has_quantity = true;
-      return v.integer(1, max_stock, quantity);
+      return v.integer(lo, hi, quantity);
     }
     known = false;
     return caf::error{};
@@ -532,6 +535,12 @@ caf::expected<int64_t> decode_restock(std::string_view body) {
   if (!has_quantity)
     return missing("quantity");
   return quantity;
+}
+
+} // namespace
+
+caf::expected<int64_t> decode_restock(std::string_view body) {
+  return decode_quantity(body, 1, max_stock);
 }
 
 caf::expected<sale_terms> decode_create_sale(std::string_view body) {
@@ -626,21 +635,7 @@ caf::expected<checkout> decode_checkout(std::string_view body) {
 }
 
 caf::expected<int64_t> decode_cart_quantity(std::string_view body) {
-  int64_t quantity = 0;
-  bool has_quantity = false;
-  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
-    if (k == "quantity") {
-      has_quantity = true;
-      return v.integer(0, max_cart_quantity, quantity);
-    }
-    known = false;
-    return caf::error{};
-  });
-  if (err)
-    return err;
-  if (!has_quantity)
-    return missing("quantity");
-  return quantity;
+  return decode_quantity(body, 0, max_cart_quantity);
 }
 
 caf::expected<std::string> decode_pay(std::string_view body) {

@@ -54,11 +54,7 @@ int run_http(const common_flags& f, const std::vector<target>& targets, const st
   rep.facts["load"] = f.rate > 0 ? "open loop at " + std::to_string(static_cast<int64_t>(f.rate)) + " req/s"
                                  : "closed loop, " + std::to_string(f.connections) + " connections";
   rep.print_table();
-  if (!f.json.empty() && !rep.write_json(f.json))
-    std::fprintf(stderr, "cannot write %s\n", f.json.c_str());
-  if (!f.plot.empty())
-    if (auto err = rep.write_plot(f.plot); !err.empty())
-      std::fprintf(stderr, "plot: %s\n", err.c_str());
+  write_outputs(rep, f);
   return 0;
 }
 
@@ -229,17 +225,7 @@ int run_flash_sale(const common_flags& f, const std::vector<target>& targets, fl
     missing += r.status == 200 ? 0 : 1;
   if (missing > 0)
     failures.push_back(std::to_string(missing) + " order(s) answered 201 do not exist");
-  rep.facts["audit"] = failures.empty() ? "PASS" : "FAIL";
-  rep.print_table();
-  for (auto& msg : failures)
-    std::printf("audit: %s\n", msg.c_str());
-  std::printf("AUDIT %s\n", failures.empty() ? "PASS" : "FAIL");
-  if (!f.json.empty() && !rep.write_json(f.json))
-    std::fprintf(stderr, "cannot write %s\n", f.json.c_str());
-  if (!f.plot.empty())
-    if (auto err = rep.write_plot(f.plot); !err.empty())
-      std::fprintf(stderr, "plot: %s\n", err.c_str());
-  return failures.empty() ? 0 : 1;
+  return finish_audited_run(rep, failures, f);
 }
 
 } // namespace

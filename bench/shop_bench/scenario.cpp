@@ -86,6 +86,25 @@ request make(std::string method, std::string path, std::string body,
 }
 
 
+void write_outputs(const run_report& rep, const common_flags& f) {
+  if (!f.json.empty() && !rep.write_json(f.json))
+    std::fprintf(stderr, "cannot write %s\n", f.json.c_str());
+  if (!f.plot.empty())
+    if (auto err = rep.write_plot(f.plot); !err.empty())
+      std::fprintf(stderr, "plot: %s\n", err.c_str());
+}
+
+int finish_audited_run(run_report& rep, const std::vector<std::string>& failures,
+                       const common_flags& f) {
+  rep.facts["audit"] = failures.empty() ? "PASS" : "FAIL";
+  rep.print_table();
+  for (auto& msg : failures)
+    std::printf("audit: %s\n", msg.c_str());
+  std::printf("AUDIT %s\n", failures.empty() ? "PASS" : "FAIL");
+  write_outputs(rep, f);
+  return failures.empty() ? 0 : 1;
+}
+
 bool admin_logins(const std::vector<target>& targets, const std::string& password,
                   std::vector<std::string>& tokens) {
   auto T = targets.size();

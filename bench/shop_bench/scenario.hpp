@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bench/shop_bench/load.hpp"
+#include "bench/shop_bench/report.hpp"
 
 namespace shop::bench {
 
@@ -34,6 +35,14 @@ request make(std::string method, std::string path, std::string body = {},
 std::string json_string(const std::string& body, const char* key);
 /// A top-level integer field of a JSON object; -1 if absent.
 int64_t json_int(const std::string& body, const char* key);
+
+/// Writes the run's --json and --plot outputs, if asked for (reports failures on stderr).
+void write_outputs(const run_report& rep, const common_flags& f);
+
+/// Ends an audited run: prints the table, each failure and `AUDIT PASS|FAIL`,
+/// writes the outputs, and returns the exit code (0 on PASS, 1 on FAIL).
+int finish_audited_run(run_report& rep, const std::vector<std::string>& failures,
+                       const common_flags& f);
 
 /// Logs in as admin at every target (each node signs its own tokens unless
 /// they share a secret). Returns false (after printing why) on failure.

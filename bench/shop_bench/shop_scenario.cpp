@@ -404,17 +404,7 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
   if (wrong_status > 0)
     failures.push_back(std::to_string(wrong_status) + " order(s) do not have the status their answers imply");
   rep.facts["orders"] = std::to_string(orders.size()) + " created, " + std::to_string(paid) + " paid";
-  rep.facts["audit"] = failures.empty() ? "PASS" : "FAIL";
-  rep.print_table();
-  for (auto& msg : failures)
-    std::printf("audit: %s\n", msg.c_str());
-  std::printf("AUDIT %s\n", failures.empty() ? "PASS" : "FAIL");
-  if (!f.json.empty() && !rep.write_json(f.json))
-    std::fprintf(stderr, "cannot write %s\n", f.json.c_str());
-  if (!f.plot.empty())
-    if (auto err = rep.write_plot(f.plot); !err.empty())
-      std::fprintf(stderr, "plot: %s\n", err.c_str());
-  return failures.empty() ? 0 : 1;
+  return finish_audited_run(rep, failures, f);
 }
 
 } // namespace shop::bench

@@ -19,17 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct inventory {
-  int64_t available = -1, reserved = -1, sold = -1;
-};
-
-inventory get_inventory(http_client& c, const std::string& sku) {
-  auto r = c.request("GET", "/api/v1/inventory/" + sku);
-  EXPECT_EQ(r.status, 200) << r.body;
-  return {std::stoll(json_field(r.body, "available")), std::stoll(json_field(r.body, "reserved")),
-          std::stoll(json_field(r.body, "sold"))};
-}
-
 http_result purchase(http_client& c, const std::string& token, const std::string& sale,
                      int quantity = 1, const std::string& key = {}) {
   std::vector<std::string> headers{bearer(token)};
@@ -37,17 +26,6 @@ http_result purchase(http_client& c, const std::string& token, const std::string
     headers.push_back("Idempotency-Key: " + key);
   return c.request("POST", "/api/v1/flash-sales/" + sale + "/purchase",
                    R"({"quantity":)" + std::to_string(quantity) + "}", headers);
-}
-
-/// Polls `pred` every 100 ms until it holds or `limit` passes.
-bool eventually(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
 }
 
 } // namespace

@@ -24,25 +24,6 @@ namespace {
 
 constexpr const char* payment_secret = "storefront-test-payment-secret";
 
-struct inventory {
-  int64_t available = -1, reserved = -1, sold = -1;
-  bool operator==(const inventory& o) const {
-    return available == o.available && reserved == o.reserved && sold == o.sold;
-  }
-};
-
-std::ostream& operator<<(std::ostream& os, const inventory& i) {
-  return os << "{available " << i.available << ", reserved " << i.reserved << ", sold " << i.sold
-            << "}";
-}
-
-inventory get_inventory(http_client& c, const std::string& sku) {
-  auto r = c.request("GET", "/api/v1/inventory/" + sku);
-  EXPECT_EQ(r.status, 200) << r.body;
-  return {std::stoll(json_field(r.body, "available")), std::stoll(json_field(r.body, "reserved")),
-          std::stoll(json_field(r.body, "sold"))};
-}
-
 void create_product(http_client& c, const std::string& admin, const std::string& sku,
                     const std::string& name, int64_t price, int64_t stock) {
   auto r = c.request("POST", "/api/v1/products",
@@ -109,16 +90,6 @@ std::string callback_body(const std::string& payment_id, const std::string& orde
                           const std::string& status, int64_t amount) {
   return R"({"payment_id":")" + payment_id + R"(","order_id":")" + order_id + R"(","status":")"
          + status + R"(","amount_cents":)" + std::to_string(amount) + "}";
-}
-
-bool eventually(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
 }
 
 } // namespace
