@@ -68,25 +68,6 @@ struct flash_flags {
   std::string run_id;
 };
 
-/// Zipf(s) over n items: item k (0-based) has weight 1/(k+1)^s.
-class zipf_sampler {
-public:
-  zipf_sampler(size_t n, double s) {
-    double sum = 0;
-    for (size_t k = 0; k < n; ++k)
-      cdf_.push_back(sum += 1.0 / std::pow(static_cast<double>(k + 1), s));
-    for (auto& c : cdf_)
-      c /= sum;
-  }
-  size_t operator()(std::mt19937_64& rng) const {
-    double u = std::uniform_real_distribution<double>{0, 1}(rng);
-    return static_cast<size_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
-  }
-
-private:
-  std::vector<double> cdf_;
-};
-
 int run_flash_sale(const common_flags& f, const std::vector<target>& targets, flash_flags ff) {
   auto T = targets.size();
   if (ff.run_id.empty())

@@ -3,6 +3,7 @@
 #include "bench/shop_bench/scenario.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <simdjson.h>
@@ -103,6 +104,19 @@ int finish_audited_run(run_report& rep, const std::vector<std::string>& failures
   std::printf("AUDIT %s\n", failures.empty() ? "PASS" : "FAIL");
   write_outputs(rep, f);
   return failures.empty() ? 0 : 1;
+}
+
+zipf_sampler::zipf_sampler(size_t n, double s) {
+  double sum = 0;
+  for (size_t k = 0; k < n; ++k)
+    cdf_.push_back(sum += 1.0 / std::pow(static_cast<double>(k + 1), s));
+  for (auto& c : cdf_)
+    c /= sum;
+}
+
+size_t zipf_sampler::operator()(std::mt19937_64& rng) const {
+  double u = std::uniform_real_distribution<double>{0, 1}(rng);
+  return static_cast<size_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
 }
 
 bool admin_logins(const std::vector<target>& targets, const std::string& password,

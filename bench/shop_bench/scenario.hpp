@@ -4,6 +4,7 @@
 // readers of JSON answers. shop-bench is single-threaded (one libuv loop).
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,16 @@ std::vector<response> send_all(const std::vector<target>& targets, std::vector<r
 
 request make(std::string method, std::string path, std::string body = {},
              std::vector<std::string> headers = {}, size_t target = 0);
+
+/// Zipf(s) over n items: item k (0-based) has weight 1/(k+1)^s.
+class zipf_sampler {
+public:
+  zipf_sampler(size_t n, double s);
+  size_t operator()(std::mt19937_64& rng) const;
+
+private:
+  std::vector<double> cdf_;
+};
 
 /// A top-level string field of a JSON object; empty if absent.
 std::string json_string(const std::string& body, const char* key);

@@ -84,24 +84,6 @@ struct user_state {
   std::optional<request> next; // a follow-up (pay, then complete) goes first
 };
 
-class zipf1 {
-public:
-  explicit zipf1(size_t n) {
-    double sum = 0;
-    for (size_t k = 0; k < n; ++k)
-      cdf_.push_back(sum += 1.0 / static_cast<double>(k + 1));
-    for (auto& c : cdf_)
-      c /= sum;
-  }
-  size_t operator()(std::mt19937_64& rng) const {
-    double u = std::uniform_real_distribution<double>{0, 1}(rng);
-    return static_cast<size_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
-  }
-
-private:
-  std::vector<double> cdf_;
-};
-
 } // namespace
 
 int run_shop(const common_flags& f, const std::vector<target>& targets, shop_flags sf) {
@@ -163,7 +145,7 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
   std::vector<user_state> users(sf.users);
   std::vector<size_t> cursor_of_target(T, 0);
   std::mt19937_64 rng{7};
-  zipf1 popular{skus.size()};
+  zipf_sampler popular{skus.size(), 1.0};
   std::discrete_distribution<int> pick_kind{weights.begin(), weights.end()};
   std::map<std::string, order_seen> orders;
   uint64_t unknown_outcomes = 0; // checkouts or payments without a final answer after retries
