@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <set>
@@ -13,6 +14,51 @@
 
 using namespace shop::test;
 using namespace std::chrono_literals;
+
+namespace {
+
+using acked_orders = std::vector<std::pair<std::string, std::string>>; // (order id, token)
+
+/// Three rounds of: `threads` clients send `attempt(client, thread, n)` in a
+/// loop (n counts each thread's attempts), shopd is killed with SIGKILL at a
+/// random moment, then restarted. `attempt` returns the answer and the token
+/// it used; every 201 is recorded. Returns false if a restart failed.
+bool kill9_during_bursts(
+  shopd_process& shopd, int threads,
+  const std::function<std::pair<http_result, std::string>(http_client&, int, size_t)>& attempt,
+  acked_orders& acked) {
+  std::mt19937 rng{std::random_device{}()};
+  std::mutex m;
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> burst;
+    for (int t = 0; t < threads; ++t)
+      burst.emplace_back([&, t] {
+        http_client c{shopd.port()};
+        for (size_t n = 0; !stop; ++n) {
+          auto [r, token] = attempt(c, t, n);
+          if (r.status == 201) {
+            std::lock_guard<std::mutex> g{m};
+            acked.emplace_back(json_field(r.body, "order_id"), token);
+          } else if (r.status == 0) {
+            break; // the node died under us
+          }
+        }
+      });
+    std::this_thread::sleep_for(std::chrono::milliseconds{150 + rng() % 450});
+    shopd.kill9();
+    stop = true;
+    for (auto& t : burst)
+      t.join();
+    if (!shopd.start()) {
+      ADD_FAILURE() << "restart after kill -9 #" << round;
+      return false;
+    }
+  }
+  return true;
+}
+
+} // namespace
 
 TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
   temp_dir dir;
@@ -24,38 +70,17 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
     create_product_and_sale(c, shopd.admin_token(), "crash-1", stock, "sale-k", stock, 1000);
   }
   auto tokens = make_users(shopd.port(), "victim_", 200);
-  std::mt19937 rng{std::random_device{}()};
-  std::mutex m;
-  std::vector<std::pair<std::string, std::string>> acked; // (order id, token)
-  std::atomic<int64_t> acked_units{0};
-  for (int round = 0; round < 3; ++round) {
-    std::atomic<bool> stop{false};
-    std::atomic<uint16_t> port{shopd.port()};
-    std::vector<std::thread> burst;
-    for (int t = 0; t < 24; ++t)
-      burst.emplace_back([&, t] {
-        http_client c{port.load()};
-        size_t i = static_cast<size_t>(t);
-        while (!stop) {
-          auto& token = tokens[i++ % tokens.size()];
-          auto r = c.request("POST", "/api/v1/flash-sales/sale-k/purchase", R"({"quantity":1})",
-                             {bearer(token)});
-          if (r.status == 201) {
-            std::lock_guard<std::mutex> g{m};
-            acked.emplace_back(json_field(r.body, "order_id"), token);
-            acked_units += 1;
-          } else if (r.status == 0) {
-            break; // the node died under us
-          }
-        }
-      });
-    std::this_thread::sleep_for(std::chrono::milliseconds{150 + rng() % 500});
-    shopd.kill9();
-    stop = true;
-    for (auto& t : burst)
-      t.join();
-    ASSERT_TRUE(shopd.start()) << "restart after kill -9 #" << round;
-  }
+  acked_orders acked;
+  ASSERT_TRUE(kill9_during_bursts(
+    shopd, 24,
+    [&](http_client& c, int t, size_t n) {
+      auto& token = tokens[(static_cast<size_t>(t) + n) % tokens.size()];
+      return std::make_pair(c.request("POST", "/api/v1/flash-sales/sale-k/purchase",
+                                      R"({"quantity":1})", {bearer(token)}),
+                            token);
+    },
+    acked));
+  auto acked_units = static_cast<int64_t>(acked.size()); // one unit each
   http_client c{shopd.port()};
   auto admin = shopd.admin_token();
   ASSERT_GT(acked.size(), 0u);
@@ -73,7 +98,7 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
   EXPECT_EQ(available + reserved + sold, stock);
   // Every acknowledged unit is reserved; a few more may be reserved whose
   // 201 was lost with the connection when the node died (never fewer).
-  EXPECT_GE(reserved, acked_units.load());
+  EXPECT_GE(reserved, acked_units);
   auto sale = c.request("GET", "/api/v1/flash-sales/sale-k");
   EXPECT_EQ(std::stoll(json_field(sale.body, "remaining")), stock - reserved - sold);
 }
@@ -98,41 +123,20 @@ TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservatio
                 201);
   }
   auto tokens = make_users(shopd.port(), "checkout_", 100);
-  std::mt19937 rng{std::random_device{}()};
-  std::mutex m;
-  std::vector<std::pair<std::string, std::string>> acked; // (order id, token)
-  for (int round = 0; round < 3; ++round) {
-    std::atomic<bool> stop{false};
-    std::atomic<uint16_t> port{shopd.port()};
-    std::vector<std::thread> burst;
-    for (int t = 0; t < 16; ++t)
-      burst.emplace_back([&, t] {
-        http_client c{port.load()};
-        size_t i = static_cast<size_t>(t);
-        while (!stop) {
-          // Distinct keys: thread t takes t, t + 16, t + 32, ...
-          auto& token = tokens[i % tokens.size()];
-          auto body = (i / 16) % 2
-                        ? R"({"items":[{"sku":"ck-a","quantity":1},{"sku":"ck-b","quantity":2}]})"
+  acked_orders acked;
+  std::atomic<uint64_t> attempts{0};
+  ASSERT_TRUE(kill9_during_bursts(
+    shopd, 16,
+    [&](http_client& c, int t, size_t n) {
+      // A distinct key per attempt; two baskets that share SKU b.
+      auto& token = tokens[(static_cast<size_t>(t) + 16 * n) % tokens.size()];
+      auto body = n % 2 ? R"({"items":[{"sku":"ck-a","quantity":1},{"sku":"ck-b","quantity":2}]})"
                         : R"({"items":[{"sku":"ck-b","quantity":1},{"sku":"ck-c","quantity":1}]})";
-          auto key = "Idempotency-Key: r" + std::to_string(round) + "-" + std::to_string(i);
-          i += 16;
-          auto r = c.request("POST", "/api/v1/orders", body, {bearer(token), key});
-          if (r.status == 201) {
-            std::lock_guard<std::mutex> g{m};
-            acked.emplace_back(json_field(r.body, "order_id"), token);
-          } else if (r.status == 0) {
-            break; // the node died under us
-          }
-        }
-      });
-    std::this_thread::sleep_for(std::chrono::milliseconds{150 + rng() % 400});
-    shopd.kill9();
-    stop = true;
-    for (auto& t : burst)
-      t.join();
-    ASSERT_TRUE(shopd.start()) << "restart after kill -9 #" << round;
-  }
+      auto key = "Idempotency-Key: k" + std::to_string(attempts++);
+      return std::make_pair(c.request("POST", "/api/v1/orders", body, {bearer(token), key}),
+                            token);
+    },
+    acked));
   http_client c{shopd.port()};
   ASSERT_GT(acked.size(), 0u);
   std::set<std::string> unique;
