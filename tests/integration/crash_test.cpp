@@ -58,6 +58,20 @@ bool kill9_during_bursts(
   return true;
 }
 
+/// Every acknowledged order was acknowledged once and exists (with `status`, if given).
+void expect_acked_orders(http_client& c, const acked_orders& acked, const std::string& status = {}) {
+  ASSERT_GT(acked.size(), 0u);
+  std::set<std::string> unique;
+  for (auto& [id, token] : acked) {
+    EXPECT_TRUE(unique.insert(id).second) << "order acknowledged twice: " << id;
+    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
+    ASSERT_EQ(r.status, 200) << "acknowledged order lost: " << id << " " << r.body;
+    if (!status.empty()) {
+      EXPECT_EQ(json_field(r.body, "status"), status) << id;
+    }
+  }
+}
+
 } // namespace
 
 TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
@@ -82,25 +96,14 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
     acked));
   auto acked_units = static_cast<int64_t>(acked.size()); // one unit each
   http_client c{shopd.port()};
-  auto admin = shopd.admin_token();
-  ASSERT_GT(acked.size(), 0u);
-  std::set<std::string> unique;
-  for (auto& [id, token] : acked) {
-    EXPECT_TRUE(unique.insert(id).second) << "order acknowledged twice: " << id;
-    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
-    ASSERT_EQ(r.status, 200) << "acknowledged order lost: " << id << " " << r.body;
-    EXPECT_EQ(json_field(r.body, "status"), "pending_payment");
-  }
-  auto inv = c.request("GET", "/api/v1/inventory/crash-1");
-  auto available = std::stoll(json_field(inv.body, "available"));
-  auto reserved = std::stoll(json_field(inv.body, "reserved"));
-  auto sold = std::stoll(json_field(inv.body, "sold"));
-  EXPECT_EQ(available + reserved + sold, stock);
+  expect_acked_orders(c, acked, "pending_payment");
+  auto inv = get_inventory(c, "crash-1");
+  EXPECT_EQ(inv.available + inv.reserved + inv.sold, stock);
   // Every acknowledged unit is reserved; a few more may be reserved whose
   // 201 was lost with the connection when the node died (never fewer).
-  EXPECT_GE(reserved, acked_units);
+  EXPECT_GE(inv.reserved, acked_units);
   auto sale = c.request("GET", "/api/v1/flash-sales/sale-k");
-  EXPECT_EQ(std::stoll(json_field(sale.body, "remaining")), stock - reserved - sold);
+  EXPECT_EQ(std::stoll(json_field(sale.body, "remaining")), stock - inv.reserved - inv.sold);
 }
 
 TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservation) {
@@ -138,40 +141,22 @@ TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservatio
     },
     acked));
   http_client c{shopd.port()};
-  ASSERT_GT(acked.size(), 0u);
-  std::set<std::string> unique;
-  for (auto& [id, token] : acked) {
-    EXPECT_TRUE(unique.insert(id).second) << "order acknowledged twice: " << id;
-    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
-    ASSERT_EQ(r.status, 200) << "acknowledged order lost: " << id << " " << r.body;
-  }
-  auto conserved = [&](const std::string& sku, int64_t& reserved) {
-    auto inv = c.request("GET", "/api/v1/inventory/" + sku);
-    reserved = std::stoll(json_field(inv.body, "reserved"));
-    return std::stoll(json_field(inv.body, "available")) + reserved
-             + std::stoll(json_field(inv.body, "sold"))
-           == stock;
-  };
+  expect_acked_orders(c, acked);
   // Nothing is paid, so once every order has expired (3 s after its
   // creation) nothing may stay reserved: neither acknowledged orders nor
-  // reservations stranded by the crashes.
-  auto deadline = std::chrono::steady_clock::now() + 15s;
+  // reservations stranded by the crashes. Stock is conserved throughout.
   int64_t left = 0;
-  do {
+  eventually(15s, [&] {
     left = 0;
     for (auto& sku : skus) {
-      int64_t reserved = 0;
-      EXPECT_TRUE(conserved(sku, reserved)) << sku;
-      left += reserved;
+      auto inv = get_inventory(c, sku);
+      EXPECT_EQ(inv.available + inv.reserved + inv.sold, stock) << sku;
+      left += inv.reserved;
     }
-    if (left > 0)
-      std::this_thread::sleep_for(200ms);
-  } while (left > 0 && std::chrono::steady_clock::now() < deadline);
+    return left == 0;
+  });
   EXPECT_EQ(left, 0) << "units still reserved after every order expired";
-  for (auto& [id, token] : acked) {
-    auto r = c.request("GET", "/api/v1/orders/" + id, {}, {bearer(token)});
-    EXPECT_EQ(json_field(r.body, "status"), "expired") << id;
-  }
+  expect_acked_orders(c, acked, "expired");
 }
 
 TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
