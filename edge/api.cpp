@@ -312,6 +312,7 @@ auto encode_product = [](const product_view& p) { return to_json(p); };
 auto encode_inventory = [](const inventory_view& v) { return to_json(v); };
 auto encode_sale = [](const sale_view& v) { return to_json(v); };
 auto encode_order = [](const order_record& o) { return to_json(o); };
+auto encode_placed = [](const purchase_result& p) { return to_json(p.order); };
 
 } // namespace
 
@@ -409,8 +410,7 @@ void api::purchase(context& c) {
   cmd.user_id = c.claims.sub;
   cmd.quantity = *q;
   cmd.trace_id = trace_id(c.req);
-  ask<purchase_result>(c, std::move(cmd), 201,
-                       [](const purchase_result& p) { return to_json(p.order); });
+  ask<purchase_result>(c, std::move(cmd), 201, encode_placed);
 }
 
 void api::get_order(context& c) {
@@ -557,8 +557,7 @@ void api::create_order(context& c) {
   cmd->user_id = c.claims.sub;
   cmd->idempotency_key = std::move(key);
   cmd->trace_id = trace_id(c.req);
-  ask<purchase_result>(c, std::move(*cmd), 201,
-                       [](const purchase_result& p) { return to_json(p.order); });
+  ask<purchase_result>(c, std::move(*cmd), 201, encode_placed);
 }
 
 void api::pay_order(context& c) {
