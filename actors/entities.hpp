@@ -6,7 +6,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-#include <unordered_set>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -23,8 +22,6 @@ namespace shop {
 struct sku_stock_state {
   entity_core core;
   stock_book book;
-  /// Orders whose expiry request to their order entity is in flight.
-  std::unordered_set<std::string> expiring;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
   static inline const char* name = "sku_stock";

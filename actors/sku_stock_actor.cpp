@@ -60,11 +60,18 @@ void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, si
   self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
 }
 
-/// Arms the expiry timer for the earliest reservation not already being expired.
+/// Expiry requests one SKU has in flight at most. A sale whose thousands of
+/// unpaid orders fall due together settles them in waves of this size, and
+/// the SKU answers purchases and reads between the replies.
+constexpr size_t max_expiries_in_flight = 256;
+
+/// Arms the expiry timer for the earliest queued reservation, unless the
+/// expiry requests in flight are at their limit (each reply arms it again).
 void arm_timer(sku_actor* self) {
   auto& st = self->state;
-  auto next = st.book.next_expiry(st.expiring);
-  if (!next || (st.timer_at != 0 && st.timer_at <= *next))
+  auto next = st.book.next_check();
+  if (!next || (st.timer_at != 0 && st.timer_at <= *next)
+      || st.book.handed_out() >= max_expiries_in_flight)
     return;
   st.timer_at = *next;
   auto delay = std::max<millis>(0, *next - now_millis());
@@ -93,28 +100,23 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
   auto& st = self->state;
   st.timer_at = 0;
   auto ctx = st.core.ctx;
-  for (auto& order_id : st.book.due(now_millis())) {
-    if (!st.expiring.insert(order_id).second)
-      continue;
+  auto room = max_expiries_in_flight - std::min(max_expiries_in_flight, st.book.handed_out());
+  for (auto& order_id : st.book.take_due(now_millis(), room)) {
+    // Ask again in a second when the order is still being placed or not
+    // yet due, or when its entity is unreachable right now.
+    auto later = [self, order_id] {
+      self->state.book.check_later(order_id, now_millis() + 1000);
+      arm_timer(self);
+    };
     self->request(ctx->region, ctx->ask_timeout, expire_order{order_id, k.sku})
       .then(
-        [self, k, order_id](uint8_t status) {
-          self->state.expiring.erase(order_id);
-          if (static_cast<order_status>(status) == order_status::pending_payment) {
-            // The order is still being placed: ask again in a second.
-            self->state.timer_at = 0;
-            self->delayed_send(self, std::chrono::seconds{1}, expiry_atom::value);
-            return;
-          }
+        [self, k, order_id, later](uint8_t status) {
+          if (static_cast<order_status>(status) == order_status::pending_payment)
+            return later();
           settle(self, k, order_id, static_cast<order_status>(status));
           arm_timer(self);
         },
-        [self, order_id](caf::error&) {
-          // The order entity is unreachable right now: ask again in a second.
-          self->state.expiring.erase(order_id);
-          self->state.timer_at = 0;
-          self->delayed_send(self, std::chrono::seconds{1}, expiry_atom::value);
-        });
+        [later](caf::error&) { later(); });
   }
   arm_timer(self);
 }
@@ -359,7 +361,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     };
   };
   auto can_passivate = [self] {
-    return self->state.book.open_reservations() == 0 && self->state.expiring.empty();
+    return self->state.book.open_reservations() == 0;
   };
   return activate_entity(self, ctx, entity_kind::sku, std::move(sku), load, running,
                          can_passivate);

@@ -92,14 +92,18 @@ void stock_book::count(const ledger_entry& e, int64_t sign) {
   }
 }
 
-void stock_book::forget_expiry(const ledger_entry& e) {
-  auto range = expiries_.equal_range(e.expires_at);
-  for (auto i = range.first; i != range.second; ++i) {
-    if (i->second == e.order_id) {
-      expiries_.erase(i);
-      return;
-    }
-  }
+void stock_book::queue_check(const std::string& order_id, millis at) {
+  queue_.emplace(at, order_id);
+  checks_[order_id] = at;
+}
+
+void stock_book::forget_check(const std::string& order_id) {
+  auto i = checks_.find(order_id);
+  if (i == checks_.end())
+    return;
+  if (i->second != handed_out_mark)
+    queue_.erase({i->second, order_id});
+  checks_.erase(i);
 }
 
 void stock_book::reserve(ledger_entry entry) {
@@ -110,7 +114,7 @@ void stock_book::reserve(ledger_entry entry) {
 void stock_book::restore(ledger_entry entry) {
   count(entry, +1);
   if (entry.state == reservation_state::reserved)
-    expiries_.emplace(entry.expires_at, entry.order_id);
+    queue_check(entry.order_id, entry.expires_at);
   auto id = entry.order_id;
   ledger_[id] = std::move(entry);
 }
@@ -120,7 +124,7 @@ bool stock_book::release(const std::string& order_id) {
   if (i == ledger_.end() || i->second.state != reservation_state::reserved)
     return false;
   count(i->second, -1);
-  forget_expiry(i->second);
+  forget_check(order_id);
   i->second.state = reservation_state::released;
   return true;
 }
@@ -130,7 +134,7 @@ bool stock_book::mark_sold(const std::string& order_id) {
   if (i == ledger_.end() || i->second.state != reservation_state::reserved)
     return false;
   count(i->second, -1);
-  forget_expiry(i->second);
+  forget_check(order_id);
   i->second.state = reservation_state::sold;
   count(i->second, +1);
   return true;
@@ -140,24 +144,34 @@ bool stock_book::set_expiry(const std::string& order_id, millis expires_at) {
   auto i = ledger_.find(order_id);
   if (i == ledger_.end() || i->second.state != reservation_state::reserved)
     return false;
-  forget_expiry(i->second);
+  forget_check(order_id);
   i->second.expires_at = expires_at;
-  expiries_.emplace(expires_at, order_id);
+  queue_check(order_id, expires_at);
   return true;
 }
 
-std::vector<std::string> stock_book::due(millis now) const {
+std::vector<std::string> stock_book::take_due(millis now, size_t max) {
   std::vector<std::string> out;
-  for (auto i = expiries_.begin(); i != expiries_.end() && i->first <= now; ++i)
-    out.push_back(i->second);
+  while (out.size() < max && !queue_.empty() && queue_.begin()->first <= now) {
+    auto node = queue_.extract(queue_.begin());
+    checks_[node.value().second] = handed_out_mark;
+    out.push_back(std::move(node.value().second));
+  }
   return out;
 }
 
-std::optional<millis> stock_book::next_expiry(const std::unordered_set<std::string>& skip) const {
-  for (auto& [at, order_id] : expiries_)
-    if (skip.count(order_id) == 0)
-      return at;
-  return std::nullopt;
+void stock_book::check_later(const std::string& order_id, millis at) {
+  auto i = checks_.find(order_id);
+  if (i == checks_.end() || i->second != handed_out_mark)
+    return; // settled meanwhile, or not handed out
+  i->second = at;
+  queue_.emplace(at, order_id);
+}
+
+std::optional<millis> stock_book::next_check() const {
+  if (queue_.empty())
+    return std::nullopt;
+  return queue_.begin()->first;
 }
 
 } // namespace shop

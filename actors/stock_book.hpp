@@ -9,11 +9,10 @@
 // so `available + reserved + sold == stocked` holds by construction, and a
 // check that passes here can never oversell.
 
-#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -72,12 +71,26 @@ public:
   /// Re-applies a stored entry in any state (recovery).
   void restore(ledger_entry entry);
 
-  /// Order ids of reserved entries whose expiry is at or before `now`.
-  std::vector<std::string> due(millis now) const;
-  /// The earliest expiry of a reserved entry not in `skip`, if any.
-  std::optional<millis> next_expiry(const std::unordered_set<std::string>& skip = {}) const;
+  // -- expiry -----------------------------------------------------------------
+  // Every reserved entry is either queued, due at a check time (its expiry, or
+  // later when a check has to be repeated), or handed out to the expiry process
+  // while its order entity decides its fate. Each operation below costs
+  // O(log n), so a sale whose thousands of unpaid orders fall due together
+  // settles them in O(n log n), and the SKU keeps answering meanwhile.
+
+  /// Hands out up to `max` queued entries whose check time is at or before
+  /// `now`, earliest first. A handed-out entry is not due again until
+  /// `check_later` queues it again or it leaves the reserved state.
+  std::vector<std::string> take_due(millis now, size_t max);
+  /// Queues a handed-out entry that is still reserved again, due at `at`
+  /// (its order was still being placed, or could not be asked).
+  void check_later(const std::string& order_id, millis at);
+  /// The earliest check time of a queued entry, if any.
+  std::optional<millis> next_check() const;
   /// Number of reserved entries (a SKU with open reservations must stay active for its timers).
-  size_t open_reservations() const noexcept { return expiries_.size(); }
+  size_t open_reservations() const noexcept { return checks_.size(); }
+  /// Number of reserved entries handed out by take_due and not settled yet.
+  size_t handed_out() const noexcept { return checks_.size() - queue_.size(); }
 
 private:
   struct sale_book {
@@ -87,7 +100,10 @@ private:
   };
 
   void count(const ledger_entry& e, int64_t sign);
-  void forget_expiry(const ledger_entry& e);
+  void queue_check(const std::string& order_id, millis at);
+  void forget_check(const std::string& order_id);
+
+  static constexpr millis handed_out_mark = -1;
 
   bool exists_ = false;
   product_record product_;
@@ -95,7 +111,10 @@ private:
   int64_t sold_ = 0;
   std::unordered_map<std::string, sale_book> sales_;
   std::unordered_map<std::string, ledger_entry> ledger_;
-  std::multimap<millis, std::string> expiries_;
+  /// Queued entries by check time.
+  std::set<std::pair<millis, std::string>> queue_;
+  /// Every reserved entry: its check time, or handed_out_mark.
+  std::unordered_map<std::string, millis> checks_;
 };
 
 } // namespace shop

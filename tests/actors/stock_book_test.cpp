@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "actors/stock_book.hpp"
 #include "protocols/errc.hpp"
@@ -64,29 +65,100 @@ TEST(StockBook, test_release_returns_units_once) {
   EXPECT_EQ(b.open_reservations(), 0u);
 }
 
-TEST(StockBook, test_due_lists_expired_reservations_only) {
+TEST(StockBook, test_take_due_hands_out_expired_reservations_once) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 100));
   b.reserve(entry("o2", "v", 1, 200));
-  EXPECT_EQ(b.due(150), std::vector<std::string>{"o1"});
-  EXPECT_EQ(*b.next_expiry(), 100);
-  EXPECT_EQ(*b.next_expiry({"o1"}), 200);
+  EXPECT_EQ(*b.next_check(), 100);
+  EXPECT_EQ(b.take_due(150, 10), std::vector<std::string>{"o1"});
+  EXPECT_TRUE(b.take_due(150, 10).empty()); // handed out: not due again
+  EXPECT_EQ(*b.next_check(), 200);
+  EXPECT_EQ(b.handed_out(), 1u);
+  EXPECT_EQ(b.open_reservations(), 2u);
   EXPECT_TRUE(b.mark_sold("o1"));
-  EXPECT_TRUE(b.due(150).empty());
+  EXPECT_EQ(b.handed_out(), 0u);
+  EXPECT_EQ(b.open_reservations(), 1u);
   EXPECT_EQ(b.sold(), 1);
+  b.check_later("o1", 300); // settled meanwhile: nothing to queue
+  EXPECT_EQ(b.open_reservations(), 1u);
+  EXPECT_EQ(*b.next_check(), 200);
+}
+
+TEST(StockBook, test_take_due_hands_out_at_most_max_earliest_first) {
+  auto b = book_with(10, 10, 10);
+  for (int i = 0; i < 5; ++i)
+    b.reserve(entry("o" + std::to_string(i), "u", 1, 500 - i * 100));
+  EXPECT_EQ(b.take_due(1000, 2), (std::vector<std::string>{"o4", "o3"}));
+  EXPECT_EQ(b.take_due(1000, 2), (std::vector<std::string>{"o2", "o1"}));
+  EXPECT_EQ(b.handed_out(), 4u);
+  EXPECT_EQ(b.take_due(1000, 2), std::vector<std::string>{"o0"});
+  EXPECT_FALSE(b.next_check());
+}
+
+TEST(StockBook, test_a_check_put_back_is_due_again_at_its_new_time) {
+  auto b = book_with(5, 5, 5);
+  b.reserve(entry("o1", "u", 1, 100));
+  EXPECT_EQ(b.take_due(100, 10), std::vector<std::string>{"o1"});
+  b.check_later("o1", 1100); // its order was still being placed
+  EXPECT_EQ(b.handed_out(), 0u);
+  EXPECT_TRUE(b.take_due(1000, 10).empty());
+  EXPECT_EQ(*b.next_check(), 1100);
+  EXPECT_EQ(b.take_due(1100, 10), std::vector<std::string>{"o1"});
+  EXPECT_TRUE(b.release("o1"));
+  EXPECT_FALSE(b.next_check());
+  EXPECT_EQ(b.open_reservations(), 0u);
 }
 
 TEST(StockBook, test_a_moved_expiry_is_due_at_its_new_time_only) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 100));
   EXPECT_TRUE(b.set_expiry("o1", 300));
-  EXPECT_TRUE(b.due(150).empty());
-  EXPECT_EQ(*b.next_expiry(), 300);
-  EXPECT_EQ(b.due(300), std::vector<std::string>{"o1"});
+  EXPECT_TRUE(b.take_due(150, 10).empty());
+  EXPECT_EQ(*b.next_check(), 300);
+  EXPECT_EQ(b.take_due(300, 10), std::vector<std::string>{"o1"});
+  EXPECT_TRUE(b.set_expiry("o1", 500)); // a handed-out entry is queued anew
+  EXPECT_EQ(b.handed_out(), 0u);
+  EXPECT_EQ(*b.next_check(), 500);
   EXPECT_EQ(b.open_reservations(), 1u);
   EXPECT_TRUE(b.release("o1"));
   EXPECT_FALSE(b.set_expiry("o1", 400)); // only a reserved entry has an expiry
-  EXPECT_FALSE(b.next_expiry());
+  EXPECT_FALSE(b.next_check());
+}
+
+// A big sale's unpaid orders falling due together: every one is handed out
+// once and settled, in waves, without any reservation lost or counted twice.
+TEST(StockBook, test_fifty_thousand_reservations_due_together_settle_in_waves) {
+  constexpr int n = 50'000;
+  auto b = book_with(n, n, 1);
+  for (int i = 0; i < n; ++i)
+    b.reserve(entry("o" + std::to_string(i), "u" + std::to_string(i), 1, 1000 + i % 3000));
+  EXPECT_EQ(b.available(), 0);
+  std::set<std::string> seen;
+  int waves = 0;
+  size_t kept = 0;
+  for (;;) {
+    auto wave = b.take_due(10'000, 256);
+    if (wave.empty())
+      break;
+    ++waves;
+    EXPECT_LE(wave.size(), 256u);
+    for (size_t j = 0; j < wave.size(); ++j) {
+      EXPECT_TRUE(seen.insert(wave[j]).second) << wave[j] << " handed out twice";
+      if (j % 10 == 0) {
+        b.check_later(wave[j], 20'000); // still being placed: asked again later
+        ++kept;
+      } else {
+        EXPECT_TRUE(b.release(wave[j]));
+      }
+    }
+  }
+  EXPECT_EQ(waves, (n + 255) / 256);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(n));
+  EXPECT_EQ(b.handed_out(), 0u);
+  EXPECT_EQ(b.open_reservations(), kept);
+  EXPECT_EQ(b.reserved(), static_cast<int64_t>(kept));
+  EXPECT_EQ(b.available(), n - static_cast<int64_t>(kept));
+  EXPECT_EQ(*b.next_check(), 20'000);
 }
 
 // Random operations never break available + reserved + sold == stocked, the
@@ -94,7 +166,7 @@ TEST(StockBook, test_a_moved_expiry_is_due_at_its_new_time_only) {
 TEST(StockBook, test_invariants_hold_under_random_operations) {
   std::mt19937 rng{42};
   auto b = book_with(100, 60, 3);
-  std::vector<std::string> orders;
+  std::vector<std::string> orders, handed;
   for (int step = 0; step < 20000; ++step) {
     auto op = rng() % 10;
     if (op < 6) {
@@ -102,15 +174,29 @@ TEST(StockBook, test_invariants_hold_under_random_operations) {
       int64_t qty = 1 + rng() % 3;
       if (!b.check_purchase(*b.find_sale("s1"), user, qty, 100)) {
         auto id = "o" + std::to_string(step);
-        b.reserve(entry(id, user, qty));
+        b.reserve(entry(id, user, qty, rng() % 1000));
         orders.push_back(id);
       }
+    } else if (op == 6) { // the expiry process at work
+      for (auto& id : b.take_due(rng() % 1000, 1 + rng() % 5))
+        handed.push_back(id);
+    } else if (op == 7 && !handed.empty()) {
+      b.check_later(handed[rng() % handed.size()], rng() % 1000);
     } else if (!orders.empty()) {
       auto& id = orders[rng() % orders.size()];
-      if (op < 8)
+      if (op == 8)
         b.release(id);
-      else
+      else if (rng() % 2)
         b.mark_sold(id);
+      else
+        b.set_expiry(id, rng() % 1000);
+    }
+    if (step % 100 == 0) { // every reserved entry is queued or handed out, once
+      size_t reserved = 0;
+      for (auto& id : orders)
+        reserved += b.find_entry(id)->state == reservation_state::reserved;
+      ASSERT_EQ(b.open_reservations(), reserved);
+      ASSERT_LE(b.handed_out(), reserved);
     }
     ASSERT_EQ(b.available() + b.reserved() + b.sold(), 100);
     ASSERT_GE(b.available(), 0);

@@ -198,6 +198,40 @@ TEST(FlashSale, test_expiry_timers_come_back_after_a_crash) {
   }
 }
 
+// A big sale's unpaid orders fall due within moments of each other: every one
+// expires and returns its units, and the SKU keeps answering reads and
+// purchases while they settle (each within the node's request timeout).
+TEST(FlashSale, test_twenty_thousand_orders_expiring_together_keep_the_sku_answering) {
+  constexpr int users = 20, per_user = 1000, n = users * per_user;
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--payment-timeout", "2"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "exp-many", n + 100, "sale-m", n + 100,
+                          per_user + 5);
+  auto tokens = make_users(shopd.port(), "many_", users + 1); // the last one buys meanwhile
+  std::atomic<int> created{0};
+  parallel_for(shopd.port(), n, 8, [&](http_client& cc, size_t i) {
+    created += purchase(cc, tokens[i % users], "sale-m").status == 201;
+  });
+  ASSERT_EQ(created.load(), n);
+  // Reads and new purchases while the orders expire: none may time out (503).
+  int reads = 0;
+  ASSERT_TRUE(eventually(90s, [&] {
+    if (++reads <= 5) {
+      auto r = purchase(c, tokens[users], "sale-m");
+      EXPECT_EQ(r.status, 201) << r.body;
+    }
+    return get_inventory(c, "exp-many").reserved == 0;
+  })) << get_inventory(c, "exp-many");
+  EXPECT_GT(reads, 5);
+  EXPECT_EQ(get_inventory(c, "exp-many"), (inventory{n + 100, 0, 0}));
+  auto late = purchase(c, tokens[0], "sale-m", 5);
+  EXPECT_EQ(late.status, 201) << late.body; // the expired units count against the limit no more
+  auto sale = c.request("GET", "/api/v1/flash-sales/sale-m");
+  EXPECT_EQ(json_field(sale.body, "remaining"), std::to_string(n + 95));
+}
+
 TEST(FlashSale, test_cancel_releases_stock_exactly_once_also_racing_expiry) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--payment-timeout", "1"}};
