@@ -201,11 +201,10 @@ int run_flash_sale(const common_flags& f, const std::vector<target>& targets, fl
     checks.push_back(std::move(r));
   }
   auto found = send_all(targets, std::move(checks), f.connections);
-  size_t missing = 0;
+  order_reads reads;
   for (auto& r : found)
-    missing += r.status == 200 ? 0 : 1;
-  if (missing > 0)
-    failures.push_back(std::to_string(missing) + " order(s) answered 201 do not exist");
+    reads.count(r);
+  reads.report(failures);
   return finish_audited_run(rep, failures, f);
 }
 

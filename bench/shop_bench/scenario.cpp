@@ -95,6 +95,21 @@ void write_outputs(const run_report& rep, const common_flags& f) {
       std::fprintf(stderr, "plot: %s\n", err.c_str());
 }
 
+bool order_reads::count(const response& r) {
+  if (r.status == 200)
+    return true;
+  ++(r.status == 404 ? lost : unreadable);
+  return false;
+}
+
+void order_reads::report(std::vector<std::string>& failures) const {
+  if (lost > 0)
+    failures.push_back(std::to_string(lost) + " order(s) answered 201 do not exist (404)");
+  if (unreadable > 0)
+    failures.push_back(std::to_string(unreadable)
+                       + " order(s) answered 201 could not be read (no 200 or 404 answer)");
+}
+
 int finish_audited_run(run_report& rep, const std::vector<std::string>& failures,
                        const common_flags& f) {
   rep.facts["audit"] = failures.empty() ? "PASS" : "FAIL";

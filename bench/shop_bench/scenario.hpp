@@ -50,6 +50,15 @@ int64_t json_int(const std::string& body, const char* key);
 /// Writes the run's --json and --plot outputs, if asked for (reports failures on stderr).
 void write_outputs(const run_report& rep, const common_flags& f);
 
+/// The audit's reads of orders answered 201: a 404 means the order is lost; any
+/// other answer but 200 (a 503 or a timeout) only that it could not be read.
+struct order_reads {
+  size_t lost = 0, unreadable = 0;
+  /// Counts `r`; true if it is a 200 whose body can be checked.
+  bool count(const response& r);
+  void report(std::vector<std::string>& failures) const;
+};
+
 /// Ends an audited run: prints the table, each failure and `AUDIT PASS|FAIL`,
 /// writes the outputs, and returns the exit code (0 on PASS, 1 on FAIL).
 int finish_audited_run(run_report& rep, const std::vector<std::string>& failures,

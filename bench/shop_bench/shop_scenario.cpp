@@ -365,12 +365,11 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
     checked.push_back(&o);
   }
   auto found = send_all(targets, std::move(checks), f.connections);
-  size_t missing = 0, wrong_status = 0, expired = 0;
+  order_reads looked_up;
+  size_t wrong_status = 0, expired = 0;
   for (size_t i = 0; i < found.size(); ++i) {
-    if (found[i].status != 200) {
-      ++missing;
+    if (!looked_up.count(found[i]))
       continue;
-    }
     auto status = json_string(found[i].body, "status");
     if (!checked[i]->paid && status == "expired")
       ++expired;
@@ -381,8 +380,7 @@ int run_shop(const common_flags& f, const std::vector<target>& targets, shop_fla
     failures.push_back(std::to_string(expired) + " unpaid order(s) expired before the audit, so "
                        "reserved stock cannot be checked: give the node a --payment-timeout "
                        "longer than the run");
-  if (missing > 0)
-    failures.push_back(std::to_string(missing) + " order(s) answered 201 do not exist");
+  looked_up.report(failures);
   if (wrong_status > 0)
     failures.push_back(std::to_string(wrong_status) + " order(s) do not have the status their answers imply");
   rep.facts["orders"] = std::to_string(orders.size()) + " created, " + std::to_string(paid) + " paid";
