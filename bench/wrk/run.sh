@@ -2,6 +2,8 @@
 # Hot-SKU purchase benchmark with wrk, next to GET /healthz on the same node
 # in the same run. Usage: bench/wrk/run.sh [sync|async] [connections] [seconds]
 # Starts its own shopd on 127.0.0.1:${PORT:-18990} with a fresh data dir, and stops it.
+# On a machine with spare cores, keep wrk off shopd's: SHOPD_CPUS=0-7 WRK_CPUS=8-15
+# WRK_THREADS=4 (taskset lists; wrk needs several threads not to be the bottleneck).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODE=${1:-sync}
@@ -10,12 +12,16 @@ SECS=${3:-10}
 PORT=${PORT:-18990}
 USERS=${USERS:-256}
 SHOPD=${SHOPD:-build/cluster/shopd}
+WRK_THREADS=${WRK_THREADS:-1}
+PIN_SHOPD=() PIN_WRK=() # taskset prefixes, when CPUs are given
+[ -n "${SHOPD_CPUS:-}" ] && PIN_SHOPD=(taskset -c "$SHOPD_CPUS")
+[ -n "${WRK_CPUS:-}" ] && PIN_WRK=(taskset -c "$WRK_CPUS")
 DATA=$(mktemp -d /tmp/shop-bench-XXXXXX)
 WORK=$(mktemp -d /tmp/shop-bench-work-XXXXXX)
 B=http://127.0.0.1:$PORT/api/v1
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$WORK"; }
 trap cleanup EXIT
-"$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
+"${PIN_SHOPD[@]}" "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
   --admin-password bench-admin-pw --payment-timeout 86400 ${SHOPD_ARGS:-} >"$WORK/shopd.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do
@@ -62,12 +68,13 @@ measure() { # label, then the wrk command line
       print line " )"
     }'
 }
-echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores"
+echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores," \
+  "shopd on cpus ${SHOPD_CPUS:-any}, wrk -t$WRK_THREADS on cpus ${WRK_CPUS:-any}"
 echo "-- GET /healthz"
-measure healthz wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
+measure healthz "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
 export TOKENS="$WORK/tokens.txt" SALE=bench-sale
-measure purchase wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
+measure purchase "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
   "http://127.0.0.1:$PORT"
 curl -sf "http://127.0.0.1:$PORT/metrics" | awk '
   /^shop_journal_groups_total/ { g = $2 } /^shop_journal_batches_total/ { b = $2 }
