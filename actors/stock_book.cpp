@@ -75,7 +75,7 @@ caf::error stock_book::check_purchase(const sale_terms& terms, const std::string
 
 const ledger_entry* stock_book::find_entry(const std::string& order_id) const {
   auto i = ledger_.find(order_id);
-  return i == ledger_.end() ? nullptr : &i->second;
+  return i == ledger_.end() ? nullptr : &i->second.entry;
 }
 
 void stock_book::count(const ledger_entry& e, int64_t sign) {
@@ -92,18 +92,18 @@ void stock_book::count(const ledger_entry& e, int64_t sign) {
   }
 }
 
-void stock_book::queue_check(const std::string& order_id, millis at) {
-  queue_.emplace(at, order_id);
-  checks_[order_id] = at;
+void stock_book::queue_check(held& h, millis at) {
+  if (h.check != handed_out_mark)
+    queue_.erase({h.check, h.entry.order_id});
+  h.check = at;
+  queue_.emplace(at, h.entry.order_id);
 }
 
-void stock_book::forget_check(const std::string& order_id) {
-  auto i = checks_.find(order_id);
-  if (i == checks_.end())
-    return;
-  if (i->second != handed_out_mark)
-    queue_.erase({i->second, order_id});
-  checks_.erase(i);
+void stock_book::forget_check(held& h) {
+  if (h.check != handed_out_mark)
+    queue_.erase({h.check, h.entry.order_id});
+  h.check = handed_out_mark;
+  --open_;
 }
 
 void stock_book::reserve(ledger_entry entry) {
@@ -113,40 +113,43 @@ void stock_book::reserve(ledger_entry entry) {
 
 void stock_book::restore(ledger_entry entry) {
   count(entry, +1);
-  if (entry.state == reservation_state::reserved)
-    queue_check(entry.order_id, entry.expires_at);
   auto id = entry.order_id;
-  ledger_[id] = std::move(entry);
+  auto& h = ledger_[id];
+  h.entry = std::move(entry);
+  if (h.entry.state == reservation_state::reserved) {
+    ++open_;
+    h.check = handed_out_mark; // not in the queue yet
+    queue_check(h, h.entry.expires_at);
+  }
 }
 
 bool stock_book::release(const std::string& order_id) {
   auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
     return false;
-  count(i->second, -1);
-  forget_check(order_id);
-  i->second.state = reservation_state::released;
+  count(i->second.entry, -1);
+  forget_check(i->second);
+  i->second.entry.state = reservation_state::released;
   return true;
 }
 
 bool stock_book::mark_sold(const std::string& order_id) {
   auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
     return false;
-  count(i->second, -1);
-  forget_check(order_id);
-  i->second.state = reservation_state::sold;
-  count(i->second, +1);
+  count(i->second.entry, -1);
+  forget_check(i->second);
+  i->second.entry.state = reservation_state::sold;
+  count(i->second.entry, +1);
   return true;
 }
 
 bool stock_book::set_expiry(const std::string& order_id, millis expires_at) {
   auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.state != reservation_state::reserved)
+  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
     return false;
-  forget_check(order_id);
-  i->second.expires_at = expires_at;
-  queue_check(order_id, expires_at);
+  i->second.entry.expires_at = expires_at;
+  queue_check(i->second, expires_at); // also when it was handed out
   return true;
 }
 
@@ -154,18 +157,18 @@ std::vector<std::string> stock_book::take_due(millis now, size_t max) {
   std::vector<std::string> out;
   while (out.size() < max && !queue_.empty() && queue_.begin()->first <= now) {
     auto node = queue_.extract(queue_.begin());
-    checks_[node.value().second] = handed_out_mark;
+    ledger_.find(node.value().second)->second.check = handed_out_mark;
     out.push_back(std::move(node.value().second));
   }
   return out;
 }
 
 void stock_book::check_later(const std::string& order_id, millis at) {
-  auto i = checks_.find(order_id);
-  if (i == checks_.end() || i->second != handed_out_mark)
+  auto i = ledger_.find(order_id);
+  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved
+      || i->second.check != handed_out_mark)
     return; // settled meanwhile, or not handed out
-  i->second = at;
-  queue_.emplace(at, order_id);
+  queue_check(i->second, at);
 }
 
 std::optional<millis> stock_book::next_check() const {
