@@ -1,6 +1,7 @@
 #pragma once
 // Template part of entity.hpp; include entity.hpp instead.
 
+#include <chrono>
 #include <exception>
 #include <stdexcept>
 
@@ -98,10 +99,18 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
   };
   return {
     [self, load, running, common](loaded_atom) {
+      auto loading = std::chrono::steady_clock::now();
       if (auto err = load()) {
         self->quit(err);
         return;
       }
+      // A slow load (a long ledger, a storage hiccup) delays every request
+      // held meanwhile: say so, for operators timing a restart.
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - loading);
+      if (took >= std::chrono::milliseconds{100})
+        spdlog::info("{} {}: loaded from storage in {} ms", to_string(self->state.core.kind),
+                     self->state.core.id, took.count());
       self->set_default_handler(caf::print_and_drop);
       self->become(caf::behavior{running().or_else(common)});
       self->delayed_send(self, detail::idle_check_interval(*self->state.core.ctx),

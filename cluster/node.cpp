@@ -1,5 +1,6 @@
 #include "cluster/node.hpp"
 
+#include <chrono>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -129,10 +130,15 @@ const node_config& node::config() const noexcept {
 caf::error node::start() {
   auto& i = *impl_;
   auto& cfg = i.cfg;
+  auto opening = std::chrono::steady_clock::now();
   auto db = store::open(store_options{cfg.data_dir});
   if (!db)
     return db.error();
   i.db = *db;
+  spdlog::info("node {}: storage opened in {} ms", cfg.node_id,
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now() - opening)
+                 .count());
   // The shard count is part of every key: a data dir keeps the one it was made with.
   {
     std::string stored;
