@@ -44,6 +44,13 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   o.create_if_missing = true;
   o.IncreaseParallelism(2);
   o.OptimizeLevelStyleCompaction();
+  // Memtables of 32 MiB, each flushed on its own (the default of that call is
+  // 128 MiB, flushed two at a time): the WAL that a start must replay holds at
+  // most a few of them. With the default, a node killed after a long burst spent
+  // seconds replaying hundreds of MiB before it could serve (bench/RESULTS.md).
+  o.write_buffer_size = 32 << 20;
+  o.min_write_buffer_number_to_merge = 1;
+  o.max_write_buffer_number = 4;
   // After a crash, recover every write whose WAL record is complete; a torn
   // tail record is an unacknowledged write and is dropped.
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
