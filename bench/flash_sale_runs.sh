@@ -6,7 +6,9 @@
 #   shop     - the storefront mix: 2,000 shoppers, 500 products, 64 connections, 20 s, 3 runs
 #   expiry   - 40,000 unpaid orders of one sale falling due while it is still busy: time
 #              until their stock is back, and the SKU's read latency meanwhile
-# Usage: bench/flash_sale_runs.sh [harness|sale|rates|shop|expiry|all]   (output: bench/results/)
+#   restart  - kill -9 after 10 s of purchases at full speed, then the time until the node
+#              and the hot SKU serve again (3 rounds)
+# Usage: bench/flash_sale_runs.sh [harness|sale|rates|shop|expiry|restart|all]   (output: bench/results/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
@@ -99,4 +101,30 @@ if [ "$WHAT" = expiry ] || [ "$WHAT" = all ]; then
        END { printf "after the bench: all 40,000 units available again %.1f s later (%d reads, slowest %.1f ms)\nlast read: %s\n",
              last - first, NR, max * 1000, line }' "$OUT/expiry-polls.txt" | tee "$OUT/expiry.txt"
   grep -E '^(request kind|purchase|latency)' "$OUT/expiry-sale.txt" | tee -a "$OUT/expiry.txt"
+fi
+
+if [ "$WHAT" = restart ] || [ "$WHAT" = all ]; then
+  : >"$OUT/restart.txt"
+  for run in 1 2 3; do
+    start_node sync
+    "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 2000 \
+      --stock 100000000 --per-user-limit 10000 --connections 64 --duration 10 --run-id rs \
+      >"$OUT/restart-burst.txt" 2>&1 || true
+    kill -9 "$PID"; wait "$PID" 2>/dev/null || true
+    logged=$(wc -l <"$DATA.log")
+    begin=$(date +%s.%N)
+    "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --password-hash-cost 3 \
+      --admin-password bench-admin-pw >>"$DATA.log" 2>&1 &
+    PID=$!
+    until curl -sf "$T/healthz" >/dev/null; do sleep 0.02; done
+    ready=$(date +%s.%N)
+    until curl -sf "$T/api/v1/inventory/bench-rs-0" >/dev/null; do sleep 0.02; done
+    serving=$(date +%s.%N)
+    inv=$(curl -sf "$T/api/v1/inventory/bench-rs-0")
+    echo "run $run: $(awk '/^purchase/ && NF > 7 {print $4; exit}' "$OUT/restart-burst.txt") orders" \
+      "in 10 s; restart to /healthz $(echo "$ready - $begin" | bc) s, to the hot SKU" \
+      "$(echo "$serving - $begin" | bc) s; $(tail -n +$((logged + 1)) "$DATA.log" | grep -oE '(storage opened|loaded from storage) in [0-9]+ ms' | tr '\n' ';') $inv" |
+      tee -a "$OUT/restart.txt"
+    stop_node
+  done
 fi
