@@ -27,7 +27,7 @@ start_node() { # durability [extra shopd flags...]
   for _ in $(seq 100); do grep -q "shopd ready" "$DATA.log" 2>/dev/null && return 0; sleep 0.1; done
   echo "shopd did not start"; cat "$DATA.log"; exit 1
 }
-stop_node() { kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$DATA.log"; PID=""; }
+stop_node() { kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$DATA.log" "$DATA.burst"; PID=""; }
 trap 'if [ -n "$PID" ]; then stop_node; fi' EXIT
 T=http://127.0.0.1:$PORT
 
@@ -109,7 +109,7 @@ if [ "$WHAT" = restart ] || [ "$WHAT" = all ]; then
     start_node sync
     "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 2000 \
       --stock 100000000 --per-user-limit 10000 --connections 64 --duration 10 --run-id rs \
-      >"$OUT/restart-burst.txt" 2>&1 || true
+      >"$DATA.burst" 2>&1 || true
     kill -9 "$PID"; wait "$PID" 2>/dev/null || true
     logged=$(wc -l <"$DATA.log")
     begin=$(date +%s.%N)
@@ -121,7 +121,7 @@ if [ "$WHAT" = restart ] || [ "$WHAT" = all ]; then
     until curl -sf "$T/api/v1/inventory/bench-rs-0" >/dev/null; do sleep 0.02; done
     serving=$(date +%s.%N)
     inv=$(curl -sf "$T/api/v1/inventory/bench-rs-0")
-    echo "run $run: $(awk '/^purchase/ && NF > 7 {print $4; exit}' "$OUT/restart-burst.txt") orders" \
+    echo "run $run: $(awk '/^purchase/ && NF > 7 {print $4; exit}' "$DATA.burst") orders" \
       "in 10 s; restart to /healthz $(echo "$ready - $begin" | bc) s, to the hot SKU" \
       "$(echo "$serving - $begin" | bc) s; $(tail -n +$((logged + 1)) "$DATA.log" | grep -oE '(storage opened|loaded from storage) in [0-9]+ ms' | tr '\n' ';') $inv" |
       tee -a "$OUT/restart.txt"
