@@ -1,5 +1,7 @@
 // sku_stock: one actor per SKU. See entities.hpp and stock_book.hpp.
 
+#include <optional>
+
 #include <caf/all.hpp>
 
 #include "actors/entities.hpp"
@@ -60,6 +62,35 @@ void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, si
   self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
 }
 
+/// Writes a settled entry's new state; once that is durable, the entry leaves
+/// memory (storage answers for it from then on, see find_any_entry).
+void persist_settled(sku_actor* self, const sku_keys& k, const std::string& order_id,
+                     size_t open_before) {
+  persist_entry(self, k, *self->state.book.find_entry(order_id), open_before);
+  self->state.core.after_commit([self, order_id](const caf::error* err) {
+    if (!err)
+      self->state.book.forget_settled(order_id);
+  });
+}
+
+/// The ledger entry of `order_id` in any state: from memory (reserved, or
+/// settled and not yet durable) or else from storage.
+caf::expected<std::optional<ledger_entry>> find_any_entry(sku_actor* self, const sku_keys& k,
+                                                          const std::string& order_id) {
+  if (auto e = self->state.book.find_entry(order_id))
+    return std::optional<ledger_entry>{*e};
+  std::string raw;
+  auto found = self->state.core.ctx->db->get(k.ledger(order_id), raw);
+  if (!found)
+    return found.error();
+  if (!*found)
+    return std::optional<ledger_entry>{};
+  ledger_entry e;
+  if (!decode(raw, e))
+    return make_error(errc::internal, "corrupt ledger entry for order " + order_id);
+  return std::optional<ledger_entry>{std::move(e)};
+}
+
 /// Expiry requests one SKU has in flight at most. A sale whose thousands of
 /// unpaid orders fall due together settles them in waves of this size, and
 /// the SKU answers purchases and reads between the replies.
@@ -93,7 +124,7 @@ void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
     case order_status::pending_payment: break; // not expired yet: try again later
   }
   if (changed)
-    persist_entry(self, k, *book.find_entry(order_id), open_before);
+    persist_settled(self, k, order_id, open_before);
 }
 
 void on_expiry(sku_actor* self, const sku_keys& k) {
@@ -273,10 +304,13 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         if (!req.idempotency_key.empty()) {
           order_id =
             derive_order_id(ctx->order_secret, req.user_id, req.sale_id, req.idempotency_key);
-          if (auto e = st.book.find_entry(order_id)) {
+          auto e = find_any_entry(self, k, order_id);
+          if (!e)
+            return reject_durable<purchase_result>(self, std::move(e.error()));
+          if (auto& found = *e) {
             // A retry: the first answer again, also after expiry or a restart.
-            if (e->quantity == req.quantity)
-              return reply_durable(self, purchase_result{order_of(*e, sku), true});
+            if (found->quantity == req.quantity)
+              return reply_durable(self, purchase_result{order_of(*found, sku), true});
             return reject_durable<purchase_result>(
               self, make_error(errc::conflict,
                                "this Idempotency-Key was already used for a different request"));
@@ -308,8 +342,10 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         if (!st.book.exists())
           return reject_durable<order_line>(
             self, make_error(errc::not_found, "no product with sku '" + sku + "'"));
-        if (auto e = st.book.find_entry(c.order_id);
-            e && e->state != reservation_state::released) {
+        auto stored = find_any_entry(self, k, c.order_id);
+        if (!stored)
+          return reject_durable<order_line>(self, std::move(stored.error()));
+        if (auto& e = *stored; e && e->state != reservation_state::released) {
           // A retried placement of the same order: the reservation it made,
           // held as long as the new attempt's order will wait for payment.
           if (e->quantity == c.quantity && e->user_id == c.user_id && e->sale_id.empty()) {
@@ -346,7 +382,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         st.core.touch();
         auto open_before = st.book.open_reservations();
         if (st.book.mark_sold(c.order_id))
-          persist_entry(self, k, *st.book.find_entry(c.order_id), open_before);
+          persist_settled(self, k, c.order_id, open_before);
         return reply_durable(self, true); // idempotent, like release
       },
       [=](const release_reservation& c) -> caf::result<bool> {
@@ -354,7 +390,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         st.core.touch();
         auto open_before = st.book.open_reservations();
         if (st.book.release(c.order_id))
-          persist_entry(self, k, *st.book.find_entry(c.order_id), open_before);
+          persist_settled(self, k, c.order_id, open_before);
         return reply_durable(self, true); // idempotent: releasing twice changes nothing
       },
       [=](expiry_atom) { on_expiry(self, k); },

@@ -111,16 +111,22 @@ void stock_book::reserve(ledger_entry entry) {
   restore(std::move(entry));
 }
 
+void stock_book::forget_settled(const std::string& order_id) {
+  auto i = ledger_.find(order_id);
+  if (i != ledger_.end() && i->second.entry.state != reservation_state::reserved)
+    ledger_.erase(i);
+}
+
 void stock_book::restore(ledger_entry entry) {
   count(entry, +1);
+  if (entry.state != reservation_state::reserved)
+    return; // counted; its record stays in storage only
   auto id = entry.order_id;
   auto& h = ledger_[id];
   h.entry = std::move(entry);
-  if (h.entry.state == reservation_state::reserved) {
-    ++open_;
-    h.check = handed_out_mark; // not in the queue yet
-    queue_check(h, h.entry.expires_at);
-  }
+  ++open_;
+  h.check = handed_out_mark; // not in the queue yet
+  queue_check(h, h.entry.expires_at);
 }
 
 bool stock_book::release(const std::string& order_id) {

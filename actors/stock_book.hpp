@@ -54,9 +54,23 @@ public:
   caf::error check_purchase(const sale_terms& terms, const std::string& user_id, int64_t quantity,
                             millis now) const;
 
+  // The ledger in memory holds the reserved entries, and settled ones (sold,
+  // released) only until the owner calls forget_settled, once their new state
+  // is durable: a long-selling SKU's memory stays proportional to its open
+  // reservations, not to every order it ever took. Settled entries are counted
+  // (sold, a sale's taken units, each user's units) all the same.
+
+  /// The entry of `order_id` if it is in memory (see above), else nullptr.
   const ledger_entry* find_entry(const std::string& order_id) const;
 
-  /// Records a reservation. Precondition: check_purchase passed and the order id is new.
+  /// Drops a settled entry from memory (a reserved one stays).
+  void forget_settled(const std::string& order_id);
+
+  /// Number of entries in memory.
+  size_t entries_in_memory() const noexcept { return ledger_.size(); }
+
+  /// Records a reservation. Precondition: check_purchase passed and the order
+  /// id is new, or its entry was released.
   void reserve(ledger_entry entry);
 
   /// Returns a reserved entry's units to available; false if it was not reserved.
@@ -68,7 +82,8 @@ public:
   /// Moves a reserved entry's expiry; false if it was not reserved.
   bool set_expiry(const std::string& order_id, millis expires_at);
 
-  /// Re-applies a stored entry in any state (recovery).
+  /// Re-applies a stored entry in any state (recovery); only a reserved one is
+  /// kept in memory.
   void restore(ledger_entry entry);
 
   // -- expiry -----------------------------------------------------------------

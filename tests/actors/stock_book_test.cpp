@@ -65,6 +65,48 @@ TEST(StockBook, test_release_returns_units_once) {
   EXPECT_EQ(b.open_reservations(), 0u);
 }
 
+// Settled entries leave memory when the owner says their state is durable,
+// and stored ones are counted at recovery without being kept: memory follows
+// the open reservations, while the counts still cover every entry.
+TEST(StockBook, test_settled_entries_are_counted_but_not_kept_in_memory) {
+  auto b = book_with(10, 10, 5);
+  b.reserve(entry("o1", "u", 2));
+  b.reserve(entry("o2", "u", 1));
+  EXPECT_TRUE(b.mark_sold("o1"));
+  EXPECT_NE(b.find_entry("o1"), nullptr); // until its new state is durable
+  b.forget_settled("o1");
+  b.forget_settled("o2"); // still reserved: stays
+  EXPECT_EQ(b.find_entry("o1"), nullptr);
+  ASSERT_NE(b.find_entry("o2"), nullptr);
+  EXPECT_EQ(b.entries_in_memory(), 1u);
+  EXPECT_EQ(b.sold(), 2);
+  EXPECT_EQ(b.units_of("s1", "u"), 3);
+  EXPECT_EQ(check(b, "u", 3), errc::limit_exceeded); // the sold units still count
+
+  // Recovery: the same ledger read back from storage.
+  auto r = book_with(10, 10, 5);
+  auto sold = entry("o1", "u", 2);
+  sold.state = reservation_state::sold;
+  auto released = entry("o3", "u", 4);
+  released.state = reservation_state::released;
+  r.restore(sold);
+  r.restore(released);
+  r.restore(entry("o2", "u", 1));
+  EXPECT_EQ(r.entries_in_memory(), 1u);
+  EXPECT_EQ(r.find_entry("o1"), nullptr);
+  EXPECT_EQ(r.sold(), 2);
+  EXPECT_EQ(r.reserved(), 1);
+  EXPECT_EQ(r.available(), 7);
+  EXPECT_EQ(r.units_of("s1", "u"), 3);
+  EXPECT_EQ(r.remaining(*r.find_sale("s1")), 7);
+  // A released entry reserved anew (a checkout's orphan) is open again.
+  auto again = entry("o3", "u", 1);
+  r.reserve(again);
+  EXPECT_EQ(r.open_reservations(), 2u);
+  r.forget_settled("o3");
+  EXPECT_NE(r.find_entry("o3"), nullptr);
+}
+
 TEST(StockBook, test_take_due_hands_out_expired_reservations_once) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 100));

@@ -144,6 +144,39 @@ TEST(FlashSale, test_idempotency_key_retries_yield_one_order) {
   EXPECT_EQ(get_inventory(c2, "idem-1").reserved, 2);
 }
 
+// A SKU keeps settled reservations in storage only: a retry that comes after
+// the order was cancelled is still answered with the first answer, read back
+// from there, and creates nothing, also after a restart.
+TEST(FlashSale, test_a_retry_after_the_order_was_cancelled_is_the_first_answer) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "idem-c", 10, "sale-c", 10, 5);
+  auto tokens = make_users(shopd.port(), "canceller_", 1);
+  auto first = purchase(c, tokens[0], "sale-c", 2, "key-c");
+  ASSERT_EQ(first.status, 201) << first.body;
+  auto id = json_field(first.body, "order_id");
+  auto cancel = c.request("POST", "/api/v1/orders/" + id + "/cancel", {}, {bearer(tokens[0])});
+  ASSERT_EQ(cancel.status, 200) << cancel.body;
+  ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "idem-c").available == 10; }));
+  std::this_thread::sleep_for(200ms); // by now the release is durable and the entry left memory
+  auto again = purchase(c, tokens[0], "sale-c", 2, "key-c");
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(get_inventory(c, "idem-c"), (inventory{10, 0, 0}));
+  EXPECT_EQ(purchase(c, tokens[0], "sale-c", 1, "key-c").status, 409); // other terms
+  EXPECT_EQ(purchase(c, tokens[0], "sale-c", 1, "key-d").status, 201); // a new request
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  auto after = purchase(c2, tokens[0], "sale-c", 2, "key-c");
+  EXPECT_EQ(after.status, 201);
+  EXPECT_EQ(after.body, first.body);
+  EXPECT_EQ(get_inventory(c2, "idem-c"), (inventory{9, 1, 0}));
+  auto order = c2.request("GET", "/api/v1/orders/" + id, {}, {bearer(tokens[0])});
+  EXPECT_EQ(json_field(order.body, "status"), "cancelled");
+}
+
 TEST(FlashSale, test_unpaid_orders_expire_and_release_their_stock) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--payment-timeout", "2"}};
