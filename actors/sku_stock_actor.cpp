@@ -190,6 +190,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
       return err;
     if (corrupt)
       return make_error(errc::internal, "corrupt stock ledger for " + k.sku);
+    st.book.finish_restore();
     if (st.book.open_reservations() > 0)
       arm_timer(self);
     return caf::none;

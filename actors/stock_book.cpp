@@ -108,7 +108,13 @@ void stock_book::forget_check(held& h) {
 
 void stock_book::reserve(ledger_entry entry) {
   entry.state = reservation_state::reserved;
-  restore(std::move(entry));
+  count(entry, +1);
+  auto id = entry.order_id;
+  auto& h = ledger_[id];
+  h.entry = std::move(entry);
+  ++open_;
+  h.check = handed_out_mark; // not in the queue yet
+  queue_check(h, h.entry.expires_at);
 }
 
 void stock_book::forget_settled(const std::string& order_id) {
@@ -125,8 +131,16 @@ void stock_book::restore(ledger_entry entry) {
   auto& h = ledger_[id];
   h.entry = std::move(entry);
   ++open_;
-  h.check = handed_out_mark; // not in the queue yet
-  queue_check(h, h.entry.expires_at);
+  h.check = h.entry.expires_at;
+  restored_.emplace_back(h.check, std::move(id));
+}
+
+void stock_book::finish_restore() {
+  std::sort(restored_.begin(), restored_.end());
+  for (auto& item : restored_)
+    queue_.emplace_hint(queue_.end(), std::move(item));
+  restored_.clear();
+  restored_.shrink_to_fit();
 }
 
 bool stock_book::release(const std::string& order_id) {

@@ -91,7 +91,14 @@ TEST(StockBook, test_settled_entries_are_counted_but_not_kept_in_memory) {
   released.state = reservation_state::released;
   r.restore(sold);
   r.restore(released);
-  r.restore(entry("o2", "u", 1));
+  r.restore(entry("o2", "u", 1, 700));
+  r.restore(entry("o4", "v", 1, 600));
+  r.finish_restore();
+  EXPECT_EQ(r.entries_in_memory(), 2u);
+  EXPECT_EQ(*r.next_check(), 600); // the restored reservations are queued for expiry
+  EXPECT_TRUE(r.release("o4"));
+  r.forget_settled("o4");
+  EXPECT_EQ(*r.next_check(), 700);
   EXPECT_EQ(r.entries_in_memory(), 1u);
   EXPECT_EQ(r.find_entry("o1"), nullptr);
   EXPECT_EQ(r.sold(), 2);
