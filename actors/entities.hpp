@@ -79,8 +79,10 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx);
 
 /// A detached actor (own thread) that hashes and verifies passwords with
 /// argon2id, so slow hashing never stalls the scheduler. `cost` is log2 of
-/// the memory in KiB (3..22); time cost 2, one lane.
-caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost);
+/// the memory in KiB (3..22); time cost 2, one lane. Reports each hash time
+/// to `pool`, which refuses work it could not finish in time.
+caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
+                              std::weak_ptr<hasher_pool> pool);
 
 /// Spawns the node's region: one per node. `base.region` is filled in by the region.
 /// On start it activates every SKU with open reservations, so their expiry timers run.

@@ -18,16 +18,39 @@ const char* to_string(entity_kind k) noexcept {
   return "unknown";
 }
 
+hasher_pool::hasher_pool(std::chrono::milliseconds queue_budget) : queue_budget_(queue_budget) {
+}
+
 void hasher_pool::add(caf::actor worker) {
   std::lock_guard<std::mutex> guard{mtx_};
   workers_.push_back(std::move(worker));
 }
 
-caf::actor hasher_pool::pick() {
+caf::expected<hasher_pool::loan> hasher_pool::lend() {
   std::lock_guard<std::mutex> guard{mtx_};
   if (workers_.empty())
-    return {};
-  return workers_[next_++ % workers_.size()];
+    return make_error(errc::unavailable, "the node is stopping");
+  // Time until a new request would be done: the lent ones and it, spread over the hashers.
+  auto backlog = service_time_ * static_cast<int64_t>(lent_ + 1)
+                 / static_cast<int64_t>(workers_.size());
+  if (lent_ >= workers_.size() && backlog > queue_budget_)
+    return make_error(errc::unavailable, "too many password checks in progress; retry shortly");
+  ++lent_;
+  std::shared_ptr<void> lease{nullptr, [pool = shared_from_this()](void*) {
+                                std::lock_guard<std::mutex> guard{pool->mtx_};
+                                --pool->lent_;
+                              }};
+  return loan{workers_[next_++ % workers_.size()], std::move(lease)};
+}
+
+void hasher_pool::observe(std::chrono::microseconds took) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  service_time_ = service_time_.count() == 0 ? took : (service_time_ * 7 + took) / 8;
+}
+
+size_t hasher_pool::lent() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return lent_;
 }
 
 std::vector<caf::actor> hasher_pool::close() {

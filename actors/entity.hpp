@@ -44,21 +44,47 @@ struct entity_metrics {
   std::atomic<uint64_t> restarts{0};
 };
 
-/// Handles of the password hasher actors, picked round-robin. One per node;
-/// thread-safe. After close() it hands out invalid handles, so the detached
+/// Handles of the password hasher actors (argon2 on their own threads), lent
+/// round-robin. One per node, thread-safe, always held by a shared_ptr (a
+/// loan keeps its pool alive). After close() it lends nothing, so the detached
 /// hasher threads can end (they hold on until no handle to them is left).
-class hasher_pool {
+class hasher_pool : public std::enable_shared_from_this<hasher_pool> {
 public:
+  /// A hasher lent for one hash or verify: the pool counts it as queued until
+  /// the last copy of `lease` is gone (the answer handled, or the asking actor
+  /// gone with its handlers).
+  struct loan {
+    caf::actor worker;
+    std::shared_ptr<void> lease;
+  };
+
+  /// Lends a hasher only while the work already lent would be done within
+  /// `queue_budget` (judged by the hashers' recent hash times), and always at
+  /// least one request per hasher. Cheap hashes (tests) are never refused; at
+  /// argon2's default cost (~100 ms) a few requests per hasher are.
+  explicit hasher_pool(std::chrono::milliseconds queue_budget = std::chrono::seconds{1});
+
   void add(caf::actor worker);
-  /// A hasher, or an invalid handle once closed.
-  caf::actor pick();
+  /// A hasher, or `unavailable` when the pool is closed or its queue is full
+  /// (see above). Refusing at once (503, Retry-After) keeps a login storm from
+  /// queueing work that would only run after its client gave up, which would
+  /// starve every later login too.
+  caf::expected<loan> lend();
+  /// A hasher reports how long one hash or verify took.
+  void observe(std::chrono::microseconds took);
   /// Forgets every hasher and returns them (to send them an exit).
   std::vector<caf::actor> close();
+  /// Requests lent and not yet answered.
+  size_t lent() const;
 
 private:
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::vector<caf::actor> workers_;
   size_t next_ = 0;
+  size_t lent_ = 0;
+  std::chrono::microseconds queue_budget_;
+  /// Moving average of the hash times reported by observe() (0: none yet).
+  std::chrono::microseconds service_time_{0};
 };
 
 /// Everything an entity needs from its node. One per node, shared read-only.

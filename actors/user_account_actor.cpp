@@ -42,16 +42,15 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
         if (st.exists && !c.upsert)
           return reject_durable<user_view>(self,
                                            make_error(errc::conflict, "the username is taken"));
-        auto hasher = ctx->hashers->pick();
+        auto hasher = ctx->hashers->lend();
         if (!hasher)
-          return reject_durable<user_view>(self,
-                                           make_error(errc::unavailable, "the node is stopping"));
+          return reject_durable<user_view>(self, std::move(hasher.error()));
         auto rp = self->make_response_promise<user_view>();
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // `await`: a second registration of this name waits for this one.
-        self->request(hasher, ctx->ask_timeout, hash_atom::value, c.password)
+        self->request(hasher->worker, ctx->ask_timeout, hash_atom::value, c.password)
           .await(
-            [self, rp, key, c, ticket](std::string& hash) mutable {
+            [self, rp, key, c, ticket, lease = hasher->lease](std::string& hash) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
               if (!st.exists) {
@@ -67,7 +66,7 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
               st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
               deliver_durable(st.core, rp, view_of(st.user));
             },
-            [self, rp, ticket](caf::error& err) mutable {
+            [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
               self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
@@ -79,17 +78,16 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
         if (!st.exists)
           return reject_durable<user_view>(
             self, make_error(errc::unauthorized, "wrong username or password"));
-        auto hasher = ctx->hashers->pick();
+        auto hasher = ctx->hashers->lend();
         if (!hasher)
-          return reject_durable<user_view>(self,
-                                           make_error(errc::unavailable, "the node is stopping"));
+          return reject_durable<user_view>(self, std::move(hasher.error()));
         auto rp = self->make_response_promise<user_view>();
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         self
-          ->request(hasher, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
+          ->request(hasher->worker, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
                     c.password)
           .then(
-            [self, rp, ticket](bool ok) mutable {
+            [self, rp, ticket, lease = hasher->lease](bool ok) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
               if (!ok) {
@@ -99,7 +97,7 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
               // A token only for an account (or password) that is durable.
               deliver_durable(st.core, rp, view_of(st.user));
             },
-            [self, rp, ticket](caf::error& err) mutable {
+            [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
               self->state.core.unhold(ticket);
               rp.deliver(std::move(err));
             });
@@ -118,11 +116,23 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
                          [] { return true; });
 }
 
-caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost) {
+caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
+                              std::weak_ptr<hasher_pool> pool) {
   const uint32_t t_cost = 2;
   const uint32_t m_cost = 1u << std::clamp<uint32_t>(cost, 3, 22);
+  // Reports how long each message took, once it is handled.
+  struct timer {
+    std::weak_ptr<hasher_pool> pool;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~timer() {
+      if (auto p = pool.lock())
+        p->observe(std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - start));
+    }
+  };
   return {
     [=](hash_atom, const std::string& password) -> caf::result<std::string> {
+      timer timed{pool};
       unsigned char salt[16];
       auto salt_hex = random_hex(sizeof(salt));
       for (size_t i = 0; i < sizeof(salt); ++i)
@@ -138,6 +148,7 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost) {
       return encoded;
     },
     [=](verify_atom, const std::string& encoded, const std::string& password) -> bool {
+      timer timed{pool};
       return argon2id_verify(encoded.c_str(), password.data(), password.size()) == ARGON2_OK;
     },
   };

@@ -167,7 +167,9 @@ caf::error node::start() {
   i.sys_cfg = std::make_unique<node_system_config>(cfg.workers, cfg.scheduler_policy);
   i.sys = std::make_unique<caf::actor_system>(*i.sys_cfg);
   for (size_t n = 0; n < std::max<size_t>(1, cfg.hashers); ++n)
-    i.hashers->add(i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost));
+    i.hashers->add(
+      i.sys->spawn<caf::detached>(password_hasher, cfg.password_hash_cost,
+                                  std::weak_ptr<hasher_pool>{i.hashers}));
   entity_context ctx;
   ctx.db = i.db;
   ctx.journal = i.jrnl;

@@ -37,7 +37,8 @@ protected:
     ctx.passivate_after = passivate_after;
     ctx.metrics = metrics;
     ctx.hashers = hashers;
-    ctx.hashers->add(sys->spawn<caf::detached>(password_hasher, 3));
+    ctx.hashers->add(
+      sys->spawn<caf::detached>(password_hasher, 3, std::weak_ptr<hasher_pool>{hashers}));
     region = spawn_region(*sys, std::move(ctx));
   }
 

@@ -342,6 +342,41 @@ TEST(FlashSale, test_idle_entities_passivate_and_the_live_count_drops) {
   EXPECT_GE(active(), 30);
 }
 
+// Argon2 at cost 16 takes a few hundred ms, so two hashers check a handful of
+// passwords per second. A storm of logins beyond that is refused at once
+// (503, Retry-After) instead of queueing: no login waits into the request
+// timeout, and logins keep succeeding during and after the storm.
+TEST(Overload, test_a_login_storm_is_refused_fast_and_logins_keep_working) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--password-hash-cost", "16"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto reg = c.request("POST", "/api/v1/users", R"({"username":"stormy","password":"pw-stormy-1"})");
+  ASSERT_EQ(reg.status, 201) << reg.body;
+  const std::string login = R"({"username":"stormy","password":"pw-stormy-1"})";
+  std::mutex m;
+  std::map<int, int> statuses;
+  int timed_out = 0, without_retry_after = 0;
+  parallel_for(shopd.port(), 160, 64, [&](http_client& cc, size_t) {
+    auto r = cc.request("POST", "/api/v1/auth/login", login);
+    std::lock_guard<std::mutex> g{m};
+    ++statuses[r.status];
+    auto message = json_field(r.body, "error.message");
+    if (message == "no answer in time; retry" // the edge's timeout: it waited 5 s
+        || message == "the owning actor did not answer in time")
+      ++timed_out;
+    if (r.status == 503 && r.header("retry-after").empty())
+      ++without_retry_after;
+  });
+  EXPECT_GT(statuses[200], 0);
+  EXPECT_GT(statuses[503], 0);
+  EXPECT_EQ(statuses[200] + statuses[503], 160);
+  EXPECT_EQ(timed_out, 0);
+  EXPECT_EQ(without_retry_after, 0);
+  auto after = c.request("POST", "/api/v1/auth/login", login);
+  EXPECT_EQ(after.status, 200) << after.body;
+}
+
 TEST(Edge, test_traffic_longer_than_the_request_timeout_keeps_being_served) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--request-timeout", "0.3"}};
