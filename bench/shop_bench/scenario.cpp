@@ -3,8 +3,10 @@
 #include "bench/shop_bench/scenario.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include <simdjson.h>
 
@@ -154,6 +156,35 @@ bool admin_logins(const std::vector<target>& targets, const std::string& passwor
   return true;
 }
 
+namespace {
+
+/// send_all, re-sending every request answered 503 (the node refused it at
+/// once, e.g. its password hashers were busy) after the Retry-After second,
+/// for at most a minute.
+std::vector<response> send_all_retrying_503(const std::vector<target>& targets,
+                                            const std::vector<request>& reqs,
+                                            size_t connections) {
+  auto out = send_all(targets, reqs, connections);
+  for (int round = 0; round < 60; ++round) {
+    std::vector<size_t> again;
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].status == 503)
+        again.push_back(i);
+    if (again.empty())
+      break;
+    std::this_thread::sleep_for(std::chrono::seconds{1});
+    std::vector<request> retry;
+    for (auto i : again)
+      retry.push_back(reqs[i]);
+    auto answers = send_all(targets, std::move(retry), connections);
+    for (size_t j = 0; j < again.size(); ++j)
+      out[again[j]] = std::move(answers[j]);
+  }
+  return out;
+}
+
+} // namespace
+
 bool make_users(const std::vector<target>& targets, const std::string& prefix, size_t n,
                 size_t connections, std::vector<std::string>& tokens) {
   auto T = targets.size();
@@ -164,13 +195,13 @@ bool make_users(const std::vector<target>& targets, const std::string& prefix, s
     reg.push_back(make("POST", "/api/v1/users", body, {}, i % T));
     login.push_back(make("POST", "/api/v1/auth/login", body, {}, i % T));
   }
-  auto r1 = send_all(targets, std::move(reg), connections);
+  auto r1 = send_all_retrying_503(targets, reg, connections);
   for (auto& r : r1)
     if (r.status != 201 && r.status != 409) {
       std::fprintf(stderr, "registering users failed: %d %s\n", r.status, r.body.c_str());
       return false;
     }
-  auto r2 = send_all(targets, std::move(login), connections);
+  auto r2 = send_all_retrying_503(targets, login, connections);
   tokens.assign(n, {});
   for (size_t i = 0; i < n; ++i) {
     tokens[i] = json_string(r2[i].body, "token");
