@@ -106,15 +106,20 @@ void stock_book::forget_check(held& h) {
   --open_;
 }
 
-void stock_book::reserve(ledger_entry entry) {
-  entry.state = reservation_state::reserved;
+stock_book::held& stock_book::add_reserved(ledger_entry entry) {
   count(entry, +1);
   auto id = entry.order_id;
   auto& h = ledger_[id];
   h.entry = std::move(entry);
+  h.check = h.entry.expires_at;
   ++open_;
-  h.check = handed_out_mark; // not in the queue yet
-  queue_check(h, h.entry.expires_at);
+  return h;
+}
+
+void stock_book::reserve(ledger_entry entry) {
+  entry.state = reservation_state::reserved;
+  auto& h = add_reserved(std::move(entry));
+  queue_.emplace(h.check, h.entry.order_id);
 }
 
 void stock_book::forget_settled(const std::string& order_id) {
@@ -124,15 +129,12 @@ void stock_book::forget_settled(const std::string& order_id) {
 }
 
 void stock_book::restore(ledger_entry entry) {
-  count(entry, +1);
-  if (entry.state != reservation_state::reserved)
-    return; // counted; its record stays in storage only
-  auto id = entry.order_id;
-  auto& h = ledger_[id];
-  h.entry = std::move(entry);
-  ++open_;
-  h.check = h.entry.expires_at;
-  restored_.emplace_back(h.check, std::move(id));
+  if (entry.state != reservation_state::reserved) {
+    count(entry, +1); // its record stays in storage only
+    return;
+  }
+  auto& h = add_reserved(std::move(entry));
+  restored_.emplace_back(h.check, h.entry.order_id);
 }
 
 void stock_book::finish_restore() {

@@ -127,6 +127,8 @@ private:
   static constexpr millis handed_out_mark = -1;
 
   void count(const ledger_entry& e, int64_t sign);
+  /// Counts a reserved entry and keeps it, its check time at its expiry (not queued).
+  held& add_reserved(ledger_entry entry);
   /// Queues a reserved entry at `at` (first leaving the queue if it was in it).
   void queue_check(held& h, millis at);
   /// Takes a reserved entry that leaves that state out of the expiry queue.
