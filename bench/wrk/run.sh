@@ -9,6 +9,7 @@ cd "$(dirname "$0")/../.."
 MODE=${1:-sync}
 CONNS=${2:-64}
 SECS=${3:-10}
+HEALTHZ_SECS=${HEALTHZ_SECS:-$SECS} # shorter for a purchase soak
 PORT=${PORT:-18990}
 USERS=${USERS:-256}
 SHOPD=${SHOPD:-build/cluster/shopd}
@@ -68,10 +69,10 @@ measure() { # label, then the wrk command line
       print line " )"
     }'
 }
-echo "== $MODE durability, $CONNS connections, ${SECS}s each, $(nproc) cores," \
+echo "== $MODE durability, $CONNS connections, ${HEALTHZ_SECS}s /healthz, ${SECS}s purchases, $(nproc) cores," \
   "shopd on cpus ${SHOPD_CPUS:-any}, wrk -t$WRK_THREADS on cpus ${WRK_CPUS:-any}"
 echo "-- GET /healthz"
-measure healthz "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
+measure healthz "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${HEALTHZ_SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
 export TOKENS="$WORK/tokens.txt" SALE=bench-sale
 measure purchase "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
