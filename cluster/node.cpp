@@ -93,6 +93,22 @@ void node::write_metrics(std::string& out) const {
   jrnl->commit_latency().write(out, "shop_journal_commit_duration_seconds", {});
   gauge("shop_rocksdb_estimated_keys", "RocksDB's estimate of the number of keys.",
         static_cast<double>(db->int_property("rocksdb.estimate-num-keys")));
+  gauge("shop_rocksdb_live_sst_bytes", "Size of the SST files of the current version.",
+        static_cast<double>(db->int_property("rocksdb.live-sst-files-size")));
+  gauge("shop_rocksdb_l0_files", "SST files in level 0 (writes slow down at 20, stop at 36).",
+        static_cast<double>(db->int_property("rocksdb.num-files-at-level0")));
+  gauge("shop_rocksdb_pending_compaction_bytes",
+        "RocksDB's estimate of the bytes compaction must rewrite to settle the levels.",
+        static_cast<double>(db->int_property("rocksdb.estimate-pending-compaction-bytes")));
+  counter("shop_rocksdb_flush_written_bytes_total", "SST bytes written by memtable flushes.",
+          static_cast<double>(db->counter(store_counter::flush_written_bytes)));
+  counter("shop_rocksdb_compaction_written_bytes_total", "SST bytes written by compactions.",
+          static_cast<double>(db->counter(store_counter::compaction_written_bytes)));
+  counter("shop_rocksdb_compaction_read_bytes_total", "SST bytes read by compactions.",
+          static_cast<double>(db->counter(store_counter::compaction_read_bytes)));
+  counter("shop_rocksdb_write_stall_seconds_total",
+          "Time writes were delayed or stopped by RocksDB (compaction falling behind).",
+          static_cast<double>(db->counter(store_counter::write_stall_micros)) / 1e6);
 }
 
 node::node(node_config cfg) : impl_(std::make_unique<impl>()) {

@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -26,8 +27,9 @@ void append(rocksdb::WriteBatch& wb, const write_batch& ops) {
 
 } // namespace
 
-store::store(std::unique_ptr<rocksdb::DB> db, std::string path)
-  : db_(std::move(db)), path_(std::move(path)) {
+store::store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistics> stats,
+             std::string path)
+  : db_(std::move(db)), stats_(std::move(stats)), path_(std::move(path)) {
 }
 
 store::~store() {
@@ -51,6 +53,24 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   o.write_buffer_size = 32 << 20;
   o.min_write_buffer_number_to_merge = 1;
   o.max_write_buffer_number = 4;
+  // Flushes and compactions hand their SST data to the disk every MiB, as they
+  // write it. Without this an SST's pages stayed dirty until the file was
+  // finished, then went out in one burst of tens of MiB, and every WAL sync
+  // queued behind that burst: the stalls that made sync purchases' p99 several
+  // times higher in runs longer than a few seconds (bench/RESULTS.md).
+  o.bytes_per_sync = 1 << 20;
+  // Level sizes that follow the small memtables. The defaults of the call above
+  // (a 512 MiB first level, compacted into after every 2 flushes) made each
+  // small flush rewrite most of that level, since purchases' keys are random:
+  // compaction CPU grew with the data (bench/RESULTS.md).
+  o.level0_file_num_compaction_trigger = 4;
+  o.max_bytes_for_level_base = 128 << 20;
+  o.target_file_size_base = 32 << 20;
+  // RocksDB's tickers (flush and compaction bytes, write stalls) for /metrics;
+  // no histograms or timers, which would cost on every read and write.
+  auto stats = rocksdb::CreateDBStatistics();
+  stats->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
+  o.statistics = stats;
   // A Bloom filter over each memtable's keys: a point read of a key that is not
   // there (a new Idempotency-Key's order id, looked up on every such purchase)
   // skips the skiplist searches.
@@ -66,7 +86,8 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok())
     return to_error(s, "cannot open RocksDB at " + opts.path);
-  return std::shared_ptr<store>{new store(std::unique_ptr<rocksdb::DB>{raw}, opts.path)};
+  return std::shared_ptr<store>{
+    new store(std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
 }
 
 caf::expected<bool> store::get(std::string_view key, std::string& out) const {
@@ -124,6 +145,18 @@ uint64_t store::int_property(const std::string& name) const {
   if (!db_->GetIntProperty(name, &v))
     return 0;
   return v;
+}
+
+uint64_t store::counter(store_counter c) const {
+  switch (c) {
+    case store_counter::flush_written_bytes: return stats_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
+    case store_counter::compaction_written_bytes:
+      return stats_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+    case store_counter::compaction_read_bytes:
+      return stats_->getTickerCount(rocksdb::COMPACT_READ_BYTES);
+    case store_counter::write_stall_micros: return stats_->getTickerCount(rocksdb::STALL_MICROS);
+  }
+  return 0;
 }
 
 } // namespace shop

@@ -14,7 +14,8 @@
 
 namespace rocksdb {
 class DB;
-}
+class Statistics;
+} // namespace rocksdb
 
 namespace shop {
 
@@ -34,6 +35,14 @@ inline write_op put_op(std::string key, std::string value) {
 inline write_op erase_op(std::string key) {
   return {write_op::kind::erase, std::move(key), {}};
 }
+
+/// RocksDB's own cumulative counters (since the process started), for /metrics.
+enum class store_counter {
+  flush_written_bytes,      ///< SST bytes written by memtable flushes
+  compaction_written_bytes, ///< SST bytes written by compactions
+  compaction_read_bytes,    ///< SST bytes read by compactions
+  write_stall_micros,       ///< time writes were delayed or stopped by RocksDB
+};
 
 struct store_options {
   /// The RocksDB directory; created when missing. Default: ./data
@@ -69,11 +78,16 @@ public:
   /// A RocksDB integer property such as "rocksdb.estimate-num-keys"; 0 if unknown.
   [[nodiscard]] uint64_t int_property(const std::string& name) const;
 
+  /// One of RocksDB's cumulative counters.
+  [[nodiscard]] uint64_t counter(store_counter c) const;
+
   const std::string& path() const noexcept { return path_; }
 
 private:
-  store(std::unique_ptr<rocksdb::DB> db, std::string path);
+  store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistics> stats,
+        std::string path);
   std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::Statistics> stats_;
   std::string path_;
 };
 

@@ -79,5 +79,12 @@ measure purchase "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --
   "http://127.0.0.1:$PORT"
 curl -sf "http://127.0.0.1:$PORT/metrics" | awk '
   /^shop_journal_groups_total/ { g = $2 } /^shop_journal_batches_total/ { b = $2 }
-  END { if (g > 0) printf "journal: %d group commits, %.1f entity batches per group (setup included)\n", g, b / g }'
+  /^shop_rocksdb_flush_written_bytes_total/ { f = $2 } /^shop_rocksdb_compaction_written_bytes_total/ { c = $2 }
+  /^shop_rocksdb_write_stall_seconds_total/ { st = $2 } /^shop_rocksdb_l0_files/ { l0 = $2 }
+  /^shop_rocksdb_pending_compaction_bytes/ { p = $2 }
+  END {
+    if (g > 0) printf "journal: %d group commits, %.1f entity batches per group (setup included)\n", g, b / g
+    printf "rocksdb: flushes wrote %.0f MiB, compactions %.0f MiB; write stalls %.2f s; now %d L0 files, %.0f MiB pending compaction\n",
+      f / 1048576, c / 1048576, st, l0, p / 1048576
+  }'
 curl -sf "$B/inventory/hot"; echo

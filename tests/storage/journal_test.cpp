@@ -68,6 +68,23 @@ TEST(Store, test_a_scan_resumes_after_the_given_key_for_paging) {
   EXPECT_EQ(scan_after("abc").size(), 3u);
 }
 
+TEST(Store, test_flush_and_compaction_counters_grow_with_the_data_written) {
+  // Operators read these on /metrics to see whether compaction keeps up.
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  EXPECT_EQ((*db)->counter(store_counter::flush_written_bytes), 0u);
+  // Past one 32 MiB memtable, so RocksDB flushes one in the background.
+  std::string value(64 << 10, 'v');
+  for (int i = 0; i < 640; ++i)
+    ASSERT_FALSE((*db)->write({put_op("ord/0000/" + std::to_string(i), value)}, false));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  while ((*db)->counter(store_counter::flush_written_bytes) < (16u << 20)
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  EXPECT_GE((*db)->counter(store_counter::flush_written_bytes), 16u << 20);
+}
+
 TEST(Journal, test_concurrent_submissions_are_grouped_and_all_durable) {
   test::temp_dir dir;
   constexpr int threads = 8, per_thread = 200;
