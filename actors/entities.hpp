@@ -36,6 +36,13 @@ struct flash_sale_state {
   sale_terms terms;
   static inline const char* name = "flash_sale";
 };
+/// Storage format 2 keeps a SKU's settled ledger entries outside its ledger's
+/// range, with a tally (actors/README.md). Brings a data dir written before
+/// that to it: moves every settled entry and writes each SKU's tally and its
+/// buyers' sold units. Safe to run again after an interruption (it recounts
+/// what it already moved). Returns the number of entries moved.
+caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count);
+
 caf::behavior flash_sale_actor(caf::stateful_actor<flash_sale_state>* self, context_ptr ctx,
                                std::string sale_id);
 

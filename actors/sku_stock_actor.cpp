@@ -1,5 +1,6 @@
 // sku_stock: one actor per SKU. See entities.hpp and stock_book.hpp.
 
+#include <map>
 #include <optional>
 
 #include <caf/all.hpp>
@@ -41,8 +42,19 @@ struct sku_keys {
   uint32_t shard_count;
   std::string product = keys::entity(keys::product, sku, shard_count);
   std::string open = keys::entity(keys::open_skus, sku, shard_count);
+  std::string tally = keys::entity(keys::tally, sku, shard_count);
   std::string ledger(const std::string& order_id) const {
     return keys::child(keys::ledger, sku, order_id, shard_count);
+  }
+  std::string settled(const std::string& order_id) const {
+    return keys::child(keys::settled, sku, order_id, shard_count);
+  }
+  /// The prefix of one sale's buyer records.
+  std::string buyers(const std::string& sale_id) const {
+    return keys::children_prefix(keys::sale_buyer, sku, shard_count) + sale_id + "/";
+  }
+  std::string buyer(const std::string& sale_id, const std::string& user_id) const {
+    return buyers(sale_id) + user_id;
   }
   std::string sale(const std::string& sale_id) const {
     return keys::child(keys::sku_sale, sku, sale_id, shard_count);
@@ -62,11 +74,25 @@ void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, si
   self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
 }
 
-/// Writes a settled entry's new state; once that is durable, the entry leaves
-/// memory (storage answers for it from then on, see find_any_entry).
+/// Moves a settled entry out of the ledger's range (activation reads only
+/// open reservations), with the tally and the buyer's units when it sold;
+/// once that is durable, the entry leaves memory too (storage answers for it
+/// from then on, see find_any_entry).
 void persist_settled(sku_actor* self, const sku_keys& k, const std::string& order_id,
                      size_t open_before) {
-  persist_entry(self, k, *self->state.book.find_entry(order_id), open_before);
+  auto& book = self->state.book;
+  const auto& e = *book.find_entry(order_id);
+  write_batch ops;
+  ops.push_back(erase_op(k.ledger(order_id)));
+  ops.push_back(put_op(k.settled(order_id), encode(e)));
+  if (e.state == reservation_state::sold) {
+    ops.push_back(put_op(k.tally, encode(book.tally())));
+    if (auto units = book.settled_units_of(e.sale_id, e.user_id))
+      ops.push_back(put_op(k.buyer(e.sale_id, e.user_id), encode_count(*units)));
+  }
+  if (open_before > 0 && book.open_reservations() == 0)
+    ops.push_back(erase_op(k.open));
+  self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
   self->state.core.after_commit([self, order_id](const caf::error* err) {
     if (!err)
       self->state.book.forget_settled(order_id);
@@ -74,13 +100,14 @@ void persist_settled(sku_actor* self, const sku_keys& k, const std::string& orde
 }
 
 /// The ledger entry of `order_id` in any state: from memory (reserved, or
-/// settled and not yet durable) or else from storage.
+/// settled and not yet durable) or else from storage (settled).
 caf::expected<std::optional<ledger_entry>> find_any_entry(sku_actor* self, const sku_keys& k,
                                                           const std::string& order_id) {
-  if (auto e = self->state.book.find_entry(order_id))
+  auto& book = self->state.book;
+  if (auto e = book.find_entry(order_id))
     return std::optional<ledger_entry>{*e};
   std::string raw;
-  auto found = self->state.core.ctx->db->get(k.ledger(order_id), raw);
+  auto found = self->state.core.ctx->db->get(k.settled(order_id), raw);
   if (!found)
     return found.error();
   if (!*found)
@@ -154,6 +181,76 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
 
 } // namespace
 
+caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
+  struct sku_counts {
+    int64_t sold = 0;
+    std::map<std::string, int64_t> sales;
+    std::map<std::pair<std::string, std::string>, int64_t> buyers; // (sale, user)
+    void add(const ledger_entry& e) {
+      if (e.state != reservation_state::sold)
+        return;
+      sold += e.quantity;
+      if (!e.sale_id.empty()) {
+        sales[e.sale_id] += e.quantity;
+        buyers[{e.sale_id, e.user_id}] += e.quantity;
+      }
+    }
+  };
+  std::map<std::string, sku_counts> by_sku;
+  // `<kind>/<4 hex digits>/<sku>/<order id>`
+  auto sku_of = [](std::string_view key) {
+    auto rest = key.substr(9);
+    return std::string{rest.substr(0, rest.find('/'))};
+  };
+  bool corrupt = false;
+  // Entries an interrupted upgrade already moved.
+  auto err = db.scan(std::string{keys::settled} + "/", [&](std::string_view key, std::string_view v) {
+    ledger_entry e;
+    if (!decode(v, e))
+      return !(corrupt = true);
+    by_sku[sku_of(key)].add(e);
+    return true;
+  });
+  size_t moved = 0;
+  write_batch ops;
+  caf::error write_err;
+  if (!err && !corrupt)
+    err = db.scan(std::string{keys::ledger} + "/", [&](std::string_view key, std::string_view v) {
+      ledger_entry e;
+      if (!decode(v, e))
+        return !(corrupt = true);
+      if (e.state == reservation_state::reserved)
+        return true;
+      by_sku[sku_of(key)].add(e);
+      ops.push_back(erase_op(std::string{key}));
+      ops.push_back(put_op(std::string{keys::settled} + std::string{key.substr(keys::ledger.size())},
+                           std::string{v}));
+      ++moved;
+      if (ops.size() >= 4096) {
+        if ((write_err = db.write(ops, false)))
+          return false;
+        ops.clear();
+      }
+      return true;
+    });
+  if (err)
+    return err;
+  if (write_err)
+    return write_err;
+  if (corrupt)
+    return make_error(errc::internal, "corrupt stock ledger entry; storage upgrade stopped");
+  for (auto& [sku, counts] : by_sku) {
+    sku_keys k{sku, shard_count};
+    sku_tally tally{counts.sold, {counts.sales.begin(), counts.sales.end()}};
+    ops.push_back(put_op(k.tally, encode(tally)));
+    for (auto& [buyer, units] : counts.buyers)
+      ops.push_back(put_op(k.buyer(buyer.first, buyer.second), encode_count(units)));
+  }
+  if (auto e = db.write(ops, true))
+    return e;
+  return moved;
+}
+
 caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku) {
   sku_keys k{sku, ctx->shard_count};
   auto load = [self, ctx, k]() -> caf::error {
@@ -169,19 +266,58 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
       st.book.set_product(std::move(p));
     }
     bool corrupt = false;
+    std::vector<std::string> sale_ids;
     auto err = ctx->db->scan(keys::children_prefix(keys::sku_sale, k.sku, k.shard_count),
                              [&](std::string_view, std::string_view v) {
                                sale_terms t;
                                if (!decode(v, t))
                                  return !(corrupt = true);
+                               sale_ids.push_back(t.id);
                                st.book.add_sale(std::move(t));
                                return true;
                              });
-    if (!err)
+    if (!err && !corrupt) {
+      found = ctx->db->get(k.tally, raw);
+      if (!found)
+        return found.error();
+      sku_tally tally;
+      if (*found && (!decode(raw, tally) || !st.book.restore_tally(tally)))
+        return make_error(errc::internal, "corrupt sales tally for " + k.sku);
+    }
+    // Each buyer's units in the sales that have not ended; an ended sale never
+    // sells again, so its buyers stay in storage.
+    auto now = now_millis();
+    for (auto& sale_id : sale_ids) {
+      if (err || corrupt)
+        break;
+      if (st.book.find_sale(sale_id)->ends_at <= now) {
+        st.book.close_sale(sale_id);
+        continue;
+      }
+      auto prefix = k.buyers(sale_id);
+      err = ctx->db->scan(prefix, [&](std::string_view key, std::string_view v) {
+        int64_t units = 0;
+        if (!decode_count(v, units))
+          return !(corrupt = true);
+        st.book.restore_buyer(sale_id, std::string{key.substr(prefix.size())}, units);
+        return true;
+      });
+    }
+    // The open reservations, if the marker says there are any: a SKU that has
+    // none (an idle catalog SKU coming back) need not walk its ledger's range,
+    // where RocksDB may still hold the deletions of every entry that settled.
+    bool open = false;
+    if (!err && !corrupt) {
+      auto marked = ctx->db->get(k.open, raw);
+      if (!marked)
+        return marked.error();
+      open = *marked;
+    }
+    if (open)
       err = ctx->db->scan(keys::children_prefix(keys::ledger, k.sku, k.shard_count),
                           [&](std::string_view, std::string_view v) {
                             ledger_entry e;
-                            if (!decode(v, e))
+                            if (!decode(v, e) || e.state != reservation_state::reserved)
                               return !(corrupt = true);
                             st.book.restore(std::move(e));
                             return true;
@@ -189,7 +325,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     if (err)
       return err;
     if (corrupt)
-      return make_error(errc::internal, "corrupt stock ledger for " + k.sku);
+      return make_error(errc::internal, "corrupt stock records for " + k.sku);
     st.book.finish_restore();
     if (st.book.open_reservations() > 0)
       arm_timer(self);

@@ -32,6 +32,8 @@ int64_t stock_book::remaining(const sale_terms& terms) const {
 }
 
 const char* stock_book::status(const sale_terms& terms, millis now) const {
+  if (auto i = sales_.find(terms.id); i != sales_.end() && i->second.closed)
+    return "ended";
   if (now < terms.starts_at)
     return "scheduled";
   if (now >= terms.ends_at)
@@ -53,13 +55,18 @@ int64_t stock_book::units_of(const std::string& sale_id, const std::string& user
   return j == i->second.per_user.end() ? 0 : j->second;
 }
 
+void stock_book::close_sale(const std::string& sale_id) {
+  if (auto i = sales_.find(sale_id); i != sales_.end())
+    i->second.closed = true;
+}
+
 caf::error stock_book::check_purchase(const sale_terms& terms, const std::string& user_id,
                                       int64_t quantity, millis now) const {
   if (quantity <= 0)
     return make_error(errc::validation_failed, "quantity must be positive");
   if (now < terms.starts_at)
     return make_error(errc::sale_not_active, "the sale has not started yet");
-  if (now >= terms.ends_at)
+  if (auto i = sales_.find(terms.id); now >= terms.ends_at || (i != sales_.end() && i->second.closed))
     return make_error(errc::sale_not_active, "the sale has ended");
   auto held = units_of(terms.id, user_id);
   if (held + quantity > terms.per_user_limit)
@@ -128,11 +135,50 @@ void stock_book::forget_settled(const std::string& order_id) {
     ledger_.erase(i);
 }
 
-void stock_book::restore(ledger_entry entry) {
-  if (entry.state != reservation_state::reserved) {
-    count(entry, +1); // its record stays in storage only
-    return;
+sku_tally stock_book::tally() const {
+  sku_tally t;
+  t.sold = settled_sold_;
+  for (auto& [id, sale] : sales_)
+    if (sale.settled_sold != 0)
+      t.sales.emplace_back(id, sale.settled_sold);
+  std::sort(t.sales.begin(), t.sales.end()); // the same tally, the same bytes
+  return t;
+}
+
+std::optional<int64_t> stock_book::settled_units_of(const std::string& sale_id,
+                                                    const std::string& user_id) const {
+  auto i = sales_.find(sale_id);
+  if (i == sales_.end() || i->second.closed)
+    return std::nullopt;
+  auto j = i->second.settled_per_user.find(user_id);
+  return j == i->second.settled_per_user.end() ? 0 : j->second;
+}
+
+bool stock_book::restore_tally(const sku_tally& tally) {
+  for (auto& [id, units] : tally.sales)
+    if (sales_.find(id) == sales_.end())
+      return false;
+  settled_sold_ = tally.sold;
+  sold_ += tally.sold;
+  for (auto& [id, units] : tally.sales) {
+    auto& sale = sales_.find(id)->second;
+    sale.settled_sold = units;
+    sale.taken += units;
   }
+  return true;
+}
+
+void stock_book::restore_buyer(const std::string& sale_id, const std::string& user_id,
+                               int64_t sold_units) {
+  auto i = sales_.find(sale_id);
+  if (i == sales_.end() || sold_units <= 0)
+    return;
+  i->second.settled_per_user[user_id] = sold_units;
+  i->second.per_user[user_id] += sold_units; // the sale's `taken` has them from the tally
+}
+
+void stock_book::restore(ledger_entry entry) {
+  entry.state = reservation_state::reserved;
   auto& h = add_reserved(std::move(entry));
   restored_.emplace_back(h.check, h.entry.order_id);
 }
@@ -159,10 +205,17 @@ bool stock_book::mark_sold(const std::string& order_id) {
   auto i = ledger_.find(order_id);
   if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
     return false;
-  count(i->second.entry, -1);
+  auto& e = i->second.entry;
+  count(e, -1);
   forget_check(i->second);
-  i->second.entry.state = reservation_state::sold;
-  count(i->second.entry, +1);
+  e.state = reservation_state::sold;
+  count(e, +1);
+  settled_sold_ += e.quantity;
+  if (auto s = sales_.find(e.sale_id); s != sales_.end()) {
+    s->second.settled_sold += e.quantity;
+    if (!s->second.closed)
+      s->second.settled_per_user[e.user_id] += e.quantity;
+  }
   return true;
 }
 

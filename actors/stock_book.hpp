@@ -1,7 +1,8 @@
 #pragma once
 // The rules of one SKU's stock, without actors or I/O: the product, its
 // flash sales and the ledger of purchases (reservations). One per SKU, held
-// by that SKU's `sku_stock` actor. Everything else is derived from the ledger:
+// by that SKU's `sku_stock` actor. Everything else is derived from the ledger
+// (its settled entries summed up in the tally, see restore_tally):
 //   reserved  = units of entries in state `reserved`
 //   sold      = units of entries in state `sold`
 //   available = stocked - reserved - sold
@@ -45,6 +46,9 @@ public:
   sale_view view(const sale_terms& terms, millis now) const;
   /// Units `user_id` holds in the sale (reserved or sold).
   int64_t units_of(const std::string& sale_id, const std::string& user_id) const;
+  /// Marks a sale that had ended when the SKU was activated: its buyers' units
+  /// were not loaded, so it refuses every purchase whatever the clock says later.
+  void close_sale(const std::string& sale_id);
 
   // -- purchases --------------------------------------------------------------
 
@@ -82,8 +86,30 @@ public:
   /// Moves a reserved entry's expiry; false if it was not reserved.
   bool set_expiry(const std::string& order_id, millis expires_at);
 
-  /// Re-applies a stored entry in any state (recovery); only a reserved one is
-  /// kept in memory. Call finish_restore() after the last one.
+  // -- storage of settled entries -----------------------------------------------
+  // The owner stores a settled entry outside the ledger's key range, so that
+  // activation reads only the open reservations; what the settled entries add
+  // up to is stored as the SKU's tally (units sold, in all and per sale) and,
+  // for each sale, each buyer's sold units. The book keeps both current: the
+  // owner writes them in the same batch as the settled entry.
+
+  /// The units sold by entries settled this way.
+  sku_tally tally() const;
+  /// The units `user_id` bought in the sale through entries settled this way;
+  /// nullopt for a sale closed at activation (its buyers were not loaded, and
+  /// it can never sell again, so nothing needs writing).
+  std::optional<int64_t> settled_units_of(const std::string& sale_id,
+                                          const std::string& user_id) const;
+
+  /// Recovery, in this order: add_sale for every sale, restore_tally,
+  /// restore_buyer for each buyer of each sale that has not ended (close_sale
+  /// for the others), restore for every reserved entry, finish_restore.
+  /// False if the tally names a sale the book does not have (corrupt storage).
+  [[nodiscard]] bool restore_tally(const sku_tally& tally);
+  void restore_buyer(const std::string& sale_id, const std::string& user_id, int64_t sold_units);
+
+  /// Re-applies a stored reservation (its state must be reserved). Call
+  /// finish_restore() after the last one.
   void restore(ledger_entry entry);
   /// Queues the restored reservations for expiry, all at once (sorting them
   /// once costs a fraction of inserting them one by one in key order).
@@ -115,6 +141,11 @@ private:
     sale_terms terms;
     int64_t taken = 0;
     std::unordered_map<std::string, int64_t> per_user;
+    /// Closed at activation (see close_sale); then `settled_per_user` is empty.
+    bool closed = false;
+    /// Units sold through entries settled outside the ledger's range: in all, and per buyer.
+    int64_t settled_sold = 0;
+    std::unordered_map<std::string, int64_t> settled_per_user;
   };
 
   /// A ledger entry and, while it is reserved, its place in the expiry queue
@@ -138,6 +169,8 @@ private:
   product_record product_;
   int64_t reserved_ = 0;
   int64_t sold_ = 0;
+  /// Units sold through entries settled outside the ledger's range (the tally's `sold`).
+  int64_t settled_sold_ = 0;
   std::unordered_map<std::string, sale_book> sales_;
   std::unordered_map<std::string, held> ledger_;
   /// Queued entries by check time.

@@ -8,7 +8,11 @@
 #              until their stock is back, and the SKU's read latency meanwhile
 #   restart  - kill -9 after 10 s of purchases at full speed, then the time until the node
 #              and the hot SKU serve again (3 rounds)
-# Usage: bench/flash_sale_runs.sh [harness|sale|rates|shop|expiry|restart|all]   (output: bench/results/)
+#   history  - a SKU whose 10 s of purchases at full speed all expired (its history, no open
+#              reservation): kill -9, start again, and the time of the first read of the
+#              SKU, which activates it (3 rounds)
+# Usage: bench/flash_sale_runs.sh [harness|sale|rates|shop|expiry|restart|history|all]
+# (output: bench/results/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
@@ -125,6 +129,30 @@ if [ "$WHAT" = restart ] || [ "$WHAT" = all ]; then
       "in 10 s; restart to /healthz $(echo "$ready - $begin" | bc) s, to the hot SKU" \
       "$(echo "$serving - $begin" | bc) s; $(tail -n +$((logged + 1)) "$DATA.log" | grep -oE '(storage opened|loaded from storage) in [0-9]+ ms' | tr '\n' ';') $inv" |
       tee -a "$OUT/restart.txt"
+    stop_node
+  done
+fi
+
+if [ "$WHAT" = history ] || [ "$WHAT" = all ]; then
+  : >"$OUT/history.txt"
+  for run in 1 2 3; do
+    start_node sync --payment-timeout 2
+    "$BENCH" flash-sale --target "$T" --admin-password bench-admin-pw --users 2000 \
+      --stock 100000000 --per-user-limit 10000 --connections 64 --duration 10 --run-id hs \
+      >"$DATA.burst" 2>&1 || true
+    until curl -sf "$T/api/v1/inventory/bench-hs-0" | grep -q '"reserved":0,'; do sleep 0.5; done
+    kill -9 "$PID"; wait "$PID" 2>/dev/null || true
+    logged=$(wc -l <"$DATA.log")
+    "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --password-hash-cost 3 --payment-timeout 2 \
+      --admin-password bench-admin-pw >>"$DATA.log" 2>&1 &
+    PID=$!
+    until curl -sf "$T/healthz" >/dev/null; do sleep 0.02; done
+    first=$(curl -s -o /dev/null -w '%{time_total}' "$T/api/v1/inventory/bench-hs-0")
+    next=$(curl -s -o /dev/null -w '%{time_total}' "$T/api/v1/inventory/bench-hs-0")
+    echo "run $run: $(awk '/^purchase/ && NF > 7 {print $4; exit}' "$DATA.burst") orders in 10 s," \
+      "all expired; after kill -9 and a start, the SKU's first read took $first s, the next $next s;" \
+      "$(tail -n +$((logged + 1)) "$DATA.log" | grep -oE 'loaded from storage in [0-9]+ ms' | tr '\n' ';')" \
+      "$(curl -sf "$T/api/v1/inventory/bench-hs-0")" | tee -a "$OUT/history.txt"
     stop_node
   done
 fi

@@ -143,6 +143,41 @@ const node_config& node::config() const noexcept {
   return impl_->cfg;
 }
 
+namespace {
+
+/// The layout of the records in a data dir (`meta/storage_format`). 2: settled
+/// stock ledger entries live outside the ledger's range (actors/README.md).
+constexpr std::string_view storage_format = "2";
+
+/// Marks a new data dir with the current format, or brings an older one to it.
+caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
+  std::string stored;
+  auto found = db.get(keys::meta("storage_format"), stored);
+  if (!found)
+    return found.error();
+  if (*found && stored == storage_format)
+    return caf::none;
+  if (*found)
+    return make_error(errc::validation_failed, "the data dir " + cfg.data_dir
+                                                 + " has storage format " + stored
+                                                 + ", written by a newer shopd; this one reads "
+                                                 + std::string{storage_format});
+  if (existing) {
+    auto started = std::chrono::steady_clock::now();
+    auto moved = upgrade_stock_ledgers(db, cfg.shards);
+    if (!moved)
+      return moved.error();
+    spdlog::info("node {}: storage upgraded to format {} ({} settled ledger entries moved) in {} ms",
+                 cfg.node_id, storage_format, *moved,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - started)
+                   .count());
+  }
+  return db.write({put_op(keys::meta("storage_format"), std::string{storage_format})}, true);
+}
+
+} // namespace
+
 caf::error node::start() {
   auto& i = *impl_;
   auto& cfg = i.cfg;
@@ -169,6 +204,8 @@ caf::error node::start() {
       if (auto err = i.db->write({put_op(keys::meta("shard_count"), std::to_string(cfg.shards))},
                                  true))
         return err;
+    if (auto err = upgrade_storage(*i.db, cfg, *found))
+      return err;
   }
   auto jwt_secret = node_secret(*i.db, "jwt_secret", cfg.jwt_secret);
   auto order_secret = node_secret(*i.db, "order_secret", {});

@@ -216,6 +216,34 @@ bool decode(std::string_view in, cart_record& x) {
   return r.done();
 }
 
+std::string encode(const sku_tally& x) {
+  writer w;
+  w.i(x.sold).u(x.sales.size());
+  for (auto& [sale_id, units] : x.sales)
+    w.s(sale_id).i(units);
+  return w.take();
+}
+
+bool decode(std::string_view in, sku_tally& x) {
+  reader r{in};
+  uint64_t n = 0;
+  r.i(x.sold).u(n);
+  if (n > in.size()) // each sale takes at least two bytes: a corrupt count
+    return false;
+  x.sales.assign(n, {});
+  for (auto& [sale_id, units] : x.sales)
+    r.s(sale_id).i(units);
+  return r.done();
+}
+
+std::string encode_count(int64_t n) {
+  return writer{}.i(n).take();
+}
+
+bool decode_count(std::string_view in, int64_t& n) {
+  return reader{in}.i(n).done();
+}
+
 std::string encode(const user_record& x) {
   return writer{}
     .s(x.user_id)

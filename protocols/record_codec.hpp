@@ -17,6 +17,9 @@ namespace shop {
 [[nodiscard]] std::string encode(const order_record& x);
 [[nodiscard]] std::string encode(const user_record& x);
 [[nodiscard]] std::string encode(const cart_record& x);
+[[nodiscard]] std::string encode(const sku_tally& x);
+/// A single count (a buyer's units sold in a sale).
+[[nodiscard]] std::string encode_count(int64_t n);
 
 /// Each returns false on malformed input.
 [[nodiscard]] bool decode(std::string_view in, product_record& x);
@@ -25,5 +28,7 @@ namespace shop {
 [[nodiscard]] bool decode(std::string_view in, order_record& x);
 [[nodiscard]] bool decode(std::string_view in, user_record& x);
 [[nodiscard]] bool decode(std::string_view in, cart_record& x);
+[[nodiscard]] bool decode(std::string_view in, sku_tally& x);
+[[nodiscard]] bool decode_count(std::string_view in, int64_t& n);
 
 } // namespace shop

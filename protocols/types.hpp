@@ -42,9 +42,10 @@ struct sale_terms {
 
 enum class reservation_state : uint8_t { reserved = 0, released = 1, sold = 2 };
 
-/// One purchase as the SKU's stock ledger sees it. The ledger is the single
-/// source of the SKU's reserved and sold counts, of each sale's remaining
-/// units and of each user's units in a sale: one purchase writes one entry.
+/// One purchase as the SKU's stock ledger sees it. The ledger (its settled
+/// entries summed up in the SKU's tally, see sku_tally) is the single source
+/// of the SKU's reserved and sold counts, of each sale's remaining units and
+/// of each user's units in a sale: one purchase writes one entry.
 struct ledger_entry {
   std::string order_id;
   std::string user_id;
@@ -54,6 +55,15 @@ struct ledger_entry {
   millis created_at = 0;
   millis expires_at = 0;
   reservation_state state = reservation_state::reserved;
+};
+
+/// What a SKU's sold entries add up to. A settled entry leaves the ledger's
+/// key range (so activation reads only open reservations); this tally, stored
+/// beside it and rewritten with each sale of units, keeps the counts.
+struct sku_tally {
+  int64_t sold = 0;
+  /// Units sold per flash sale (sale id, units).
+  std::vector<std::pair<std::string, int64_t>> sales;
 };
 
 enum class order_status : uint8_t {

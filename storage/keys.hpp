@@ -32,7 +32,10 @@ namespace shop::keys {
 
 // Kinds (three letters keep keys short).
 inline constexpr std::string_view product = "sku";       // sku/<s>/<sku> -> product_record
-inline constexpr std::string_view ledger = "led";        // led/<s>/<sku>/<order_id> -> ledger_entry
+inline constexpr std::string_view ledger = "led";        // led/<s>/<sku>/<order_id> -> ledger_entry (reserved)
+inline constexpr std::string_view settled = "lds";       // lds/<s>/<sku>/<order_id> -> ledger_entry (sold or released)
+inline constexpr std::string_view tally = "tly";         // tly/<s>/<sku> -> sku_tally
+inline constexpr std::string_view sale_buyer = "sbu";    // sbu/<s>/<sku>/<sale_id>/<user_id> -> units sold
 inline constexpr std::string_view sku_sale = "sks";      // sks/<s>/<sku>/<sale_id> -> sale_terms
 inline constexpr std::string_view open_skus = "opn";     // opn/<s>/<sku> -> "" while reservations are open
 inline constexpr std::string_view sale = "sal";          // sal/<s>/<sale_id> -> sale_terms

@@ -83,14 +83,11 @@ TEST(StockBook, test_settled_entries_are_counted_but_not_kept_in_memory) {
   EXPECT_EQ(b.units_of("s1", "u"), 3);
   EXPECT_EQ(check(b, "u", 3), errc::limit_exceeded); // the sold units still count
 
-  // Recovery: the same ledger read back from storage.
+  // Recovery: the same state read back from storage (the settled entries as
+  // the tally and the buyer's sold units, the released one not at all).
   auto r = book_with(10, 10, 5);
-  auto sold = entry("o1", "u", 2);
-  sold.state = reservation_state::sold;
-  auto released = entry("o3", "u", 4);
-  released.state = reservation_state::released;
-  r.restore(sold);
-  r.restore(released);
+  ASSERT_TRUE(r.restore_tally(sku_tally{2, {{"s1", 2}}}));
+  r.restore_buyer("s1", "u", 2);
   r.restore(entry("o2", "u", 1, 700));
   r.restore(entry("o4", "v", 1, 600));
   r.finish_restore();
@@ -112,6 +109,55 @@ TEST(StockBook, test_settled_entries_are_counted_but_not_kept_in_memory) {
   EXPECT_EQ(r.open_reservations(), 2u);
   r.forget_settled("o3");
   EXPECT_NE(r.find_entry("o3"), nullptr);
+}
+
+// The owner stores settled entries outside the ledger's range and keeps the
+// tally and each buyer's sold units instead; a book restored from those and
+// the open reservations answers like the one that wrote them.
+TEST(StockBook, test_a_book_restored_from_its_tally_and_open_entries_counts_the_same) {
+  auto b = book_with(20, 10, 3);
+  b.reserve(entry("o1", "u", 2));
+  b.reserve(entry("o2", "u", 1));
+  b.reserve(entry("o3", "v", 1));
+  ASSERT_TRUE(b.mark_sold("o1"));
+  ASSERT_TRUE(b.release("o2"));
+  EXPECT_EQ(b.tally().sold, 2);
+  EXPECT_EQ(b.tally().sales, (std::vector<std::pair<std::string, int64_t>>{{"s1", 2}}));
+  EXPECT_EQ(b.settled_units_of("s1", "u"), 2);
+  EXPECT_EQ(b.settled_units_of("s1", "v"), 0);
+
+  auto r = book_with(20, 10, 3);
+  ASSERT_TRUE(r.restore_tally(b.tally()));
+  r.restore_buyer("s1", "u", *b.settled_units_of("s1", "u"));
+  r.restore(*b.find_entry("o3"));
+  r.finish_restore();
+  EXPECT_EQ(r.inventory().available, b.inventory().available);
+  EXPECT_EQ(r.reserved(), 1);
+  EXPECT_EQ(r.sold(), 2);
+  EXPECT_EQ(r.remaining(*r.find_sale("s1")), 7);
+  EXPECT_EQ(check(r, "u", 2), errc::limit_exceeded);
+  EXPECT_EQ(check(r, "u", 1), allowed);
+  // Selling the open entry keeps the tally and its buyer's units going.
+  ASSERT_TRUE(r.mark_sold("o3"));
+  EXPECT_EQ(r.tally().sold, 3);
+  EXPECT_EQ(r.settled_units_of("s1", "v"), 1);
+
+  // A tally naming a sale the SKU does not have is corrupt storage.
+  stock_book other;
+  other.set_product({"p1", "Phone", "", 1000, 5});
+  EXPECT_FALSE(other.restore_tally(sku_tally{1, {{"nope", 1}}}));
+}
+
+TEST(StockBook, test_a_sale_closed_at_activation_sells_nothing_whatever_the_clock_says) {
+  auto b = book_with(20, 10, 3);
+  b.reserve(entry("o1", "u", 1));
+  b.close_sale("s1"); // it had ended when the SKU was loaded: buyers not loaded
+  EXPECT_EQ(check(b, "w", 1, 100), errc::sale_not_active); // the clock went back into the window
+  EXPECT_STREQ(b.status(*b.find_sale("s1"), 100), "ended");
+  EXPECT_EQ(b.settled_units_of("s1", "u"), std::nullopt); // nothing to write for its buyers
+  ASSERT_TRUE(b.mark_sold("o1")); // a reservation paid after the end still sells
+  EXPECT_EQ(b.sold(), 1);
+  EXPECT_EQ(b.tally().sold, 1);
 }
 
 TEST(StockBook, test_take_due_hands_out_expired_reservations_once) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "protocols/json.hpp"
+#include "storage/store.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 
 using namespace shop::test;
@@ -175,6 +176,128 @@ TEST(FlashSale, test_a_retry_after_the_order_was_cancelled_is_the_first_answer) 
   EXPECT_EQ(get_inventory(c2, "idem-c"), (inventory{9, 1, 0}));
   auto order = c2.request("GET", "/api/v1/orders/" + id, {}, {bearer(tokens[0])});
   EXPECT_EQ(json_field(order.body, "status"), "cancelled");
+}
+
+// Settled purchases leave the SKU's ledger for a tally, so a restart reads
+// only the open reservations; what users were sold must still count: the
+// inventory, the sale's remaining units and each buyer's limit.
+TEST(FlashSale, test_sold_units_and_per_user_limits_survive_a_crash) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--sandbox-payments"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "tally-1", 20, "sale-t", 10, 3);
+  auto tokens = make_users(shopd.port(), "tallier_", 2);
+  auto pay = [&](http_client& cc, const std::string& token, const std::string& order_id) {
+    auto r = cc.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
+                        {bearer(token)});
+    ASSERT_EQ(r.status, 200) << r.body;
+    r = cc.request("POST", json_field(r.body, "pay_url"), R"({"status":"succeeded"})",
+                   {bearer(token)});
+    ASSERT_EQ(json_field(r.body, "status"), "paid") << r.body;
+  };
+  auto paid = purchase(c, tokens[0], "sale-t", 2);
+  auto cancelled = purchase(c, tokens[0], "sale-t", 1);
+  auto open = purchase(c, tokens[1], "sale-t", 1);
+  ASSERT_EQ(paid.status, 201);
+  ASSERT_EQ(cancelled.status, 201);
+  ASSERT_EQ(open.status, 201);
+  pay(c, tokens[0], json_field(paid.body, "order_id"));
+  ASSERT_EQ(c.request("POST", "/api/v1/orders/" + json_field(cancelled.body, "order_id") + "/cancel",
+                      {}, {bearer(tokens[0])})
+              .status,
+            200);
+  ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "tally-1") == inventory{17, 1, 2}; }))
+    << get_inventory(c, "tally-1");
+
+  ASSERT_TRUE(shopd.restart()); // kill -9
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "tally-1"), (inventory{17, 1, 2}));
+  auto sale = c2.request("GET", "/api/v1/flash-sales/sale-t");
+  EXPECT_EQ(json_field(sale.body, "remaining"), "7") << sale.body;
+  // The first user holds 2 sold units of a limit of 3.
+  EXPECT_EQ(purchase(c2, tokens[0], "sale-t", 2).status, 409);
+  ASSERT_EQ(purchase(c2, tokens[0], "sale-t", 1).status, 201);
+  EXPECT_EQ(purchase(c2, tokens[0], "sale-t", 1).status, 409);
+  // The open reservation is paid after the restart, and its buyer's units still count.
+  pay(c2, tokens[1], json_field(open.body, "order_id"));
+  ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c2, "tally-1") == inventory{16, 1, 3}; }))
+    << get_inventory(c2, "tally-1");
+  ASSERT_TRUE(shopd.restart());
+  http_client c3{shopd.port()};
+  EXPECT_EQ(get_inventory(c3, "tally-1"), (inventory{16, 1, 3}));
+  EXPECT_EQ(purchase(c3, tokens[1], "sale-t", 3).status, 409);
+  EXPECT_EQ(purchase(c3, tokens[1], "sale-t", 2).status, 201);
+  EXPECT_EQ(json_field(c3.request("GET", "/api/v1/flash-sales/sale-t").body, "remaining"), "4");
+}
+
+// A data dir written before storage format 2 kept settled entries in the
+// ledger's range and had no tally: the first start of a newer shopd moves
+// them, and every count and limit is what it was.
+TEST(FlashSale, test_a_data_dir_of_the_previous_storage_format_is_upgraded_at_start) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--sandbox-payments"}};
+  ASSERT_TRUE(shopd.start());
+  std::string paid_id, cancelled_body;
+  auto tokens = make_users(shopd.port(), "upgrader_", 2);
+  {
+    http_client c{shopd.port()};
+    create_product_and_sale(c, shopd.admin_token(), "old-1", 20, "sale-o", 10, 3);
+    auto paid = purchase(c, tokens[0], "sale-o", 2);
+    auto cancelled = purchase(c, tokens[0], "sale-o", 1, "key-o");
+    ASSERT_EQ(purchase(c, tokens[1], "sale-o", 1).status, 201);
+    ASSERT_EQ(paid.status, 201);
+    ASSERT_EQ(cancelled.status, 201);
+    cancelled_body = cancelled.body;
+    paid_id = json_field(paid.body, "order_id");
+    auto r = c.request("POST", "/api/v1/orders/" + paid_id + "/pay", R"({"method":"card"})",
+                       {bearer(tokens[0])});
+    ASSERT_EQ(r.status, 200) << r.body;
+    r = c.request("POST", json_field(r.body, "pay_url"), R"({"status":"succeeded"})",
+                  {bearer(tokens[0])});
+    ASSERT_EQ(json_field(r.body, "status"), "paid") << r.body;
+    ASSERT_EQ(c.request("POST", "/api/v1/orders/" + json_field(cancelled.body, "order_id") + "/cancel",
+                        {}, {bearer(tokens[0])})
+                .status,
+              200);
+    ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "old-1") == inventory{17, 1, 2}; }));
+  }
+  ASSERT_TRUE(shopd.stop());
+  {
+    // Rewrite the data dir as format 1 would have left it.
+    auto db = shop::store::open({dir.path()});
+    ASSERT_TRUE(db);
+    shop::write_batch ops;
+    size_t settled = 0;
+    ASSERT_FALSE((*db)->scan("lds/", [&](std::string_view k, std::string_view v) {
+      ops.push_back(shop::put_op("led" + std::string{k.substr(3)}, std::string{v}));
+      ops.push_back(shop::erase_op(std::string{k}));
+      ++settled;
+      return true;
+    }));
+    EXPECT_EQ(settled, 2u);
+    for (auto prefix : {"tly/", "sbu/"})
+      ASSERT_FALSE((*db)->scan(prefix, [&](std::string_view k, std::string_view) {
+        ops.push_back(shop::erase_op(std::string{k}));
+        return true;
+      }));
+    ops.push_back(shop::erase_op("meta/storage_format"));
+    ASSERT_FALSE((*db)->write(ops, true));
+  }
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_EQ(get_inventory(c, "old-1"), (inventory{17, 1, 2}));
+  EXPECT_EQ(json_field(c.request("GET", "/api/v1/flash-sales/sale-o").body, "remaining"), "7");
+  EXPECT_EQ(purchase(c, tokens[0], "sale-o", 2).status, 409); // holds 2 of 3
+  EXPECT_EQ(purchase(c, tokens[0], "sale-o", 1, "key-o").body, cancelled_body); // a retry
+  EXPECT_EQ(json_field(c.request("GET", "/api/v1/orders/" + paid_id, {}, {bearer(tokens[0])}).body,
+                       "status"),
+            "paid");
+  ASSERT_TRUE(shopd.restart()); // and the upgraded layout stays as it is
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "old-1"), (inventory{17, 1, 2}));
+  EXPECT_EQ(purchase(c2, tokens[0], "sale-o", 1).status, 201);
+  EXPECT_EQ(purchase(c2, tokens[0], "sale-o", 1).status, 409);
 }
 
 TEST(FlashSale, test_unpaid_orders_expire_and_release_their_stock) {

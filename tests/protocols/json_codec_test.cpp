@@ -207,6 +207,18 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   ASSERT_TRUE(decode(encode(e), e2));
   EXPECT_EQ(e2.state, reservation_state::sold);
   EXPECT_EQ(e2.quantity, 3);
+  sku_tally t{12, {{"s1", 5}, {"s2", 7}}};
+  sku_tally t2;
+  auto tb = encode(t);
+  ASSERT_TRUE(decode(tb, t2));
+  EXPECT_EQ(t2.sold, 12);
+  EXPECT_EQ(t2.sales, t.sales);
+  for (size_t n = 0; n < tb.size(); ++n)
+    EXPECT_FALSE(decode(std::string_view{tb}.substr(0, n), t2)) << n;
+  int64_t units = 0;
+  ASSERT_TRUE(decode_count(encode_count(1'000'000'007), units));
+  EXPECT_EQ(units, 1'000'000'007);
+  EXPECT_FALSE(decode_count(encode_count(3) + "x", units));
 }
 
 TEST(ErrorCodes, test_each_code_maps_to_the_api_status) {
