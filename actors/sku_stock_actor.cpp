@@ -197,14 +197,17 @@ caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
     }
   };
   std::map<std::string, sku_counts> by_sku;
-  // `<kind>/<4 hex digits>/<sku>/<order id>`
-  auto sku_of = [](std::string_view key) {
-    auto rest = key.substr(9);
+  // `<kind>/<shard>/<sku>/<order id>`; both kinds have three letters.
+  const auto shard_part = keys::shard_prefix(keys::ledger, 0).size();
+  auto sku_of = [shard_part](std::string_view key) {
+    auto rest = key.substr(shard_part);
     return std::string{rest.substr(0, rest.find('/'))};
   };
+  const auto ledger_prefix = std::string{keys::ledger} + "/";
+  const auto settled_prefix = std::string{keys::settled} + "/";
   bool corrupt = false;
   // Entries an interrupted upgrade already moved.
-  auto err = db.scan(std::string{keys::settled} + "/", [&](std::string_view key, std::string_view v) {
+  auto err = db.scan(settled_prefix, [&](std::string_view key, std::string_view v) {
     ledger_entry e;
     if (!decode(v, e))
       return !(corrupt = true);
@@ -215,7 +218,7 @@ caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
   write_batch ops;
   caf::error write_err;
   if (!err && !corrupt)
-    err = db.scan(std::string{keys::ledger} + "/", [&](std::string_view key, std::string_view v) {
+    err = db.scan(ledger_prefix, [&](std::string_view key, std::string_view v) {
       ledger_entry e;
       if (!decode(v, e))
         return !(corrupt = true);
@@ -223,7 +226,8 @@ caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
         return true;
       by_sku[sku_of(key)].add(e);
       ops.push_back(erase_op(std::string{key}));
-      ops.push_back(put_op(std::string{keys::settled} + std::string{key.substr(keys::ledger.size())},
+      // Same shard, SKU and order id under the settled kind.
+      ops.push_back(put_op(settled_prefix + std::string{key.substr(ledger_prefix.size())},
                            std::string{v}));
       ++moved;
       if (ops.size() >= 4096) {

@@ -66,7 +66,8 @@ caf::error stock_book::check_purchase(const sale_terms& terms, const std::string
     return make_error(errc::validation_failed, "quantity must be positive");
   if (now < terms.starts_at)
     return make_error(errc::sale_not_active, "the sale has not started yet");
-  if (auto i = sales_.find(terms.id); now >= terms.ends_at || (i != sales_.end() && i->second.closed))
+  auto sale = sales_.find(terms.id);
+  if (now >= terms.ends_at || (sale != sales_.end() && sale->second.closed))
     return make_error(errc::sale_not_active, "the sale has ended");
   auto held = units_of(terms.id, user_id);
   if (held + quantity > terms.per_user_limit)

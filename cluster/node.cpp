@@ -167,7 +167,8 @@ caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
     auto moved = upgrade_stock_ledgers(db, cfg.shards);
     if (!moved)
       return moved.error();
-    spdlog::info("node {}: storage upgraded to format {} ({} settled ledger entries moved) in {} ms",
+    spdlog::info("node {}: storage upgraded to format {} ({} settled ledger entries moved) "
+                 "in {} ms",
                  cfg.node_id, storage_format, *moved,
                  std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now() - started)

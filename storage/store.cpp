@@ -149,7 +149,8 @@ uint64_t store::int_property(const std::string& name) const {
 
 uint64_t store::counter(store_counter c) const {
   switch (c) {
-    case store_counter::flush_written_bytes: return stats_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
+    case store_counter::flush_written_bytes:
+      return stats_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
     case store_counter::compaction_written_bytes:
       return stats_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
     case store_counter::compaction_read_bytes:
