@@ -29,6 +29,21 @@ http_result purchase(http_client& c, const std::string& token, const std::string
                    R"({"quantity":)" + std::to_string(quantity) + "}", headers);
 }
 
+/// Pays an order through the sandbox gateway (shopd runs with --sandbox-payments).
+void pay(http_client& c, const std::string& token, const std::string& order_id) {
+  auto r = c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
+                     {bearer(token)});
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = c.request("POST", json_field(r.body, "pay_url"), R"({"status":"succeeded"})",
+                {bearer(token)});
+  ASSERT_EQ(json_field(r.body, "status"), "paid") << r.body;
+}
+
+void cancel(http_client& c, const std::string& token, const std::string& order_id) {
+  auto r = c.request("POST", "/api/v1/orders/" + order_id + "/cancel", {}, {bearer(token)});
+  ASSERT_EQ(r.status, 200) << r.body;
+}
+
 } // namespace
 
 TEST(FlashSale, test_no_oversell_when_3000_users_race_for_1000_units) {
@@ -188,14 +203,6 @@ TEST(FlashSale, test_sold_units_and_per_user_limits_survive_a_crash) {
   http_client c{shopd.port()};
   create_product_and_sale(c, shopd.admin_token(), "tally-1", 20, "sale-t", 10, 3);
   auto tokens = make_users(shopd.port(), "tallier_", 2);
-  auto pay = [&](http_client& cc, const std::string& token, const std::string& order_id) {
-    auto r = cc.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",
-                        {bearer(token)});
-    ASSERT_EQ(r.status, 200) << r.body;
-    r = cc.request("POST", json_field(r.body, "pay_url"), R"({"status":"succeeded"})",
-                   {bearer(token)});
-    ASSERT_EQ(json_field(r.body, "status"), "paid") << r.body;
-  };
   auto paid = purchase(c, tokens[0], "sale-t", 2);
   auto cancelled = purchase(c, tokens[0], "sale-t", 1);
   auto open = purchase(c, tokens[1], "sale-t", 1);
@@ -203,10 +210,7 @@ TEST(FlashSale, test_sold_units_and_per_user_limits_survive_a_crash) {
   ASSERT_EQ(cancelled.status, 201);
   ASSERT_EQ(open.status, 201);
   pay(c, tokens[0], json_field(paid.body, "order_id"));
-  ASSERT_EQ(c.request("POST", "/api/v1/orders/" + json_field(cancelled.body, "order_id") + "/cancel",
-                      {}, {bearer(tokens[0])})
-              .status,
-            200);
+  cancel(c, tokens[0], json_field(cancelled.body, "order_id"));
   ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "tally-1") == inventory{17, 1, 2}; }))
     << get_inventory(c, "tally-1");
 
@@ -250,16 +254,8 @@ TEST(FlashSale, test_a_data_dir_of_the_previous_storage_format_is_upgraded_at_st
     ASSERT_EQ(cancelled.status, 201);
     cancelled_body = cancelled.body;
     paid_id = json_field(paid.body, "order_id");
-    auto r = c.request("POST", "/api/v1/orders/" + paid_id + "/pay", R"({"method":"card"})",
-                       {bearer(tokens[0])});
-    ASSERT_EQ(r.status, 200) << r.body;
-    r = c.request("POST", json_field(r.body, "pay_url"), R"({"status":"succeeded"})",
-                  {bearer(tokens[0])});
-    ASSERT_EQ(json_field(r.body, "status"), "paid") << r.body;
-    ASSERT_EQ(c.request("POST", "/api/v1/orders/" + json_field(cancelled.body, "order_id") + "/cancel",
-                        {}, {bearer(tokens[0])})
-                .status,
-              200);
+    pay(c, tokens[0], paid_id);
+    cancel(c, tokens[0], json_field(cancelled.body, "order_id"));
     ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "old-1") == inventory{17, 1, 2}; }));
   }
   ASSERT_TRUE(shopd.stop());
