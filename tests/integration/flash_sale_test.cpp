@@ -173,8 +173,7 @@ TEST(FlashSale, test_a_retry_after_the_order_was_cancelled_is_the_first_answer) 
   auto first = purchase(c, tokens[0], "sale-c", 2, "key-c");
   ASSERT_EQ(first.status, 201) << first.body;
   auto id = json_field(first.body, "order_id");
-  auto cancel = c.request("POST", "/api/v1/orders/" + id + "/cancel", {}, {bearer(tokens[0])});
-  ASSERT_EQ(cancel.status, 200) << cancel.body;
+  ASSERT_NO_FATAL_FAILURE(cancel(c, tokens[0], id));
   ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "idem-c").available == 10; }));
   std::this_thread::sleep_for(200ms); // by now the release is durable and the entry left memory
   auto again = purchase(c, tokens[0], "sale-c", 2, "key-c");
@@ -209,8 +208,8 @@ TEST(FlashSale, test_sold_units_and_per_user_limits_survive_a_crash) {
   ASSERT_EQ(paid.status, 201);
   ASSERT_EQ(cancelled.status, 201);
   ASSERT_EQ(open.status, 201);
-  pay(c, tokens[0], json_field(paid.body, "order_id"));
-  cancel(c, tokens[0], json_field(cancelled.body, "order_id"));
+  ASSERT_NO_FATAL_FAILURE(pay(c, tokens[0], json_field(paid.body, "order_id")));
+  ASSERT_NO_FATAL_FAILURE(cancel(c, tokens[0], json_field(cancelled.body, "order_id")));
   ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "tally-1") == inventory{17, 1, 2}; }))
     << get_inventory(c, "tally-1");
 
@@ -224,7 +223,7 @@ TEST(FlashSale, test_sold_units_and_per_user_limits_survive_a_crash) {
   ASSERT_EQ(purchase(c2, tokens[0], "sale-t", 1).status, 201);
   EXPECT_EQ(purchase(c2, tokens[0], "sale-t", 1).status, 409);
   // The open reservation is paid after the restart, and its buyer's units still count.
-  pay(c2, tokens[1], json_field(open.body, "order_id"));
+  ASSERT_NO_FATAL_FAILURE(pay(c2, tokens[1], json_field(open.body, "order_id")));
   ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c2, "tally-1") == inventory{16, 1, 3}; }))
     << get_inventory(c2, "tally-1");
   ASSERT_TRUE(shopd.restart());
@@ -254,8 +253,8 @@ TEST(FlashSale, test_a_data_dir_of_the_previous_storage_format_is_upgraded_at_st
     ASSERT_EQ(cancelled.status, 201);
     cancelled_body = cancelled.body;
     paid_id = json_field(paid.body, "order_id");
-    pay(c, tokens[0], paid_id);
-    cancel(c, tokens[0], json_field(cancelled.body, "order_id"));
+    ASSERT_NO_FATAL_FAILURE(pay(c, tokens[0], paid_id));
+    ASSERT_NO_FATAL_FAILURE(cancel(c, tokens[0], json_field(cancelled.body, "order_id")));
     ASSERT_TRUE(eventually(5s, [&] { return get_inventory(c, "old-1") == inventory{17, 1, 2}; }));
   }
   ASSERT_TRUE(shopd.stop());
