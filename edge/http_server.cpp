@@ -663,15 +663,15 @@ http_server::~http_server() {
 
 std::string http_server::start(const std::string& host, uint16_t port) {
   auto& i = *impl_;
-  uv_loop_init(&i.loop);
-  uv_tcp_init(&i.loop, &i.listener);
-  i.listener.data = impl_.get();
   sockaddr_storage addr{};
   int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0)
     rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
   if (rc != 0)
     return "invalid listen address '" + host + "'";
+  uv_loop_init(&i.loop);
+  uv_tcp_init(&i.loop, &i.listener);
+  i.listener.data = impl_.get();
   rc = uv_tcp_bind(&i.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc == 0)
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&i.listener), 1024, on_connection);

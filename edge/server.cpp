@@ -32,8 +32,13 @@ std::string server::start() {
       a->observe(route, status, us);
     },
     [a] { a->flush(); });
-  if (auto err = http_->start(cfg_.http_host, cfg_.http_port); !err.empty())
+  if (auto err = http_->start(cfg_.http_host, cfg_.http_port); !err.empty()) {
+    // Back to the state before start(): the api holds actors of the node's
+    // system, and the node's stop() waits for every actor to finish.
+    http_.reset();
+    api_.reset();
     return err;
+  }
   spdlog::info("edge: serving http://{}:{}", cfg_.http_host, http_->port());
   return {};
 }

@@ -84,8 +84,13 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
-  if (!s.ok())
-    return to_error(s, "cannot open RocksDB at " + opts.path);
+  if (!s.ok()) {
+    // RocksDB's LOCK file is held while a DB is open: the usual cause is a
+    // second process started on the same directory.
+    bool locked = s.IsIOError() && s.ToString().find("lock file") != std::string::npos;
+    return to_error(s, "cannot open RocksDB at " + opts.path
+                         + (locked ? " (is another shopd running on this data dir?)" : ""));
+  }
   return std::shared_ptr<store>{
     new store(std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
 }

@@ -1,0 +1,125 @@
+// Starting shopd where it cannot run: an operator gets a clear error and a
+// process that exits with status 1 at once (never one that hangs, holding the
+// data dir), and a node that already runs there is not disturbed.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "storage/keys.hpp"
+#include "storage/store.hpp"
+#include "tests/fixtures/shopd_process.hpp"
+
+using namespace shop::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Starts `shopd`, which must fail; returns how long that took (ms).
+std::chrono::milliseconds refused_start(shopd_process& shopd) {
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(shopd.start());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()
+                                                               - started);
+}
+
+/// The running node still serves and still has its product.
+void still_serves(shopd_process& shopd, const std::string& sku, const inventory& expected) {
+  http_client c{shopd.port()};
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  EXPECT_EQ(get_inventory(c, sku), expected);
+}
+
+} // namespace
+
+TEST(Startup, test_a_port_in_use_is_refused_and_the_node_exits) {
+  temp_dir first_dir, second_dir;
+  shopd_process first{first_dir.path()};
+  ASSERT_TRUE(first.start());
+  {
+    http_client c{first.port()};
+    create_product_and_sale(c, first.admin_token(), "port-1", 10, "sale-p", 5, 1);
+  }
+  shopd_process second{second_dir.path(), {"--http-port", std::to_string(first.port())}};
+  EXPECT_LT(refused_start(second).count(), 10000);
+  EXPECT_EQ(second.exit_status(), 1) << "shopd must exit by itself, not hang";
+  EXPECT_NE(second.start_output().find("address already in use"), std::string::npos)
+    << second.start_output();
+  still_serves(first, "port-1", inventory{10, 0, 0});
+  // The refused node let go of its data dir: it starts there on a free port.
+  shopd_process third{second_dir.path()};
+  EXPECT_TRUE(third.start());
+  EXPECT_TRUE(third.stop());
+  EXPECT_TRUE(first.stop());
+}
+
+TEST(Startup, test_a_data_dir_in_use_by_another_node_is_refused) {
+  temp_dir dir;
+  shopd_process first{dir.path()};
+  ASSERT_TRUE(first.start());
+  {
+    http_client c{first.port()};
+    create_product_and_sale(c, first.admin_token(), "lock-1", 10, "sale-l", 5, 1);
+  }
+  shopd_process second{dir.path()};
+  EXPECT_LT(refused_start(second).count(), 10000);
+  EXPECT_EQ(second.exit_status(), 1);
+  EXPECT_NE(second.start_output().find("another shopd"), std::string::npos)
+    << second.start_output();
+  still_serves(first, "lock-1", inventory{10, 0, 0});
+  EXPECT_TRUE(first.stop());
+}
+
+TEST(Startup, test_a_data_dir_made_with_another_shard_count_is_refused_untouched) {
+  temp_dir dir;
+  shopd_process made{dir.path(), {"--shards", "8"}};
+  ASSERT_TRUE(made.start());
+  {
+    http_client c{made.port()};
+    create_product_and_sale(c, made.admin_token(), "shard-1", 10, "sale-s", 5, 1);
+  }
+  ASSERT_TRUE(made.stop());
+  shopd_process other{dir.path(), {"--shards", "16"}};
+  EXPECT_LT(refused_start(other).count(), 10000);
+  EXPECT_EQ(other.exit_status(), 1);
+  EXPECT_NE(other.start_output().find("created with 8 shards, not 16"), std::string::npos)
+    << other.start_output();
+  ASSERT_TRUE(made.start()); // the data dir is as it was
+  still_serves(made, "shard-1", inventory{10, 0, 0});
+}
+
+TEST(Startup, test_a_data_dir_of_a_newer_storage_format_is_refused_untouched) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  ASSERT_TRUE(shopd.stop());
+  {
+    auto db = shop::store::open({dir.path()});
+    ASSERT_TRUE(db);
+    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "3")}, true));
+  }
+  EXPECT_LT(refused_start(shopd).count(), 10000);
+  EXPECT_EQ(shopd.exit_status(), 1);
+  EXPECT_NE(shopd.start_output().find("storage format 3"), std::string::npos)
+    << shopd.start_output();
+  auto db = shop::store::open({dir.path()});
+  ASSERT_TRUE(db);
+  std::string format;
+  auto found = (*db)->get(shop::keys::meta("storage_format"), format);
+  ASSERT_TRUE(found);
+  EXPECT_TRUE(*found);
+  EXPECT_EQ(format, "3");
+}
+
+TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
+  temp_dir dir;
+  for (std::vector<std::string> args : {std::vector<std::string>{"--durability", "fast"},
+                                        {"--http-host", "not-an-address"},
+                                        {"--shards", "0"},
+                                        {"--no-such-flag", "1"}}) {
+    shopd_process shopd{dir.path(), args};
+    EXPECT_LT(refused_start(shopd).count(), 10000) << args[0];
+    EXPECT_NE(shopd.exit_status(), 0) << args[0];
+    EXPECT_NE(shopd.exit_status(), -1) << args[0] << ": shopd must exit by itself";
+  }
+}
