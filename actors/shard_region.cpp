@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/entities.hpp"
+#include "actors/segmented_map.hpp"
 #include "protocols/crypto.hpp"
 #include "storage/keys.hpp"
 
@@ -40,9 +41,12 @@ struct region_state {
     int backoff_exponent = 0;
   };
   context_ptr ctx;
-  std::unordered_map<std::string, entry> entities;
+  /// The live activations, by region key. Segmented (as is by_addr): a
+  /// burst that activates 100,000 users or orders grows them without one
+  /// rehash of everything that stalls the whole node's worker.
+  segmented_map<std::string, entry> entities;
   /// Who each live activation is: (kind, id).
-  std::unordered_map<caf::actor_addr, std::pair<entity_kind, std::string>> by_addr;
+  segmented_map<caf::actor_addr, std::pair<entity_kind, std::string>> by_addr;
   std::unordered_map<std::string, health> health_by_key;
   /// Sale id -> SKU, learned from flash_sale entities; lets purchases skip the sale's actor.
   std::unordered_map<std::string, std::string> sale_skus;
@@ -93,8 +97,8 @@ void route(region_actor* self, entity_kind kind, const std::string& id, Command&
     rp.deliver(make_error(errc::unavailable, "the entity is restarting after repeated crashes"));
     return;
   }
-  auto i = st.entities.find(key);
-  auto& e = i != st.entities.end() ? i->second : spawn_entity(self, kind, id, key);
+  auto found = st.entities.find(key);
+  auto& e = found ? *found : spawn_entity(self, kind, id, key);
   ++e.delivered;
   rp.delegate(e.handle, std::forward<Command>(cmd));
 }
@@ -106,15 +110,14 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
     st.catalog = self->spawn<caf::monitored>(catalog_actor, st.ctx);
     return;
   }
-  auto i = st.by_addr.find(dm.source);
-  if (i == st.by_addr.end())
+  auto who = st.by_addr.find(dm.source);
+  if (!who)
     return; // passivated (already forgotten) or unknown
-  auto [kind, id] = std::move(i->second);
-  st.by_addr.erase(i);
+  auto [kind, id] = std::move(*who);
+  st.by_addr.erase(dm.source);
   auto key = region_key(kind, id);
-  auto j = st.entities.find(key);
-  if (j != st.entities.end() && j->second.handle.address() == dm.source)
-    st.entities.erase(j);
+  if (auto e = st.entities.find(key); e && e->handle.address() == dm.source)
+    st.entities.erase(key);
   st.ctx->metrics->active.fetch_sub(1);
   if (!dm.reason)
     return;
@@ -150,7 +153,7 @@ void activate_open_skus(region_actor* self) {
     auto err = st.ctx->db->scan(prefix, [&](std::string_view k, std::string_view) {
       std::string id{k.substr(prefix.size())};
       auto key = region_key(entity_kind::sku, id);
-      if (st.entities.count(key) == 0)
+      if (!st.entities.find(key))
         spawn_entity(self, entity_kind::sku, id, key);
       return true;
     });
@@ -165,8 +168,8 @@ caf::behavior region(region_actor* self, entity_context base) {
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   // On shutdown, take the entities down with us (they hold our handle).
   self->set_exit_handler([self](caf::exit_msg& em) {
-    for (auto& [key, e] : self->state.entities)
-      self->send_exit(e.handle, em.reason);
+    self->state.entities.for_each(
+      [&](const std::string&, const region_state::entry& e) { self->send_exit(e.handle, em.reason); });
     self->send_exit(self->state.catalog, em.reason);
     self->state.catalog = nullptr;
     self->state.entities.clear();
@@ -234,12 +237,11 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](passivate_atom, uint8_t kind, const std::string& id, uint64_t processed) -> bool {
       auto& st = self->state;
       auto key = region_key(static_cast<entity_kind>(kind), id);
-      auto i = st.entities.find(key);
+      auto e = st.entities.find(key);
       auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
-      if (i == st.entities.end() || i->second.handle.address() != sender
-          || i->second.delivered != processed)
+      if (!e || e->handle.address() != sender || e->delivered != processed)
         return false;
-      st.entities.erase(i);
+      st.entities.erase(key);
       st.by_addr.erase(sender);
       st.ctx->metrics->active.fetch_sub(1);
       st.ctx->metrics->passivations.fetch_add(1);
@@ -247,7 +249,7 @@ caf::behavior region(region_actor* self, entity_context base) {
     },
     [=](restart_atom, uint8_t kind, const std::string& id) {
       auto key = region_key(static_cast<entity_kind>(kind), id);
-      if (self->state.entities.count(key) == 0) {
+      if (!self->state.entities.find(key)) {
         self->state.ctx->metrics->restarts.fetch_add(1);
         spawn_entity(self, static_cast<entity_kind>(kind), id, key);
       }

@@ -51,8 +51,8 @@ int64_t stock_book::units_of(const std::string& sale_id, const std::string& user
   auto i = sales_.find(sale_id);
   if (i == sales_.end())
     return 0;
-  auto j = i->second.per_user.find(user_id);
-  return j == i->second.per_user.end() ? 0 : j->second;
+  auto units = i->second.per_user.find(user_id);
+  return units ? *units : 0;
 }
 
 void stock_book::close_sale(const std::string& sale_id) {
@@ -82,8 +82,8 @@ caf::error stock_book::check_purchase(const sale_terms& terms, const std::string
 }
 
 const ledger_entry* stock_book::find_entry(const std::string& order_id) const {
-  auto i = ledger_.find(order_id);
-  return i == ledger_.end() ? nullptr : &i->second.entry;
+  auto h = ledger_.find(order_id);
+  return h ? &h->entry : nullptr;
 }
 
 void stock_book::count(const ledger_entry& e, int64_t sign) {
@@ -104,7 +104,7 @@ void stock_book::queue_check(held& h, millis at) {
   if (h.check != handed_out_mark)
     queue_.erase({h.check, h.entry.order_id});
   h.check = at;
-  queue_.emplace(at, h.entry.order_id);
+  queue_.emplace_hint(queue_.end(), at, h.entry.order_id);
 }
 
 void stock_book::forget_check(held& h) {
@@ -127,13 +127,15 @@ stock_book::held& stock_book::add_reserved(ledger_entry entry) {
 void stock_book::reserve(ledger_entry entry) {
   entry.state = reservation_state::reserved;
   auto& h = add_reserved(std::move(entry));
-  queue_.emplace(h.check, h.entry.order_id);
+  // New reservations nearly always expire last: the hint makes that insert
+  // O(1) instead of a walk down the tree (it stays correct when they do not).
+  queue_.emplace_hint(queue_.end(), h.check, h.entry.order_id);
 }
 
 void stock_book::forget_settled(const std::string& order_id) {
-  auto i = ledger_.find(order_id);
-  if (i != ledger_.end() && i->second.entry.state != reservation_state::reserved)
-    ledger_.erase(i);
+  auto h = ledger_.find(order_id);
+  if (h && h->entry.state != reservation_state::reserved)
+    ledger_.erase(order_id);
 }
 
 sku_tally stock_book::tally() const {
@@ -151,8 +153,8 @@ std::optional<int64_t> stock_book::settled_units_of(const std::string& sale_id,
   auto i = sales_.find(sale_id);
   if (i == sales_.end() || i->second.closed)
     return std::nullopt;
-  auto j = i->second.settled_per_user.find(user_id);
-  return j == i->second.settled_per_user.end() ? 0 : j->second;
+  auto units = i->second.settled_per_user.find(user_id);
+  return units ? *units : 0;
 }
 
 bool stock_book::restore_tally(const sku_tally& tally) {
@@ -193,22 +195,22 @@ void stock_book::finish_restore() {
 }
 
 bool stock_book::release(const std::string& order_id) {
-  auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved)
     return false;
-  count(i->second.entry, -1);
-  forget_check(i->second);
-  i->second.entry.state = reservation_state::released;
+  count(h->entry, -1);
+  forget_check(*h);
+  h->entry.state = reservation_state::released;
   return true;
 }
 
 bool stock_book::mark_sold(const std::string& order_id) {
-  auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved)
     return false;
-  auto& e = i->second.entry;
+  auto& e = h->entry;
   count(e, -1);
-  forget_check(i->second);
+  forget_check(*h);
   e.state = reservation_state::sold;
   count(e, +1);
   settled_sold_ += e.quantity;
@@ -221,11 +223,11 @@ bool stock_book::mark_sold(const std::string& order_id) {
 }
 
 bool stock_book::set_expiry(const std::string& order_id, millis expires_at) {
-  auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved)
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved)
     return false;
-  i->second.entry.expires_at = expires_at;
-  queue_check(i->second, expires_at); // also when it was handed out
+  h->entry.expires_at = expires_at;
+  queue_check(*h, expires_at); // also when it was handed out
   return true;
 }
 
@@ -233,18 +235,17 @@ std::vector<std::string> stock_book::take_due(millis now, size_t max) {
   std::vector<std::string> out;
   while (out.size() < max && !queue_.empty() && queue_.begin()->first <= now) {
     auto node = queue_.extract(queue_.begin());
-    ledger_.find(node.value().second)->second.check = handed_out_mark;
+    ledger_.find(node.value().second)->check = handed_out_mark;
     out.push_back(std::move(node.value().second));
   }
   return out;
 }
 
 void stock_book::check_later(const std::string& order_id, millis at) {
-  auto i = ledger_.find(order_id);
-  if (i == ledger_.end() || i->second.entry.state != reservation_state::reserved
-      || i->second.check != handed_out_mark)
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved || h->check != handed_out_mark)
     return; // settled meanwhile, or not handed out
-  queue_check(i->second, at);
+  queue_check(*h, at);
 }
 
 std::optional<millis> stock_book::next_check() const {

@@ -18,6 +18,7 @@
 
 #include <caf/error.hpp>
 
+#include "actors/segmented_map.hpp"
 #include "protocols/types.hpp"
 
 namespace shop {
@@ -140,12 +141,12 @@ private:
   struct sale_book {
     sale_terms terms;
     int64_t taken = 0;
-    std::unordered_map<std::string, int64_t> per_user;
+    segmented_map<std::string, int64_t> per_user;
     /// Closed at activation (see close_sale); then `settled_per_user` is empty.
     bool closed = false;
     /// Units sold through entries settled outside the ledger's range: in all, and per buyer.
     int64_t settled_sold = 0;
-    std::unordered_map<std::string, int64_t> settled_per_user;
+    segmented_map<std::string, int64_t> settled_per_user;
   };
 
   /// A ledger entry and, while it is reserved, its place in the expiry queue
@@ -172,7 +173,9 @@ private:
   /// Units sold through entries settled outside the ledger's range (the tally's `sold`).
   int64_t settled_sold_ = 0;
   std::unordered_map<std::string, sale_book> sales_;
-  std::unordered_map<std::string, held> ledger_;
+  /// Open reservations, and settled entries until forget_settled. Segmented:
+  /// a big sale's ledger grows without rehashing it all at once.
+  segmented_map<std::string, held> ledger_;
   /// Queued entries by check time.
   std::set<std::pair<millis, std::string>> queue_;
   /// Number of reserved entries (queued or handed out).

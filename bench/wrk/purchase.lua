@@ -30,6 +30,7 @@ if os.getenv("KEYED") == "1" then
   end
 end
 done = function(summary, latency, requests)
-  io.write(string.format("p50_ms=%.3f p99_ms=%.3f\n", latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000))
+  io.write(string.format("p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000))
 end
