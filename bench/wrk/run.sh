@@ -55,14 +55,17 @@ measure() { # label, then the wrk command line
   local label=$1; shift
   local before out after n
   before=$(thread_ticks)
-  out=$(/usr/bin/time -f "wrk_cpu_s %U %S" "$@" 2>&1)
+  # `times` ends with the CPU time of this subshell's children: wrk alone.
+  out=$("$@"; times)
   after=$(thread_ticks)
   echo "$out" | grep -E "Requests/sec|50%|99%|Non-2xx|p50_ms"
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   # The load generator's own CPU per request: on a machine where it shares
   # shopd's cores, a costlier request script lowers requests/s by itself.
-  echo "$out" | awk -v n="$n" -v label="$label" '/^wrk_cpu_s/ {
-    printf "%s wrk_cpu_us_per_request=%.1f\n", label, ($2 + $3) * 1e6 / n }'
+  echo "$out" | awk -v n="$n" -v label="$label" '
+    function secs(t) { split(t, a, /[ms]/); return a[1] * 60 + a[2] } # bash times: 1m2.345s
+    /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ { cpu = secs($1) + secs($2) } # the last such line
+    END { printf "%s wrk_cpu_us_per_request=%.1f\n", label, cpu * 1e6 / n }'
   printf '%s\n--\n%s\n' "$before" "$after" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" -v label="$label" '
     $0 == "--" { after = 1; next }
     !after { start[$1] = $3; next }
