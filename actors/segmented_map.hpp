@@ -102,8 +102,11 @@ public:
 private:
   static constexpr int log2(size_t n) { return n <= 1 ? 0 : 1 + log2(n / 2); }
   static size_t index(size_t hash) noexcept {
-    // The top bits: a segment's own buckets use the hash modulo a prime.
-    return hash >> (std::numeric_limits<size_t>::digits - log2(Segments));
+    // Fibonacci hashing, then the top bits: some std::hash specialisations are
+    // the identity (integers, caf::actor_addr's id), whose top bits are all
+    // zero; a segment's own buckets use the plain hash modulo a prime.
+    static_assert(std::numeric_limits<size_t>::digits == 64, "a 64-bit size_t");
+    return (hash * 0x9E3779B97F4A7C15ull) >> (64 - log2(Segments));
   }
 
   map_type& segment_of(const Key& key) {

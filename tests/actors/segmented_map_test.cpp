@@ -4,8 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
+#include <cstdint>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <string>
 
@@ -83,6 +84,17 @@ TEST(SegmentedMap, test_a_big_map_spreads_evenly_over_its_segments) {
   // moves at most ~1/170 of the map instead of all of it.
   EXPECT_LT(m.largest_segment(), n / decltype(m)::segments * 3 / 2);
   EXPECT_GT(m.largest_segment(), 0u);
+}
+
+// std::hash of an integer (and of a caf::actor_addr: its id) is the identity;
+// sequential keys still spread over every segment.
+TEST(SegmentedMap, test_sequential_integer_keys_spread_evenly_too) {
+  segmented_map<uint64_t, int> m;
+  constexpr size_t n = 100'000;
+  for (uint64_t i = 1; i <= n; ++i)
+    m[i] = 1;
+  EXPECT_EQ(m.size(), n);
+  EXPECT_LT(m.largest_segment(), n / decltype(m)::segments * 3 / 2);
 }
 
 TEST(SegmentedMap, test_a_small_map_stays_one_segment) {
