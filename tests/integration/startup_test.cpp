@@ -23,6 +23,12 @@ std::chrono::milliseconds refused_start(shopd_process& shopd) {
                                                                - started);
 }
 
+/// A product of 10 units (and a sale on it) on a running node.
+void add_product(shopd_process& shopd, const std::string& sku) {
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), sku, 10, "sale-" + sku, 5, 1);
+}
+
 /// The running node still serves and still has its product.
 void still_serves(shopd_process& shopd, const std::string& sku, const inventory& expected) {
   http_client c{shopd.port()};
@@ -36,10 +42,7 @@ TEST(Startup, test_a_port_in_use_is_refused_and_the_node_exits) {
   temp_dir first_dir, second_dir;
   shopd_process first{first_dir.path()};
   ASSERT_TRUE(first.start());
-  {
-    http_client c{first.port()};
-    create_product_and_sale(c, first.admin_token(), "port-1", 10, "sale-p", 5, 1);
-  }
+  add_product(first, "port-1");
   shopd_process second{second_dir.path(), {"--http-port", std::to_string(first.port())}};
   EXPECT_LT(refused_start(second).count(), 10000);
   EXPECT_EQ(second.exit_status(), 1) << "shopd must exit by itself, not hang";
@@ -57,10 +60,7 @@ TEST(Startup, test_a_data_dir_in_use_by_another_node_is_refused) {
   temp_dir dir;
   shopd_process first{dir.path()};
   ASSERT_TRUE(first.start());
-  {
-    http_client c{first.port()};
-    create_product_and_sale(c, first.admin_token(), "lock-1", 10, "sale-l", 5, 1);
-  }
+  add_product(first, "lock-1");
   shopd_process second{dir.path()};
   EXPECT_LT(refused_start(second).count(), 10000);
   EXPECT_EQ(second.exit_status(), 1);
@@ -74,10 +74,7 @@ TEST(Startup, test_a_data_dir_made_with_another_shard_count_is_refused_untouched
   temp_dir dir;
   shopd_process made{dir.path(), {"--shards", "8"}};
   ASSERT_TRUE(made.start());
-  {
-    http_client c{made.port()};
-    create_product_and_sale(c, made.admin_token(), "shard-1", 10, "sale-s", 5, 1);
-  }
+  add_product(made, "shard-1");
   ASSERT_TRUE(made.stop());
   shopd_process other{dir.path(), {"--shards", "16"}};
   EXPECT_LT(refused_start(other).count(), 10000);
