@@ -12,7 +12,9 @@
 //
 // Small maps stay one segment (no memory cost for the many small ones); the
 // split into segments happens once, when the map reaches `split_at` entries,
-// and costs one rehash of that size.
+// and costs one rehash of that size. Pointers and references to values stay
+// valid until their entry is erased, across growth and the split (the split
+// moves nodes, not values), as in std::unordered_map.
 
 #include <algorithm>
 #include <array>
