@@ -86,6 +86,19 @@ TEST(SegmentedMap, test_a_big_map_spreads_evenly_over_its_segments) {
   EXPECT_GT(m.largest_segment(), 0u);
 }
 
+// Callers keep a reference to a value across later inserts (the region's
+// entity entries): the split moves nodes, not values.
+TEST(SegmentedMap, test_references_stay_valid_across_growth_and_the_split) {
+  segmented_map<std::string, int, std::hash<std::string>, 8, 64> m;
+  int& first = m["first"];
+  first = 7;
+  for (int i = 0; i < 1000; ++i)
+    m["k" + std::to_string(i)] = i;
+  ASSERT_TRUE(m.is_split());
+  EXPECT_EQ(&first, m.find("first"));
+  EXPECT_EQ(first, 7);
+}
+
 // std::hash of an integer (and of a caf::actor_addr: its id) is the identity;
 // sequential keys still spread over every segment.
 TEST(SegmentedMap, test_sequential_integer_keys_spread_evenly_too) {
