@@ -22,6 +22,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -57,6 +58,15 @@ public:
     auto& v = m[key];
     size_ += m.size() - before;
     return v;
+  }
+
+  /// Removes `key` and returns its value; nullopt if it was absent.
+  std::optional<T> take(const Key& key) {
+    auto node = segment_of(key).extract(key);
+    if (node.empty())
+      return std::nullopt;
+    --size_;
+    return std::move(node.mapped());
   }
 
   /// Removes `key`; false if it was absent.

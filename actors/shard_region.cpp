@@ -110,11 +110,10 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
     st.catalog = self->spawn<caf::monitored>(catalog_actor, st.ctx);
     return;
   }
-  auto who = st.by_addr.find(dm.source);
+  auto who = st.by_addr.take(dm.source);
   if (!who)
     return; // passivated (already forgotten) or unknown
   auto [kind, id] = std::move(*who);
-  st.by_addr.erase(dm.source);
   auto key = region_key(kind, id);
   if (auto e = st.entities.find(key); e && e->handle.address() == dm.source)
     st.entities.erase(key);

@@ -44,7 +44,14 @@ TEST(SegmentedMap, test_answers_as_a_map_does_across_its_split) {
         ref[key] += round;
         break;
       case 2:
-        EXPECT_EQ(m.erase(key), ref.erase(key) == 1) << key;
+        if (rng() % 2 == 0) {
+          EXPECT_EQ(m.erase(key), ref.erase(key) == 1) << key;
+        } else if (auto taken = m.take(key)) {
+          EXPECT_EQ(*taken, ref.at(key)) << key;
+          ref.erase(key);
+        } else {
+          EXPECT_EQ(ref.count(key), 0u) << key;
+        }
         break;
       default:
         if (auto found = m.find(key)) {
@@ -61,6 +68,7 @@ TEST(SegmentedMap, test_answers_as_a_map_does_across_its_split) {
   ASSERT_NO_FATAL_FAILURE(expect_same(m, ref));
   EXPECT_EQ(m.find("absent"), nullptr);
   EXPECT_FALSE(m.erase("absent"));
+  EXPECT_FALSE(m.take("absent"));
   m.clear();
   EXPECT_TRUE(m.empty());
   EXPECT_FALSE(m.is_split());
