@@ -164,8 +164,16 @@ struct connection {
   bool reading = true;
   bool closing = false;
   bool in_parse = false;
-  bool refuse_more = false; // after an error or EOF: no further requests are read
+  bool refuse_more = false; // after an error or a last request: nothing more is read or run
   bool close_when_drained = false; // the client half-closed: answer, then close
+  bool eof = false;                // the client sent all it will
+  bool headers_done = false;       // later header callbacks are a chunked body's trailers
+  /// The parser stopped after a complete request (http_parser_pause): the
+  /// connection had as many unanswered requests or unwritten bytes as it may,
+  /// or that request was its last. Bytes read and not yet parsed wait in
+  /// `unparsed` until the answers drain.
+  bool paused = false;
+  std::string unparsed;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
   int open_handles = 2;
@@ -188,7 +196,8 @@ std::string serialize(const http_response& res, const std::string& request_id, b
   }
   if (!has_type && !res.body.empty())
     out.append("Content-Type: application/json\r\n");
-  out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
+  if (res.status != 204) // RFC 9110 8.6: a 204 carries no Content-Length
+    out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
   out.append("X-Request-Id: ").append(request_id).append("\r\n");
   if (!keep_alive)
     out.append("Connection: close\r\n");
@@ -227,7 +236,7 @@ void start_reading(connection* c);
 /// After a half-close: close once every request is answered and written
 /// (closing earlier would cancel queued writes).
 void close_if_drained(connection* c) {
-  if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0)
+  if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0 && !c->paused)
     close_connection(c);
 }
 
@@ -242,6 +251,45 @@ void on_written(uv_write_t* req, int status) {
     close_if_drained(c);
   }
   delete w;
+}
+
+enum class write_result { sent, queued, failed };
+
+/// Writes `out` after whatever the connection has queued. On `failed` the
+/// connection is being closed.
+write_result write_bytes(connection* c, std::string out, bool close_after) {
+  // Hand the kernel what it takes now: an answer nearly always fits the
+  // socket's buffer, and then no write request is queued. (A queued write
+  // costs more than the allocation: libuv 1.44 re-arms the connection's epoll
+  // watcher after every completed write, one epoll_ctl per answer, although
+  // nothing about the watcher changed.) A request already queued keeps its
+  // turn: uv_try_write refuses to write past it.
+  size_t written = 0;
+  if (c->pending_writes == 0) {
+    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      close_connection(c);
+      return write_result::failed;
+    }
+    written = n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  if (written == out.size())
+    return write_result::sent;
+  out.erase(0, written);
+  auto w = new write_req{};
+  w->data = std::move(out);
+  w->conn = c;
+  w->close_after = close_after;
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, on_written) < 0) {
+    delete w;
+    close_connection(c);
+    return write_result::failed;
+  }
+  ++c->pending_writes;
+  return write_result::queued;
 }
 
 /// Writes every consecutive finished response, in request order, as one write.
@@ -262,45 +310,20 @@ void flush(connection* c) {
   }
   if (out.empty())
     return;
-  // Hand the kernel what it takes now: an answer nearly always fits the
-  // socket's buffer, and then no write request is queued. (A queued write
-  // costs more than the allocation: libuv 1.44 re-arms the connection's epoll
-  // watcher after every completed write, one epoll_ctl per answer, although
-  // nothing about the watcher changed.) A request already queued keeps its
-  // turn: uv_try_write refuses to write past it.
-  size_t written = 0;
-  if (c->pending_writes == 0) {
-    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1);
-    if (n < 0 && n != UV_EAGAIN) {
-      close_connection(c);
+  switch (write_bytes(c, std::move(out), close_after)) {
+    case write_result::failed:
       return;
-    }
-    written = n > 0 ? static_cast<size_t>(n) : 0;
+    case write_result::sent: // what on_written does for a queued write
+      if (close_after) {
+        close_connection(c);
+        return;
+      }
+      update_reading(c);
+      close_if_drained(c);
+      break;
+    case write_result::queued:
+      break;
   }
-  if (written == out.size()) { // what on_written does for a queued write
-    if (close_after) {
-      close_connection(c);
-      return;
-    }
-    update_reading(c);
-    close_if_drained(c);
-    arm_timer(c);
-    return;
-  }
-  out.erase(0, written);
-  auto w = new write_req{};
-  w->data = std::move(out);
-  w->conn = c;
-  w->close_after = close_after;
-  w->req.data = w;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, on_written) < 0) {
-    delete w;
-    close_connection(c);
-    return;
-  }
-  ++c->pending_writes;
   arm_timer(c);
 }
 
@@ -327,27 +350,55 @@ http_response server_error(int status, std::string_view code, std::string_view m
   return res;
 }
 
+bool valid_request_id(std::string_view id);
+
 /// Answers a request the server itself refuses (limits, malformed input),
 /// then closes the connection: the rest of its byte stream cannot be trusted.
 void refuse(connection* c, int status, std::string_view code, std::string_view message) {
   auto seq = c->next_seq++;
   c->slots[seq].keep_alive = false;
   c->refuse_more = true;
-  auto rid = c->srv->next_request_id();
+  c->paused = false;
+  c->unparsed.clear();
+  // The client's X-Request-Id when the refused request got as far as sending one.
+  auto client_rid = c->in_message ? c->cur.header("x-request-id") : std::string_view{};
+  auto rid = valid_request_id(client_rid) ? std::string{client_rid} : c->srv->next_request_id();
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
     c->srv->observer("(refused)", status, std::chrono::microseconds{0});
   fill_slot(c, seq, res, rid);
 }
 
+/// Whether the connection may take another request: few enough unanswered
+/// ones, and few enough answer bytes the client has not read (a pipelining
+/// client that never reads).
+bool has_room(const connection* c) {
+  constexpr size_t max_write_backlog = 1 << 20;
+  return unanswered(c) < c->srv->limits.max_pipelined
+         && c->tcp.write_queue_size < max_write_backlog;
+}
+
+void parse(connection* c, const char* data, size_t n);
+
 void update_reading(connection* c) {
   if (c->closing)
     return;
-  // Stop reading while answers pile up: unanswered requests, or bytes the
-  // client does not read (a pipelining client that never reads).
-  constexpr size_t max_write_backlog = 1 << 20;
-  bool want = !c->refuse_more && unanswered(c) < c->srv->limits.max_pipelined
-              && c->tcp.write_queue_size < max_write_backlog;
+  if (c->paused && !c->in_parse && !c->refuse_more && has_room(c)) {
+    // Go on with the requests that arrived while the parser was stopped
+    // before reading more from the socket.
+    c->paused = false;
+    http_parser_pause(&c->parser, 0);
+    auto rest = std::move(c->unparsed);
+    c->unparsed.clear();
+    if (!rest.empty())
+      parse(c, rest.data(), rest.size());
+    if (c->closing)
+      return;
+    close_if_drained(c); // a half-closed client may have had nothing more to ask
+    if (c->closing)
+      return;
+  }
+  bool want = !c->refuse_more && !c->eof && !c->paused && has_room(c);
   if (want == c->reading)
     return;
   c->reading = want;
@@ -360,8 +411,8 @@ void update_reading(connection* c) {
 void on_timer(uv_timer_t* t) {
   auto c = static_cast<connection*>(t->data);
   if (c->in_message) {
-    c->in_message = false;
     refuse(c, 408, "request_timeout", "the request did not arrive in time");
+    c->in_message = false;
   } else if (unanswered(c) == 0) {
     close_connection(c);
   }
@@ -397,10 +448,10 @@ int count_header_bytes(connection* c, size_t n) {
 int on_message_begin(http_parser* p) {
   auto c = conn_of(p);
   c->cur = http_request{};
-  c->cur.received = std::chrono::steady_clock::now();
   c->field.clear();
   c->last_was_value = false;
   c->header_bytes = 0;
+  c->headers_done = false;
   c->in_message = true;
   arm_timer(c);
   return 0;
@@ -414,6 +465,8 @@ int on_url(http_parser* p, const char* at, size_t n) {
 
 int on_header_field(http_parser* p, const char* at, size_t n) {
   auto c = conn_of(p);
+  if (c->headers_done) // a chunked body's trailer: counted, not taken as a header
+    return count_header_bytes(c, n);
   if (c->last_was_value) {
     c->field.clear();
     c->last_was_value = false;
@@ -424,6 +477,8 @@ int on_header_field(http_parser* p, const char* at, size_t n) {
 
 int on_header_value(http_parser* p, const char* at, size_t n) {
   auto c = conn_of(p);
+  if (c->headers_done)
+    return count_header_bytes(c, n);
   if (!c->last_was_value) {
     if (c->cur.headers.size() >= c->srv->limits.max_headers) {
       c->error_status = 431;
@@ -437,6 +492,12 @@ int on_header_value(http_parser* p, const char* at, size_t n) {
   }
   c->cur.headers.back().second.append(at, n);
   return count_header_bytes(c, n);
+}
+
+bool equals_ignore_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 int on_headers_complete(http_parser* p) {
@@ -453,6 +514,18 @@ int on_headers_complete(http_parser* p) {
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
   c->cur.method = http_method_str(static_cast<http_method>(p->method));
+  c->headers_done = true;
+  // A client that waits for "100 Continue" before sending its body gets it at
+  // once when the request's answer would be the next one written (RFC 9110
+  // 10.1.1); with earlier answers outstanding it is left out, which the RFC
+  // allows, and the client sends the body after its own short wait.
+  bool has_body = (p->flags & F_CHUNKED) != 0
+                  || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+  if (has_body && p->http_major == 1 && p->http_minor >= 1 && unanswered(c) == 0
+      && equals_ignore_case(c->cur.header("expect"), "100-continue")) {
+    if (write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) == write_result::failed)
+      return -1; // the connection is closing
+  }
   return 0;
 }
 
@@ -481,10 +554,16 @@ int on_message_complete(http_parser* p) {
   auto srv = c->srv;
   c->in_message = false;
   auto seq = c->next_seq++;
-  auto& s = c->slots[seq];
-  s.keep_alive = http_should_keep_alive(p) != 0;
-  s.head = p->method == HTTP_HEAD;
+  bool keep_alive = http_should_keep_alive(p) != 0;
+  {
+    auto& s = c->slots[seq]; // not kept: an answer given at once erases it
+    s.keep_alive = keep_alive;
+    s.head = p->method == HTTP_HEAD;
+  }
   auto& req = c->cur;
+  // The request timeout runs from here: a slow upload is the read timeout's
+  // business, and a request must not be past its deadline before it runs.
+  req.received = std::chrono::steady_clock::now();
   if (auto q = req.path.find('?'); q != std::string::npos) {
     req.query = req.path.substr(q + 1);
     req.path.resize(q);
@@ -504,6 +583,18 @@ int on_message_complete(http_parser* p) {
       {req.received + srv->limits.request_timeout, c->id, seq, req.request_id});
     srv->handler(req, std::move(r));
   }
+  if (!keep_alive) {
+    // The connection's last request (Connection: close, or HTTP/1.0): nothing
+    // after it is run, since its answer could never be sent. (Debian's
+    // http_parser is not built strict and would go on parsing.)
+    c->refuse_more = true;
+    http_parser_pause(p, 1);
+  } else if (!has_room(c)) {
+    // The rest of this read waits: one read of many small pipelined requests
+    // must not run past the connection's limits.
+    c->paused = true;
+    http_parser_pause(p, 1);
+  }
   update_reading(c);
   return 0;
 }
@@ -520,12 +611,45 @@ void start_reading(connection* c) {
     on_read);
 }
 
+void parse(connection* c, const char* data, size_t n) {
+  c->in_parse = true;
+  auto parsed = http_parser_execute(&c->parser, &c->srv->settings, data, n);
+  c->in_parse = false;
+  if (c->closing) {
+    c->closing = false;
+    close_connection(c);
+    return;
+  }
+  auto err = HTTP_PARSER_ERRNO(&c->parser);
+  if (err == HPE_PAUSED) {
+    if (c->paused) // else it was the last request: the rest is dropped
+      c->unparsed.assign(data + parsed, n - parsed);
+    update_reading(c);
+    return;
+  }
+  if (err != HPE_OK || c->parser.upgrade) {
+    if (c->error_status == 413)
+      refuse(c, 413, "payload_too_large", "the request body is too large");
+    else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
+      refuse(c, 431, "header_too_large", "the request headers are too large or too many");
+    else
+      refuse(c, 400, "bad_request",
+             std::string{"malformed HTTP request: "} + http_errno_description(err));
+    c->in_message = false;
+    if (c->reading) {
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+      c->reading = false;
+    }
+  }
+}
+
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto c = static_cast<connection*>(stream->data);
   if (nread == UV_EOF) {
-    // Half-closed: the client sent all it will; answer what it asked, then close.
-    c->refuse_more = true;
+    // Half-closed: the client sent all it will; answer what it asked (also
+    // requests still waiting in `unparsed`), then close.
     c->close_when_drained = true;
+    c->eof = true;
     uv_read_stop(stream);
     c->reading = false;
     close_if_drained(c);
@@ -535,31 +659,9 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     close_connection(c);
     return;
   }
-  if (nread == 0 || c->refuse_more)
+  if (nread == 0 || c->refuse_more || c->closing)
     return;
-  c->in_parse = true;
-  auto parsed = http_parser_execute(&c->parser, &c->srv->settings, buf->base,
-                                    static_cast<size_t>(nread));
-  c->in_parse = false;
-  if (c->closing) {
-    c->closing = false;
-    close_connection(c);
-    return;
-  }
-  auto err = HTTP_PARSER_ERRNO(&c->parser);
-  if (err != HPE_OK || c->parser.upgrade) {
-    c->in_message = false;
-    if (c->error_status == 413)
-      refuse(c, 413, "payload_too_large", "the request body is too large");
-    else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
-      refuse(c, 431, "header_too_large", "the request headers are too large or too many");
-    else
-      refuse(c, 400, "bad_request",
-             std::string{"malformed HTTP request: "} + http_errno_description(err));
-    uv_read_stop(stream);
-    c->reading = false;
-  }
-  (void)parsed;
+  parse(c, buf->base, static_cast<size_t>(nread));
 }
 
 void on_connection(uv_stream_t* server, int status) {

@@ -1,0 +1,345 @@
+// The HTTP/1.1 transport on its own (edge/http_server): a real libuv loop on
+// a loopback port, raw sockets as clients, and a handler written by each test
+// that answers at once, later, or not until the test says so.
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "edge/http_server.hpp"
+
+using namespace shop::edge;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A handler that holds every request until the test answers it.
+struct held_requests {
+  std::mutex mtx;
+  std::vector<std::pair<http_request, responder>> held;
+  std::atomic<int> dispatched{0};
+
+  request_handler handler() {
+    return [this](http_request& req, responder r) {
+      ++dispatched;
+      std::lock_guard<std::mutex> guard{mtx};
+      held.emplace_back(req, std::move(r));
+    };
+  }
+
+  /// Answers every held request 200 with its path as the body.
+  void answer_all() {
+    std::vector<std::pair<http_request, responder>> now;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      now.swap(held);
+    }
+    for (auto& [req, r] : now) {
+      http_response res;
+      res.body = req.path;
+      r.send(std::move(res));
+    }
+  }
+
+  std::vector<http_request> requests() {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<http_request> out;
+    for (auto& [req, r] : held)
+      out.push_back(req);
+    return out;
+  }
+};
+
+/// A blocking loopback client that closes its socket when it goes.
+class raw_client {
+public:
+  explicit raw_client(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~raw_client() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+
+  void send(const std::string& bytes) {
+    for (size_t sent = 0; sent < bytes.size();) {
+      auto n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0)
+        return;
+      sent += static_cast<size_t>(n);
+    }
+  }
+
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+  /// Reads until `done(buffer)` holds, the peer closes, or `timeout` passes.
+  template <class Pred>
+  std::string read_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done(buf_) && !eof_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        continue;
+      char tmp[16384];
+      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n <= 0)
+        eof_ = true;
+      else
+        buf_.append(tmp, static_cast<size_t>(n));
+    }
+    return buf_;
+  }
+
+  /// Everything until the server closes the connection (or `timeout`).
+  std::string read_to_eof(std::chrono::milliseconds timeout = 5000ms) {
+    return read_until([](const std::string&) { return false; }, timeout);
+  }
+
+  bool saw_eof() const { return eof_; }
+
+private:
+  int fd_;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+/// Answer bodies in the order they appear in `stream` (the handlers' answers
+/// carry the request path as their body, with a Content-Length).
+std::vector<std::string> bodies(const std::string& stream) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  for (;;) {
+    auto end = stream.find("\r\n\r\n", at);
+    if (end == std::string::npos)
+      return out;
+    auto head = stream.substr(at, end - at);
+    auto cl = head.find("Content-Length: ");
+    size_t length = cl == std::string::npos ? 0 : std::strtoul(head.c_str() + cl + 16, nullptr, 10);
+    if (stream.size() < end + 4 + length)
+      return out;
+    out.push_back(stream.substr(end + 4, length));
+    at = end + 4 + length;
+  }
+}
+
+struct server_under_test {
+  http_server server;
+  server_under_test(http_limits limits, request_handler h) : server(limits, std::move(h)) {
+    auto err = server.start("127.0.0.1", 0);
+    EXPECT_TRUE(err.empty()) << err;
+  }
+};
+
+} // namespace
+
+// One read of many small pipelined requests used to run every one of them,
+// however many the connection already had unanswered, with their answers
+// piling up in memory for a client that may never read them.
+TEST(HttpServer, test_one_read_of_pipelined_requests_runs_no_more_than_the_limit) {
+  http_limits limits;
+  limits.max_pipelined = 16;
+  held_requests h;
+  server_under_test s{limits, h.handler()};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  constexpr int total = 1000; // ~26 KB: one write, and one read on the server
+  std::string requests;
+  for (int i = 0; i < total; ++i)
+    requests += "GET /r" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+  c.send(requests);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(h.dispatched.load(), 16);
+  EXPECT_EQ(s.server.inflight(), 16u);
+  // As the answers go out, the rest run, in order, 16 at a time at most.
+  std::string stream;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (bodies(stream).size() < total && std::chrono::steady_clock::now() < deadline) {
+    EXPECT_LE(s.server.inflight(), 16u);
+    h.answer_all();
+    stream = c.read_until([&](const std::string& b) { return bodies(b).size() >= total; }, 20ms);
+  }
+  auto got = bodies(stream);
+  ASSERT_EQ(got.size(), size_t{total});
+  for (int i = 0; i < total; ++i)
+    ASSERT_EQ(got[i], "/r" + std::to_string(i));
+  EXPECT_EQ(h.dispatched.load(), total);
+}
+
+// A request that ends the connection (Connection: close, or HTTP/1.0) is the
+// last one run: a request pipelined after it could never be answered, so it
+// must not run either (it might buy something).
+TEST(HttpServer, test_nothing_after_a_connection_close_request_runs) {
+  held_requests h;
+  server_under_test s{http_limits{}, h.handler()};
+  for (auto last : {std::string{"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"},
+                    std::string{"GET /last HTTP/1.0\r\n\r\n"}}) {
+    h.dispatched = 0;
+    raw_client c{s.server.port()};
+    ASSERT_TRUE(c.connected());
+    c.send("GET /first HTTP/1.1\r\n\r\n" + last
+           + "POST /after HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /after2 HTTP/1.1\r\n\r\n");
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(h.dispatched.load(), 2) << last;
+    h.answer_all();
+    auto stream = c.read_to_eof();
+    EXPECT_TRUE(c.saw_eof()) << last;
+    EXPECT_EQ(bodies(stream), (std::vector<std::string>{"/first", "/last"})) << last;
+    EXPECT_EQ(h.dispatched.load(), 2) << last;
+  }
+}
+
+// The request timeout bounds the handler's time, not the client's upload: a
+// body that takes longer than the timeout to arrive is still served.
+TEST(HttpServer, test_the_request_timeout_starts_when_the_request_is_complete) {
+  http_limits limits;
+  limits.request_timeout = 300ms;
+  limits.read_timeout = 5000ms;
+  server_under_test s{limits, [](http_request& req, responder r) {
+                        std::thread{[body = req.body, r = std::move(r)] {
+                          std::this_thread::sleep_for(50ms); // well inside 300 ms
+                          http_response res;
+                          res.body = body;
+                          r.send(std::move(res));
+                        }}.detach();
+                      }};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  c.send("POST /slow HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  std::this_thread::sleep_for(600ms);
+  c.send("cd");
+  auto stream = c.read_until([](const std::string& b) { return !bodies(b).empty(); });
+  EXPECT_EQ(stream.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << stream;
+  EXPECT_EQ(bodies(stream), std::vector<std::string>{"abcd"});
+}
+
+// A chunked body's trailer fields are not request headers: a proxy in front
+// checked the headers only, and the trailer must not override them.
+TEST(HttpServer, test_trailer_fields_do_not_become_headers) {
+  held_requests h;
+  server_under_test s{http_limits{}, h.handler()};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  c.send("POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nIdempotency-Key: from-header\r\n\r\n"
+         "2\r\n{}\r\n0\r\nIdempotency-Key: from-trailer\r\nAuthorization: Bearer x\r\n\r\n");
+  std::this_thread::sleep_for(200ms);
+  auto reqs = h.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].body, "{}");
+  EXPECT_EQ(reqs[0].header("idempotency-key"), "from-header");
+  EXPECT_EQ(reqs[0].header("authorization"), "");
+  EXPECT_EQ(reqs[0].headers.size(), 2u); // transfer-encoding and idempotency-key
+  h.answer_all();
+}
+
+// Answers the server gives itself echo the client's X-Request-Id when the
+// request got as far as sending one (API.md: every answer carries it).
+TEST(HttpServer, test_a_refused_request_keeps_its_request_id) {
+  http_limits limits;
+  limits.max_body_bytes = 100;
+  held_requests h;
+  server_under_test s{limits, h.handler()};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  c.send("POST /big HTTP/1.1\r\nX-Request-Id: client-42\r\nContent-Length: 5000\r\n\r\n");
+  auto stream = c.read_to_eof();
+  EXPECT_EQ(stream.rfind("HTTP/1.1 413 ", 0), 0u) << stream;
+  EXPECT_NE(stream.find("X-Request-Id: client-42\r\n"), std::string::npos) << stream;
+  EXPECT_NE(stream.find(R"("request_id":"client-42")"), std::string::npos) << stream;
+  EXPECT_EQ(h.dispatched.load(), 0);
+}
+
+// RFC 9110 8.6: a 204 carries no Content-Length; other answers do.
+TEST(HttpServer, test_a_204_has_no_content_length) {
+  server_under_test s{http_limits{}, [](http_request& req, responder r) {
+                        http_response res;
+                        res.status = req.path == "/none" ? 204 : 200;
+                        res.body = req.path == "/none" ? "" : "x";
+                        r.send(std::move(res));
+                      }};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  c.send("DELETE /none HTTP/1.1\r\n\r\nGET /some HTTP/1.1\r\n\r\n");
+  auto stream = c.read_until([](const std::string& b) { return b.find("\r\n\r\nx") != std::string::npos; });
+  auto second = stream.find("HTTP/1.1 200 OK");
+  ASSERT_NE(second, std::string::npos) << stream;
+  auto first = stream.substr(0, second);
+  EXPECT_EQ(first.rfind("HTTP/1.1 204 No Content\r\n", 0), 0u) << first;
+  EXPECT_EQ(first.find("Content-Length"), std::string::npos) << first;
+  EXPECT_NE(stream.find("Content-Length: 1\r\n", second), std::string::npos) << stream;
+}
+
+// A client that sends `Expect: 100-continue` waits for the interim answer
+// before its body; it gets one at once rather than after its own timeout.
+TEST(HttpServer, test_expect_100_continue_is_answered) {
+  held_requests h;
+  server_under_test s{http_limits{}, h.handler()};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  c.send("POST /upload HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  auto interim = c.read_until([](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; },
+                              2000ms);
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  c.send("hello");
+  std::string stream;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (bodies(stream).size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    h.answer_all();
+    stream = c.read_until([](const std::string& b) { return bodies(b).size() >= 2; }, 20ms);
+  }
+  EXPECT_NE(stream.find("HTTP/1.1 200 OK"), std::string::npos) << stream;
+  ASSERT_EQ(h.dispatched.load(), 1);
+}
+
+// A client that pipelines more than the limit and then half-closes still gets
+// every answer, also for the requests that waited unparsed, and then EOF.
+TEST(HttpServer, test_a_half_closed_client_gets_every_pipelined_answer) {
+  http_limits limits;
+  limits.max_pipelined = 8;
+  held_requests h;
+  server_under_test s{limits, h.handler()};
+  raw_client c{s.server.port()};
+  ASSERT_TRUE(c.connected());
+  std::string requests;
+  for (int i = 0; i < 100; ++i)
+    requests += "GET /h" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+  c.send(requests);
+  c.shutdown_write();
+  std::string stream;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!c.saw_eof() && std::chrono::steady_clock::now() < deadline) {
+    h.answer_all();
+    stream = c.read_until([](const std::string&) { return false; }, 20ms);
+  }
+  EXPECT_TRUE(c.saw_eof());
+  auto got = bodies(stream);
+  ASSERT_EQ(got.size(), 100u);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(got[i], "/h" + std::to_string(i));
+}
