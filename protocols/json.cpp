@@ -50,10 +50,37 @@ json_writer& json_writer::key(std::string_view name) {
   return *this;
 }
 
+namespace {
+
+/// The length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629:
+/// no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+size_t utf8_sequence(std::string_view s) noexcept {
+  auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xC2 && c <= 0xDF)
+    return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2) || (c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F))
+      return 0;
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3) || (c == 0xF0 && b(1) < 0x90)
+        || (c == 0xF4 && b(1) > 0x8F))
+      return 0;
+    return 4;
+  }
+  return 0;
+}
+
+} // namespace
+
 json_writer& json_writer::value(std::string_view s) {
   comma();
   out_.push_back('"');
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out_ += "\\\""; break;
       case '\\': out_ += "\\\\"; break;
@@ -65,8 +92,16 @@ json_writer& json_writer::value(std::string_view s) {
           char buf[8];
           std::snprintf(buf, sizeof(buf), "\\u%04x", c);
           out_ += buf;
-        } else {
+        } else if (c < 0x80) {
           out_.push_back(static_cast<char>(c));
+        } else if (auto n = utf8_sequence(s.substr(i)); n > 0) {
+          out_.append(s.substr(i, n));
+          i += n - 1;
+        } else {
+          // Text from the JSON decoder is valid UTF-8 already; raw bytes of a
+          // request line (the path a 404 names) may not be, and a strict
+          // client rejects the whole document: each such byte becomes U+FFFD.
+          out_ += "\\ufffd";
         }
     }
   }
@@ -174,6 +209,12 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
+int days_in_month(int year, int mon) noexcept {
+  static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return mon == 2 && leap ? 29 : days[mon - 1];
+}
+
 } // namespace
 
 bool parse_time(std::string_view s, millis& out) {
@@ -183,8 +224,9 @@ bool parse_time(std::string_view s, millis& out) {
       || !digits(s, 11, 2, hour) || s[13] != ':' || !digits(s, 14, 2, min) || s[16] != ':'
       || !digits(s, 17, 2, sec))
     return false;
-  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
-    return false;
+  if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 || min > 59
+      || sec > 60)
+    return false; // 2026-02-30 is refused, not read as 2 March
   size_t pos = 19;
   int ms = 0;
   if (pos < s.size() && s[pos] == '.') {

@@ -156,10 +156,34 @@ TEST(JsonTime, test_rfc3339_round_trip) {
   EXPECT_FALSE(parse_time("2026-11-22T10:00:00", t));
 }
 
+TEST(JsonTime, test_days_that_do_not_exist_are_refused) {
+  millis t = 0;
+  EXPECT_FALSE(parse_time("2026-02-29T00:00:00Z", t)); // 2026 is no leap year
+  EXPECT_FALSE(parse_time("2026-02-30T00:00:00Z", t)); // was read as 2 March
+  EXPECT_FALSE(parse_time("2026-04-31T00:00:00Z", t));
+  EXPECT_FALSE(parse_time("1900-02-29T00:00:00Z", t)); // divisible by 100, not by 400
+  EXPECT_TRUE(parse_time("2028-02-29T00:00:00Z", t));
+  EXPECT_TRUE(parse_time("2000-02-29T00:00:00Z", t));
+  EXPECT_TRUE(parse_time("2026-12-31T23:59:59Z", t));
+  EXPECT_TRUE(parse_time("2026-01-31T00:00:00Z", t));
+}
+
 TEST(JsonEncode, test_strings_are_escaped) {
   json_writer w;
   w.begin_object().field("k", std::string_view{"a\"b\\c\n\x01"}).end_object();
   EXPECT_EQ(w.str(), R"({"k":"a\"b\\c\n\u0001"})");
+}
+
+TEST(JsonEncode, test_invalid_utf8_becomes_replacement_characters) {
+  // Well-formed multi-byte text passes unchanged: "é", "€", "😀".
+  json_writer ok;
+  ok.value(std::string_view{"\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"});
+  EXPECT_EQ(ok.str(), "\"\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");
+  // A stray byte, a cut-off sequence, an overlong "/", a surrogate and a code
+  // point above U+10FFFF: each invalid byte is replaced, nothing raw remains.
+  json_writer bad;
+  bad.value(std::string_view{"/\xFF/\xE2\x82/\xC0\xAF/\xED\xA0\x80/\xF4\x90\x80\x80"});
+  EXPECT_EQ(bad.str(), R"("/\ufffd/\ufffd\ufffd/\ufffd\ufffd/\ufffd\ufffd\ufffd/\ufffd\ufffd\ufffd\ufffd")");
 }
 
 TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
