@@ -373,6 +373,10 @@ bool idempotency_key(api::context& c, std::string& out) {
   bool has_key = false;
   for (auto& [name, value] : c.req.headers)
     if (name == "idempotency-key") {
+      if (has_key) { // which one the client meant is anybody's guess
+        c.fail(errc::bad_request, "Idempotency-Key must be given once");
+        return false;
+      }
       key = value;
       has_key = true;
     }

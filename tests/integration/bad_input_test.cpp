@@ -107,6 +107,20 @@ TEST_F(BadInput, test_unknown_route_and_method) {
   EXPECT_FALSE(r.header("allow").empty());
   expect_error(c().request("GET", "/api/v1/products/bad%20id"), 404, "not_found");
   expect_error(c().request("GET", "/api/v1/orders/nope", {}, {bearer(user)}), 404, "not_found");
+  // A path that is not UTF-8: the 404 names it, and must still be valid JSON.
+  auto r2 = c().raw("GET /api/v1/caf\xC3/\xFF HTTP/1.1\r\nHost: x\r\n\r\n");
+  expect_error(r2, 404, "not_found");
+  EXPECT_EQ(r2.body.find('\xFF'), std::string::npos) << r2.body;
+}
+
+TEST_F(BadInput, test_a_sale_on_a_day_that_does_not_exist_is_refused) {
+  for (auto day : {"2027-02-29", "2026-02-30", "2026-04-31"})
+    expect_error(c().request("POST", "/api/v1/flash-sales",
+                             std::string{R"({"id":"no-day","sku":"safe-1","price_cents":1,"quantity":1,"per_user_limit":1,"starts_at":")"}
+                               + day + R"(T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"})",
+                             {bearer(admin)}),
+                 422, "validation_failed");
+  EXPECT_EQ(c().request("GET", "/api/v1/flash-sales/no-day").status, 404);
 }
 
 TEST_F(BadInput, test_body_and_header_limits) {
@@ -150,6 +164,7 @@ TEST_F(BadInput, test_an_empty_or_overlong_idempotency_key_is_refused) {
   expect_error(buy("{}", {"Idempotency-Key: "}), 400, "bad_request");
   expect_error(buy("{}", {"Idempotency-Key: " + std::string(129, 'k')}), 400, "bad_request");
   expect_error(buy("{}", {"Idempotency-Key: has space"}), 400, "bad_request");
+  expect_error(buy("{}", {"Idempotency-Key: one", "Idempotency-Key: two"}), 400, "bad_request");
 }
 
 TEST_F(BadInput, test_a_half_closed_client_still_gets_its_answers) {
