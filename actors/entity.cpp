@@ -69,6 +69,8 @@ void entity_core::persist(const caf::actor& self, write_batch ops) {
     caf::anon_send(self, committed_atom::value, seq, false);
     return;
   }
+  // The flag also goes to the journal: a batch submitted while an earlier one
+  // of this entity was being written is dropped if that one fails.
   ctx->journal->submit(std::move(ops), [self, seq, durable = durable_, pending = notice_pending_,
                                         poisoned = poisoned_, first_failed = first_failed_](bool ok) {
     if (!ok) {
@@ -88,7 +90,7 @@ void entity_core::persist(const caf::actor& self, write_batch ops) {
     // before reading `durable`, so no commit goes unnoticed.
     if (!pending->exchange(true))
       caf::anon_send(self, committed_atom::value, uint64_t{0}, true);
-  });
+  }, poisoned_);
 }
 
 uint64_t entity_core::durable_prefix() const {

@@ -21,11 +21,11 @@ journal::~journal() {
   stop();
 }
 
-void journal::submit(write_batch ops, completion done) {
+void journal::submit(write_batch ops, completion done, cancel_flag cancelled) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (!stopping_) {
-      queue_.push_back(pending{std::move(ops), std::move(done)});
+      queue_.push_back(pending{std::move(ops), std::move(done), std::move(cancelled)});
       cv_.notify_one();
       return;
     }
@@ -55,9 +55,11 @@ void journal::run() {
       group.swap(queue_);
     }
     parts.clear();
-    for (auto& p : group)
-      if (!p.ops.empty())
+    for (auto& p : group) {
+      p.skipped = p.cancelled && p.cancelled->load();
+      if (!p.ops.empty() && !p.skipped)
         parts.push_back(&p.ops);
+    }
     bool ok = true;
     if (!parts.empty()) {
       auto start = std::chrono::steady_clock::now();
@@ -76,7 +78,7 @@ void journal::run() {
       }
     }
     for (auto& p : group)
-      p.done(ok);
+      p.done(ok && !p.skipped);
     group.clear();
   }
 }

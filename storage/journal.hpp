@@ -38,9 +38,17 @@ public:
   journal(const journal&) = delete;
   journal& operator=(const journal&) = delete;
 
+  /// Set by an entity whose earlier batch failed: its later batches were built
+  /// on state that storage never got.
+  using cancel_flag = std::shared_ptr<const std::atomic<bool>>;
+
   /// Queues `ops` for the next group commit. Thread-safe, never blocks on I/O.
-  /// After stop(), `done(false)` is called at once.
-  void submit(write_batch ops, completion done);
+  /// After stop(), `done(false)` is called at once. If `cancelled` is set by
+  /// the time the batch's group is formed, the batch is not written and
+  /// `done(false)` is called: completions of a group run before the next group
+  /// is formed, so a failure reported there stops every later batch of the
+  /// same entity, also those submitted while the failed group was written.
+  void submit(write_batch ops, completion done, cancel_flag cancelled = {});
 
   /// `done(true)` runs once every batch submitted before it is committed.
   void barrier(completion done) { submit({}, std::move(done)); }
@@ -60,6 +68,8 @@ private:
   struct pending {
     write_batch ops;
     completion done;
+    cancel_flag cancelled;
+    bool skipped = false; // cancelled when its group was formed: not written
   };
 
   void run();

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -139,4 +140,45 @@ TEST(Journal, test_submissions_after_stop_fail_instead_of_hanging) {
   });
   EXPECT_TRUE(called);
   EXPECT_FALSE(result);
+}
+
+// An entity's batch submitted while its earlier batch was being written is
+// built on that batch's state: if the earlier one fails, the later one must
+// not be written either (storage would hold a change without the one it
+// follows). The entity's failure flag is set in the failed batch's
+// completion, which runs before the next group is formed.
+TEST(Journal, test_a_batch_is_dropped_when_its_entity_failed_before_its_group_formed) {
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  journal j{*db, durability::async};
+  auto failed = std::make_shared<std::atomic<bool>>(false);
+  std::promise<void> in_completion, second_submitted;
+  auto resume = second_submitted.get_future();
+  // The first batch's completion plays the entity's failure report (the
+  // journal cannot be made to fail a real write here): it sets the flag only
+  // after the second batch is queued.
+  j.submit({put_op("e/1", "first")}, [&](bool) {
+    in_completion.set_value();
+    resume.wait();
+    failed->store(true);
+  }, failed);
+  in_completion.get_future().wait();
+  std::promise<bool> second_result;
+  j.submit({put_op("e/2", "built on the first")}, [&](bool ok) { second_result.set_value(ok); },
+           failed);
+  // Another entity's batch in the same group is written as usual.
+  std::promise<bool> other_result;
+  j.submit({put_op("other/1", "v")}, [&](bool ok) { other_result.set_value(ok); });
+  second_submitted.set_value();
+  EXPECT_FALSE(second_result.get_future().get());
+  EXPECT_TRUE(other_result.get_future().get());
+  std::string value;
+  EXPECT_FALSE(*(*db)->get("e/2", value));
+  EXPECT_TRUE(*(*db)->get("other/1", value));
+  // A batch submitted with the flag already set is not written either.
+  std::promise<bool> third_result;
+  j.submit({put_op("e/3", "v")}, [&](bool ok) { third_result.set_value(ok); }, failed);
+  EXPECT_FALSE(third_result.get_future().get());
+  EXPECT_FALSE(*(*db)->get("e/3", value));
 }
