@@ -42,7 +42,11 @@ void maybe_passivate(caf::stateful_actor<State>* self, const std::function<bool(
         if (granted)
           self->quit(); // normal exit: the region already forgot this activation
       },
-      [=](caf::error&) { *asking = false; });
+      [=](caf::error& err) {
+        *asking = false;
+        if (err == caf::sec::request_receiver_down)
+          self->quit(); // the region is gone (shutdown): nothing can reach us
+      });
 }
 
 } // namespace detail

@@ -238,6 +238,11 @@ caf::behavior region(region_actor* self, entity_context base) {
       auto key = region_key(static_cast<entity_kind>(kind), id);
       auto e = st.entities.find(key);
       auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      // An activation the region no longer knows was granted before, but the
+      // grant came after the entity's ask had timed out: nothing is routed to
+      // it any more, so it may go (else it would live on, unreachable).
+      if (!st.by_addr.find(sender))
+        return true;
       if (!e || e->handle.address() != sender || e->delivered != processed)
         return false;
       st.entities.erase(key);

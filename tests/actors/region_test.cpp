@@ -25,7 +25,8 @@ struct test_config : caf::actor_system_config {
 
 class RegionTest : public ::testing::Test {
 protected:
-  void start(std::chrono::milliseconds passivate_after = 120s) {
+  void start(std::chrono::milliseconds passivate_after = 120s,
+             std::chrono::milliseconds ask_timeout = 5s) {
     auto db = store::open({dir.path()});
     ASSERT_TRUE(db);
     db_ = *db;
@@ -35,6 +36,7 @@ protected:
     ctx.journal = journal_;
     ctx.order_secret = "test-secret";
     ctx.passivate_after = passivate_after;
+    ctx.ask_timeout = ask_timeout;
     ctx.metrics = metrics;
     ctx.hashers = hashers;
     ctx.hashers->add(
@@ -143,6 +145,38 @@ TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
   EXPECT_EQ(metrics->active.load(), 0);
   EXPECT_GE(metrics->passivations.load(), 20u);
   for (int i = 0; i < 20; ++i) {
+    auto v = ask<inventory_view>(get_inventory{"p" + std::to_string(i)});
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->available, i);
+  }
+}
+
+// An entity asks the region to passivate it with a timeout. If the region
+// is so far behind that the grant comes after the timeout, the region has
+// forgotten the activation while the entity lives on: its next ask must
+// still let it go, or it stays alive, unreachable, for good.
+TEST_F(RegionTest, test_an_entity_whose_passivation_was_granted_late_still_stops) {
+  start(300ms, 2ms);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE((ask<product_view>(
+      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}})));
+  // Every actor but the 20 SKUs: the region, its catalog, the hasher, ...
+  auto baseline = sys->registry().running() - 20;
+  // Keep the region's mailbox far behind while the entities ask (every 250 ms
+  // once idle), so their asks time out before the region grants them.
+  auto flood_until = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < flood_until) {
+    for (int i = 0; i < 20'000; ++i)
+      caf::anon_send(region, stats_atom::value);
+    std::this_thread::sleep_for(20ms);
+  }
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (sys->registry().running() > baseline && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(sys->registry().running(), baseline);
+  EXPECT_EQ(metrics->active.load(), 0);
+  EXPECT_GE(metrics->passivations.load(), 20u);
+  for (int i = 0; i < 20; ++i) { // and they come back intact
     auto v = ask<inventory_view>(get_inventory{"p" + std::to_string(i)});
     ASSERT_TRUE(v);
     EXPECT_EQ(v->available, i);
