@@ -39,8 +39,20 @@ int64_t amount_due(const order_record& o) {
   return o.total_cents - o.discount_cents;
 }
 
-/// The answer to a placement request once the order exists: the order
-/// (replayed) if the request is the same one, else a conflict.
+/// The order as its placement answered it. A retry gets that first answer
+/// (API.md: same status, same body), not the order's later state; only the
+/// status, the payment and the update time change after placement.
+order_record as_placed(order_record o) {
+  o.status = order_status::pending_payment;
+  o.updated_at = o.created_at;
+  o.payment_id.clear();
+  o.payment_method.clear();
+  o.paid_at = 0;
+  return o;
+}
+
+/// The answer to a placement request once the order exists: the order as
+/// placed (replayed) if the request is the same one, else a conflict.
 caf::expected<purchase_result> replay(const order_record& order, const checkout& req) {
   auto reused = make_error(errc::conflict,
                            "this Idempotency-Key was already used for a different request");
@@ -57,7 +69,7 @@ caf::expected<purchase_result> replay(const order_record& order, const checkout&
         return reused;
     }
   }
-  return purchase_result{order, true};
+  return purchase_result{as_placed(order), true};
 }
 
 /// Sends `release_reservation` for every line (idempotent at the SKU).
