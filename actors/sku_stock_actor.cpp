@@ -136,6 +136,27 @@ void arm_timer(sku_actor* self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expiry_atom::value);
 }
 
+/// Sells a reserved entry's units. The buyer's stored count in a sale closed
+/// at activation is read first (stock_book::needs_closed_buyer); if it cannot
+/// be read, the entry stays reserved and its expiry timer tries again.
+bool sell(sku_actor* self, const sku_keys& k, const std::string& order_id) {
+  auto& book = self->state.book;
+  if (book.needs_closed_buyer(order_id)) {
+    const auto& e = *book.find_entry(order_id);
+    std::string raw;
+    int64_t units = 0;
+    auto found = self->state.core.ctx->db->get(k.buyer(e.sale_id, e.user_id), raw);
+    if (!found || (*found && !decode_count(raw, units))) {
+      spdlog::error("sku {}: cannot read the sold units of buyer {} in sale {}; order {} stays "
+                    "reserved for now",
+                    k.sku, e.user_id, e.sale_id, order_id);
+      return false;
+    }
+    book.load_closed_buyer(e.sale_id, e.user_id, units);
+  }
+  return book.mark_sold(order_id);
+}
+
 /// The order entity decided the order's fate: release or sell its units.
 void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
             order_status status) {
@@ -147,7 +168,7 @@ void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
     case order_status::expired:
     case order_status::refunded: changed = book.release(order_id); break;
     case order_status::paid:
-    case order_status::shipped: changed = book.mark_sold(order_id); break;
+    case order_status::shipped: changed = sell(self, k, order_id); break;
     case order_status::pending_payment: break; // not expired yet: try again later
   }
   if (changed)
@@ -522,7 +543,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         auto& st = self->state;
         st.core.touch();
         auto open_before = st.book.open_reservations();
-        if (st.book.mark_sold(c.order_id))
+        if (sell(self, k, c.order_id))
           persist_settled(self, k, c.order_id, open_before);
         return reply_durable(self, true); // idempotent, like release
       },

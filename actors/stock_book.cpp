@@ -151,10 +151,28 @@ sku_tally stock_book::tally() const {
 std::optional<int64_t> stock_book::settled_units_of(const std::string& sale_id,
                                                     const std::string& user_id) const {
   auto i = sales_.find(sale_id);
-  if (i == sales_.end() || i->second.closed)
+  if (i == sales_.end())
     return std::nullopt;
   auto units = i->second.settled_per_user.find(user_id);
+  if (i->second.closed && !units)
+    return std::nullopt; // not loaded: its stored count is unknown here
   return units ? *units : 0;
+}
+
+bool stock_book::needs_closed_buyer(const std::string& order_id) const {
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved)
+    return false;
+  auto s = sales_.find(h->entry.sale_id);
+  return s != sales_.end() && s->second.closed
+         && !s->second.settled_per_user.find(h->entry.user_id);
+}
+
+void stock_book::load_closed_buyer(const std::string& sale_id, const std::string& user_id,
+                                   int64_t sold_units) {
+  auto i = sales_.find(sale_id);
+  if (i != sales_.end() && i->second.closed)
+    i->second.settled_per_user[user_id] = sold_units; // kept even at 0: now known
 }
 
 bool stock_book::restore_tally(const sku_tally& tally) {
@@ -216,7 +234,8 @@ bool stock_book::mark_sold(const std::string& order_id) {
   settled_sold_ += e.quantity;
   if (auto s = sales_.find(e.sale_id); s != sales_.end()) {
     s->second.settled_sold += e.quantity;
-    if (!s->second.closed)
+    // A closed sale's buyer counts only once loaded; the owner loads it first.
+    if (!s->second.closed || s->second.settled_per_user.find(e.user_id))
       s->second.settled_per_user[e.user_id] += e.quantity;
   }
   return true;

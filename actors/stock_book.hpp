@@ -97,10 +97,18 @@ public:
   /// The units sold by entries settled this way.
   sku_tally tally() const;
   /// The units `user_id` bought in the sale through entries settled this way;
-  /// nullopt for a sale closed at activation (its buyers were not loaded, and
-  /// it can never sell again, so nothing needs writing).
+  /// nullopt for an entry-less sale, or a buyer of a sale closed at activation
+  /// whose count was not loaded (see needs_closed_buyer).
   std::optional<int64_t> settled_units_of(const std::string& sale_id,
                                           const std::string& user_id) const;
+  /// A sale closed at activation did not load its buyers. Its reservations can
+  /// still be paid, and each buyer's stored count must then grow (should the
+  /// clock step back before the sale's end, a later activation would load the
+  /// sale's buyers again): before mark_sold of such an entry, the owner reads
+  /// the buyer's stored count and hands it to load_closed_buyer.
+  bool needs_closed_buyer(const std::string& order_id) const;
+  void load_closed_buyer(const std::string& sale_id, const std::string& user_id,
+                         int64_t sold_units);
 
   /// Recovery, in this order: add_sale for every sale, restore_tally,
   /// restore_buyer for each buyer of each sale that has not ended (close_sale
@@ -142,7 +150,8 @@ private:
     sale_terms terms;
     int64_t taken = 0;
     segmented_map<std::string, int64_t> per_user;
-    /// Closed at activation (see close_sale); then `settled_per_user` is empty.
+    /// Closed at activation (see close_sale); then `settled_per_user` holds
+    /// only the buyers loaded since (load_closed_buyer).
     bool closed = false;
     /// Units sold through entries settled outside the ledger's range: in all, and per buyer.
     int64_t settled_sold = 0;

@@ -154,10 +154,29 @@ TEST(StockBook, test_a_sale_closed_at_activation_sells_nothing_whatever_the_cloc
   b.close_sale("s1"); // it had ended when the SKU was loaded: buyers not loaded
   EXPECT_EQ(check(b, "w", 1, 100), errc::sale_not_active); // the clock went back into the window
   EXPECT_STREQ(b.status(*b.find_sale("s1"), 100), "ended");
-  EXPECT_EQ(b.settled_units_of("s1", "u"), std::nullopt); // nothing to write for its buyers
-  ASSERT_TRUE(b.mark_sold("o1")); // a reservation paid after the end still sells
+  EXPECT_EQ(b.settled_units_of("s1", "u"), std::nullopt); // its buyers were not loaded
+  // A reservation paid after the end still sells, and its buyer's stored
+  // count must grow: the owner loads it first (should the clock step back
+  // before the end, a later activation loads this sale's buyers again).
+  EXPECT_TRUE(b.needs_closed_buyer("o1"));
+  b.load_closed_buyer("s1", "u", 2); // two units bought and paid earlier
+  EXPECT_FALSE(b.needs_closed_buyer("o1"));
+  ASSERT_TRUE(b.mark_sold("o1"));
+  EXPECT_EQ(b.settled_units_of("s1", "u"), 3); // what the owner writes back
+  EXPECT_EQ(b.settled_units_of("s1", "w"), std::nullopt);
+  EXPECT_FALSE(b.needs_closed_buyer("o1")); // settled: nothing more to sell
   EXPECT_EQ(b.sold(), 1);
   EXPECT_EQ(b.tally().sold, 1);
+  // A buyer with nothing stored yet is loaded at 0 and counted from there.
+  b.reserve(entry("o2", "w", 1));
+  EXPECT_TRUE(b.needs_closed_buyer("o2"));
+  b.load_closed_buyer("s1", "w", 0);
+  ASSERT_TRUE(b.mark_sold("o2"));
+  EXPECT_EQ(b.settled_units_of("s1", "w"), 1);
+  // Sales that were open at activation never need it.
+  auto open = book_with(20, 10, 3);
+  open.reserve(entry("o3", "u", 1));
+  EXPECT_FALSE(open.needs_closed_buyer("o3"));
 }
 
 TEST(StockBook, test_take_due_hands_out_expired_reservations_once) {
