@@ -39,7 +39,7 @@ void reply_priced(cart_self* self, cart_promise rp, std::vector<order_line> line
     auto& core = self->state.core;
     core.unhold(ticket);
     if (j->failure) {
-      rp.deliver(j->failure);
+      reject_when_durable(core, rp, std::move(j->failure));
       return;
     }
     for (auto& line : j->view.items)
@@ -101,8 +101,14 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const set_cart_item& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
-        auto rp = self->make_response_promise<cart_view>();
         auto line = find_line(st.cart, c.sku);
+        if (c.quantity != 0 && line == st.cart.items.end()
+            && st.cart.items.size() >= static_cast<size_t>(max_order_lines))
+          return reject_durable<cart_view>(
+            self, make_error(errc::validation_failed, "a cart holds at most "
+                                                        + std::to_string(max_order_lines)
+                                                        + " different items"));
+        auto rp = self->make_response_promise<cart_view>();
         if (c.quantity == 0 || line != st.cart.items.end()) {
           if (c.quantity == 0 && line != st.cart.items.end()) {
             st.cart.items.erase(line);
@@ -112,12 +118,6 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
             save();
           }
           reply_priced(self, rp, st.cart.items);
-          return rp;
-        }
-        if (st.cart.items.size() >= static_cast<size_t>(max_order_lines)) {
-          rp.deliver(make_error(errc::validation_failed,
-                                "a cart holds at most " + std::to_string(max_order_lines)
-                                  + " different items"));
           return rp;
         }
         // A new line: only for a product that exists. `await` keeps the
@@ -136,7 +136,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
             },
             [=](caf::error& err) mutable {
               self->state.core.unhold(ticket);
-              rp.deliver(err);
+              reject_when_durable(self->state.core, rp, std::move(err));
             });
         return rp;
       },

@@ -239,6 +239,15 @@ void deliver_durable(entity_core& core, Promise rp, T value) {
   });
 }
 
+/// Delivers the error `err` through `rp` once every change applied so far is
+/// durable: a refusal may reveal state too (or the commit's error if it fails).
+template <class Promise>
+void reject_when_durable(entity_core& core, Promise rp, caf::error err) {
+  core.after_commit([rp, e = std::move(err)](const caf::error* failure) mutable {
+    rp.deliver(failure ? *failure : e);
+  });
+}
+
 /// Returns `value` to the requester once every change applied so far is durable.
 template <class T, class State>
 caf::result<T> reply_durable(caf::stateful_actor<State>* self, T value) {
@@ -257,9 +266,7 @@ caf::result<T> reject_durable(caf::stateful_actor<State>* self, caf::error err) 
   if (core.quiescent())
     return err;
   auto rp = self->template make_response_promise<T>();
-  core.after_commit([rp, e = std::move(err)](const caf::error* failure) mutable {
-    rp.deliver(failure ? *failure : e);
-  });
+  reject_when_durable(core, rp, std::move(err));
   return rp;
 }
 
