@@ -79,6 +79,34 @@ void release_lines(const context_ptr& ctx, const std::string& order_id,
     caf::anon_send(ctx->region, release_reservation{line.sku, order_id});
 }
 
+/// Asks every line's SKU to release its units and calls `done` once each has
+/// answered: a SKU answers once the release is durable. A SKU that cannot be
+/// reached (restarting, quarantined) releases the units when its expiry timer
+/// asks this order; that is logged, and `done` still runs.
+template <class Done>
+void release_lines_then(order_self* self, const std::string& order_id,
+                        const std::vector<order_line>& lines, Done done) {
+  auto ctx = self->state.core.ctx;
+  auto left = std::make_shared<size_t>(lines.size());
+  auto one_answered = [left, done]() mutable {
+    if (--*left == 0)
+      done();
+  };
+  if (lines.empty()) {
+    done();
+    return;
+  }
+  for (auto& line : lines)
+    self->request(ctx->region, ctx->ask_timeout, release_reservation{line.sku, order_id})
+      .then([one_answered](bool) mutable { one_answered(); },
+            [one_answered, order_id, sku = line.sku](caf::error& err) mutable {
+              spdlog::warn("order {}: sku {} did not confirm the release ({}); its expiry "
+                           "timer releases the units",
+                           order_id, sku, describe(err).message);
+              one_answered();
+            });
+}
+
 /// Answers every request waiting on the placement and ends it: with `err`,
 /// or with the order as it was created (a cancel may already have followed).
 void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
@@ -223,10 +251,11 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
     ops.push_back(put_op(key, encode(st.order)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
   };
-  /// Ends an unpaid order (cancelled or expired): once that is durable, its
-  /// units are released. The release reaches each SKU (through the region)
-  /// before any request the client sends after our answer; if it is lost,
-  /// the SKU's own expiry timer asks us and releases the units then.
+  /// Expires an unpaid order: once that is durable, its units are released,
+  /// without waiting for the SKUs (nobody waits for an expiry's answer but the
+  /// SKU that asked, which releases its own line on it). A lost release is
+  /// redone when the SKU's expiry timer asks us. (A cancel waits for the
+  /// releases: see cancel_order.)
   auto end_unpaid = [self, ctx, save](order_status s) {
     auto& st = self->state;
     st.order.status = s;
@@ -270,8 +299,25 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           return reject_durable<order_record>(
             self, make_error(errc::conflict,
                              std::string{"the order is "} + to_string(st.order.status)));
-        end_unpaid(order_status::cancelled);
-        return reply_durable(self, st.order);
+        // The answer says the stock is released, so it waits for that too:
+        // the order's own commit, then every SKU's durable release (which a
+        // crash in between could otherwise lose until the SKU's timer fires).
+        st.order.status = order_status::cancelled;
+        save();
+        auto rp = self->make_response_promise<order_record>();
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+        st.core.after_commit([self, rp, ticket, order = st.order](const caf::error* err) mutable {
+          if (err) {
+            self->state.core.unhold(ticket);
+            rp.deliver(*err);
+            return;
+          }
+          release_lines_then(self, order.order_id, order.items, [self, rp, ticket, order]() mutable {
+            self->state.core.unhold(ticket);
+            rp.deliver(order);
+          });
+        });
+        return rp;
       },
       [=](const expire_order& c) -> caf::result<uint8_t> {
         auto& st = self->state;

@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 
 #include "actors/entities.hpp"
+#include "storage/keys.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 
 using namespace shop;
@@ -251,4 +252,34 @@ TEST_F(RegionTest, test_a_reservation_left_by_an_unfinished_placement_is_release
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->replayed);
   EXPECT_EQ(again->order.order_id, "o1");
+}
+
+// A cancel's answer says the stock is released: by the time it comes, every
+// SKU's release is in storage, not just the order's new status (a kill -9
+// between the two used to hold the units until the reservation's expiry).
+TEST_F(RegionTest, test_a_cancel_answers_once_the_released_stock_is_durable) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}})));
+  const auto shards = entity_context{}.shard_count;
+  for (int round = 0; round < 20; ++round) {
+    checkout order;
+    order.user_id = "u1";
+    order.items = {{"a", 1, 0}, {"b", 2, 0}};
+    auto placed = ask<purchase_result>(order);
+    ASSERT_TRUE(placed) << caf::to_string(placed.error());
+    auto id = placed->order.order_id;
+    auto cancelled = ask<order_record>(cancel_order{id, "u1", false});
+    ASSERT_TRUE(cancelled) << caf::to_string(cancelled.error());
+    EXPECT_EQ(cancelled->status, order_status::cancelled);
+    // Straight from RocksDB, right after the answer: both reservations are
+    // settled (moved out of the ledger's range), and nothing is left open.
+    for (auto sku : {"a", "b"}) {
+      std::string raw;
+      EXPECT_FALSE(*db_->get(keys::child(keys::ledger, sku, id, shards), raw)) << sku << " " << round;
+      EXPECT_TRUE(*db_->get(keys::child(keys::settled, sku, id, shards), raw)) << sku << " " << round;
+    }
+  }
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->available, 10);
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"b"})->available, 10);
 }
