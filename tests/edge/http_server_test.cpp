@@ -149,6 +149,34 @@ std::vector<std::string> bodies(const std::string& stream) {
   }
 }
 
+/// Answers the held requests as they arrive and reads what comes back, until
+/// `done(stream)` holds, the server closes, or `timeout` passes.
+template <class Pred>
+std::string serve_until(held_requests& h, raw_client& c, Pred done,
+                        std::chrono::milliseconds timeout = 10s) {
+  std::string stream;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done(stream) && !c.saw_eof() && std::chrono::steady_clock::now() < deadline) {
+    h.answer_all();
+    stream = c.read_until(done, 20ms);
+  }
+  return stream;
+}
+
+/// A loopback server with `limits` and a handler that holds every request.
+struct held_server {
+  held_requests h;
+  http_server server;
+  raw_client client;
+  explicit held_server(http_limits limits = {})
+    : server(limits, h.handler()), client((start(), server.port())) {
+  }
+  void start() {
+    auto err = server.start("127.0.0.1", 0);
+    EXPECT_TRUE(err.empty()) << err;
+  }
+};
+
 struct server_under_test {
   http_server server;
   server_under_test(http_limits limits, request_handler h) : server(limits, std::move(h)) {
@@ -165,9 +193,8 @@ struct server_under_test {
 TEST(HttpServer, test_one_read_of_pipelined_requests_runs_no_more_than_the_limit) {
   http_limits limits;
   limits.max_pipelined = 16;
-  held_requests h;
-  server_under_test s{limits, h.handler()};
-  raw_client c{s.server.port()};
+  held_server s{limits};
+  auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   constexpr int total = 1000; // ~26 KB: one write, and one read on the server
   std::string requests;
@@ -176,15 +203,12 @@ TEST(HttpServer, test_one_read_of_pipelined_requests_runs_no_more_than_the_limit
   c.send(requests);
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(h.dispatched.load(), 16);
-  EXPECT_EQ(s.server.inflight(), 16u);
+  EXPECT_EQ(server.inflight(), 16u);
   // As the answers go out, the rest run, in order, 16 at a time at most.
-  std::string stream;
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (bodies(stream).size() < total && std::chrono::steady_clock::now() < deadline) {
-    EXPECT_LE(s.server.inflight(), 16u);
-    h.answer_all();
-    stream = c.read_until([&](const std::string& b) { return bodies(b).size() >= total; }, 20ms);
-  }
+  auto stream = serve_until(h, c, [&](const std::string& b) {
+    EXPECT_LE(server.inflight(), 16u);
+    return bodies(b).size() >= total;
+  }, 20s);
   auto got = bodies(stream);
   ASSERT_EQ(got.size(), size_t{total});
   for (int i = 0; i < total; ++i)
@@ -242,9 +266,8 @@ TEST(HttpServer, test_the_request_timeout_starts_when_the_request_is_complete) {
 // A chunked body's trailer fields are not request headers: a proxy in front
 // checked the headers only, and the trailer must not override them.
 TEST(HttpServer, test_trailer_fields_do_not_become_headers) {
-  held_requests h;
-  server_under_test s{http_limits{}, h.handler()};
-  raw_client c{s.server.port()};
+  held_server s;
+  auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   c.send("POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nIdempotency-Key: from-header\r\n\r\n"
          "2\r\n{}\r\n0\r\nIdempotency-Key: from-trailer\r\nAuthorization: Bearer x\r\n\r\n");
@@ -263,9 +286,8 @@ TEST(HttpServer, test_trailer_fields_do_not_become_headers) {
 TEST(HttpServer, test_a_refused_request_keeps_its_request_id) {
   http_limits limits;
   limits.max_body_bytes = 100;
-  held_requests h;
-  server_under_test s{limits, h.handler()};
-  raw_client c{s.server.port()};
+  held_server s{limits};
+  auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   c.send("POST /big HTTP/1.1\r\nX-Request-Id: client-42\r\nContent-Length: 5000\r\n\r\n");
   auto stream = c.read_to_eof();
@@ -298,21 +320,15 @@ TEST(HttpServer, test_a_204_has_no_content_length) {
 // A client that sends `Expect: 100-continue` waits for the interim answer
 // before its body; it gets one at once rather than after its own timeout.
 TEST(HttpServer, test_expect_100_continue_is_answered) {
-  held_requests h;
-  server_under_test s{http_limits{}, h.handler()};
-  raw_client c{s.server.port()};
+  held_server s;
+  auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   c.send("POST /upload HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
   auto interim = c.read_until([](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; },
                               2000ms);
   EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
   c.send("hello");
-  std::string stream;
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (bodies(stream).size() < 2 && std::chrono::steady_clock::now() < deadline) {
-    h.answer_all();
-    stream = c.read_until([](const std::string& b) { return bodies(b).size() >= 2; }, 20ms);
-  }
+  auto stream = serve_until(h, c, [](const std::string& b) { return bodies(b).size() >= 2; });
   EXPECT_NE(stream.find("HTTP/1.1 200 OK"), std::string::npos) << stream;
   ASSERT_EQ(h.dispatched.load(), 1);
 }
@@ -322,21 +338,15 @@ TEST(HttpServer, test_expect_100_continue_is_answered) {
 TEST(HttpServer, test_a_half_closed_client_gets_every_pipelined_answer) {
   http_limits limits;
   limits.max_pipelined = 8;
-  held_requests h;
-  server_under_test s{limits, h.handler()};
-  raw_client c{s.server.port()};
+  held_server s{limits};
+  auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   std::string requests;
   for (int i = 0; i < 100; ++i)
     requests += "GET /h" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
   c.send(requests);
   c.shutdown_write();
-  std::string stream;
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!c.saw_eof() && std::chrono::steady_clock::now() < deadline) {
-    h.answer_all();
-    stream = c.read_until([](const std::string&) { return false; }, 20ms);
-  }
+  auto stream = serve_until(h, c, [](const std::string&) { return false; });
   EXPECT_TRUE(c.saw_eof());
   auto got = bodies(stream);
   ASSERT_EQ(got.size(), 100u);
