@@ -360,8 +360,10 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   c->refuse_more = true;
   c->paused = false;
   c->unparsed.clear();
-  // The client's X-Request-Id when the refused request got as far as sending one.
-  auto client_rid = c->in_message ? c->cur.header("x-request-id") : std::string_view{};
+  // The client's X-Request-Id when the refused request got past its headers
+  // (before that, the value may be cut short between two reads).
+  auto client_rid =
+    c->in_message && c->headers_done ? c->cur.header("x-request-id") : std::string_view{};
   auto rid = valid_request_id(client_rid) ? std::string{client_rid} : c->srv->next_request_id();
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
@@ -390,8 +392,14 @@ void update_reading(connection* c) {
     http_parser_pause(&c->parser, 0);
     auto rest = std::move(c->unparsed);
     c->unparsed.clear();
-    if (!rest.empty())
+    if (!rest.empty()) {
       parse(c, rest.data(), rest.size());
+      // This may run outside the loop's poll phase (a deadline's 503, a
+      // write completed later), after which the handler's per-iteration hook
+      // would wait for the next event: hand it what was just parsed now.
+      if (c->srv->after_reads)
+        c->srv->after_reads();
+    }
     if (c->closing)
       return;
     close_if_drained(c); // a half-closed client may have had nothing more to ask
@@ -447,6 +455,8 @@ int count_header_bytes(connection* c, size_t n) {
 
 int on_message_begin(http_parser* p) {
   auto c = conn_of(p);
+  if (c->closing)
+    return -1; // closed while parsing (a failed write): nothing more is run
   c->cur = http_request{};
   c->field.clear();
   c->last_was_value = false;
@@ -502,6 +512,7 @@ bool equals_ignore_case(std::string_view a, std::string_view b) {
 
 int on_headers_complete(http_parser* p) {
   auto c = conn_of(p);
+  c->headers_done = true;
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)
@@ -514,7 +525,6 @@ int on_headers_complete(http_parser* p) {
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
   c->cur.method = http_method_str(static_cast<http_method>(p->method));
-  c->headers_done = true;
   // A client that waits for "100 Continue" before sending its body gets it at
   // once when the request's answer would be the next one written (RFC 9110
   // 10.1.1); with earlier answers outstanding it is left out, which the RFC
@@ -551,6 +561,8 @@ bool valid_request_id(std::string_view id) {
 
 int on_message_complete(http_parser* p) {
   auto c = conn_of(p);
+  if (c->closing)
+    return -1;
   auto srv = c->srv;
   c->in_message = false;
   auto seq = c->next_seq++;

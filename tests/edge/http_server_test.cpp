@@ -297,6 +297,22 @@ TEST(HttpServer, test_a_refused_request_keeps_its_request_id) {
   EXPECT_EQ(h.dispatched.load(), 0);
 }
 
+// A request cut off inside its headers gets a 408 with the server's own
+// request id: the client's X-Request-Id may have been cut off too.
+TEST(HttpServer, test_a_request_id_cut_off_in_the_headers_is_not_echoed) {
+  http_limits limits;
+  limits.read_timeout = 300ms;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("GET /slow HTTP/1.1\r\nX-Request-Id: client-4");
+  auto stream = c.read_to_eof();
+  EXPECT_EQ(stream.rfind("HTTP/1.1 408 ", 0), 0u) << stream;
+  EXPECT_EQ(stream.find("client-4"), std::string::npos) << stream;
+  EXPECT_NE(stream.find("X-Request-Id: "), std::string::npos) << stream;
+  EXPECT_EQ(h.dispatched.load(), 0);
+}
+
 // RFC 9110 8.6: a 204 carries no Content-Length; other answers do.
 TEST(HttpServer, test_a_204_has_no_content_length) {
   server_under_test s{http_limits{}, [](http_request& req, responder r) {
