@@ -79,14 +79,20 @@ void release_lines(const context_ptr& ctx, const std::string& order_id,
     caf::anon_send(ctx->region, release_reservation{line.sku, order_id});
 }
 
+/// How long a cancel waits for its SKUs' releases: well inside the edge's
+/// request timeout (5 s by default), since the cancel itself is durable by
+/// then and must not be answered with a 503 (a retry would get 409).
+constexpr std::chrono::milliseconds release_wait{1'000};
+
 /// Asks every line's SKU to release its units and calls `done` once each has
 /// answered: a SKU answers once the release is durable. A SKU that cannot be
-/// reached (restarting, quarantined) releases the units when its expiry timer
-/// asks this order; that is logged, and `done` still runs.
+/// reached in time (restarting, quarantined, far behind) releases the units
+/// when its expiry timer asks this order; that is logged, and `done` still runs.
 template <class Done>
 void release_lines_then(order_self* self, const std::string& order_id,
                         const std::vector<order_line>& lines, Done done) {
   auto ctx = self->state.core.ctx;
+  auto wait = std::min<std::chrono::milliseconds>(ctx->ask_timeout, release_wait);
   auto left = std::make_shared<size_t>(lines.size());
   auto one_answered = [left, done]() mutable {
     if (--*left == 0)
@@ -97,7 +103,7 @@ void release_lines_then(order_self* self, const std::string& order_id,
     return;
   }
   for (auto& line : lines)
-    self->request(ctx->region, ctx->ask_timeout, release_reservation{line.sku, order_id})
+    self->request(ctx->region, wait, release_reservation{line.sku, order_id})
       .then([one_answered](bool) mutable { one_answered(); },
             [one_answered, order_id, sku = line.sku](caf::error& err) mutable {
               spdlog::warn("order {}: sku {} did not confirm the release ({}); its expiry "
@@ -305,13 +311,22 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
         st.order.status = order_status::cancelled;
         save();
         auto rp = self->make_response_promise<order_record>();
-        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
-        st.core.after_commit([self, rp, ticket, order = st.order](const caf::error* err) mutable {
+        // Once the cancel is durable it is answered with the order, also if
+        // this entity fails while the releases are under way.
+        auto cancelled = std::make_shared<bool>(false);
+        auto ticket = st.core.hold([rp, cancelled, order = st.order](const caf::error& err) mutable {
+          if (*cancelled)
+            rp.deliver(order);
+          else
+            rp.deliver(err);
+        });
+        st.core.after_commit([self, rp, ticket, cancelled, order = st.order](const caf::error* err) mutable {
           if (err) {
             self->state.core.unhold(ticket);
             rp.deliver(*err);
             return;
           }
+          *cancelled = true;
           release_lines_then(self, order.order_id, order.items, [self, rp, ticket, order]() mutable {
             self->state.core.unhold(ticket);
             rp.deliver(order);

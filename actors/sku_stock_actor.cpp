@@ -158,7 +158,9 @@ bool sell(sku_actor* self, const sku_keys& k, const std::string& order_id) {
 }
 
 /// The order entity decided the order's fate: release or sell its units.
-void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
+/// False if the entry stays reserved and must be asked about again later
+/// (not due yet, or its sale could not be recorded now).
+bool settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
             order_status status) {
   auto& book = self->state.book;
   auto open_before = book.open_reservations();
@@ -169,10 +171,14 @@ void settle(sku_actor* self, const sku_keys& k, const std::string& order_id,
     case order_status::refunded: changed = book.release(order_id); break;
     case order_status::paid:
     case order_status::shipped: changed = sell(self, k, order_id); break;
-    case order_status::pending_payment: break; // not expired yet: try again later
+    case order_status::pending_payment: return false; // not expired yet
   }
-  if (changed)
+  if (changed) {
     persist_settled(self, k, order_id, open_before);
+    return true;
+  }
+  auto e = book.find_entry(order_id); // unchanged: settled before, or a failed sale
+  return !e || e->state != reservation_state::reserved;
 }
 
 void on_expiry(sku_actor* self, const sku_keys& k) {
@@ -190,9 +196,8 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
     self->request(ctx->region, ctx->ask_timeout, expire_order{order_id, k.sku})
       .then(
         [self, k, order_id, later](uint8_t status) {
-          if (static_cast<order_status>(status) == order_status::pending_payment)
+          if (!settle(self, k, order_id, static_cast<order_status>(status)))
             return later();
-          settle(self, k, order_id, static_cast<order_status>(status));
           arm_timer(self);
         },
         [later](caf::error&) { later(); });
