@@ -18,8 +18,9 @@ namespace {
 struct node_system_config : caf::actor_system_config {
   node_system_config(size_t workers, const std::string& policy) {
     register_shop_types(*this);
-    if (workers == 0)
-      workers = std::max<size_t>(1, std::thread::hardware_concurrency() - 1);
+    if (workers == 0) // hardware_concurrency() may be 0 (unknown)
+      workers = std::max<size_t>(1, std::thread::hardware_concurrency()) - 1;
+    workers = std::max<size_t>(1, workers);
     // CAF defaults to 4 workers; on small machines their polling steals CPU.
     set("scheduler.max-threads", workers);
     set("scheduler.policy", caf::atom_from_string(policy));

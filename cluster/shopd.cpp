@@ -1,8 +1,10 @@
 // shopd: one node of the shop. Thin: parse configuration, start the node and
 // its edge, wait for SIGINT/SIGTERM, stop in order.
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -41,6 +43,38 @@ public:
   }
 };
 
+/// A whole number written in decimal: no sign, no leading zero (CLI11 would
+/// read "064" as octal 52, and "-1" for an unsigned option as its maximum).
+const CLI::Validator decimal{[](std::string& in) -> std::string {
+                               bool ok = !in.empty() && in.size() <= 19
+                                         && (in == "0" || in[0] != '0')
+                                         && in.find_first_not_of("0123456789") == std::string::npos;
+                               return ok ? std::string{} : "'" + in + "' is not a whole decimal number";
+                             },
+                             ""};
+
+/// A finite number of seconds (CLI11's range check lets "nan" through).
+const CLI::Validator finite_seconds{[](std::string& in) -> std::string {
+                                      char* end = nullptr;
+                                      double v = std::strtod(in.c_str(), &end);
+                                      bool ok = !in.empty() && end == in.c_str() + in.size()
+                                                && std::isfinite(v);
+                                      return ok ? std::string{} : "'" + in + "' is not a number of seconds";
+                                    },
+                                    ""};
+
+/// A node id that is safe in a log line and a JSON string.
+const CLI::Validator node_name{[](std::string& in) -> std::string {
+                                 bool ok = !in.empty() && in.size() <= 64
+                                           && in.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                   "0123456789._-")
+                                                == std::string::npos;
+                                 return ok ? std::string{}
+                                           : "a node id is 1 to 64 letters, digits, '.', '_' or '-'";
+                               },
+                               ""};
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -56,7 +90,8 @@ int main(int argc, char** argv) {
     return app.add_option(name, var, help)->envname(env);
   };
   opt("--http-host", edge_cfg.http_host, "SHOP_HTTP_HOST", "address the edge listens on");
-  opt("--http-port", edge_cfg.http_port, "SHOP_HTTP_PORT", "port the edge listens on (0: any free port)");
+  opt("--http-port", edge_cfg.http_port, "SHOP_HTTP_PORT", "port the edge listens on (0: any free port)")
+    ->check(decimal);
   opt("--data-dir", cfg.data_dir, "SHOP_DATA_DIR", "RocksDB directory");
   opt("--admin-password", cfg.admin_password, "SHOP_ADMIN_PASSWORD",
       "password of user 'admin' (default: generated and printed once)");
@@ -65,12 +100,15 @@ int main(int argc, char** argv) {
     ->check(CLI::IsMember({"sync", "async"}));
   opt("--payment-timeout", cfg.payment_timeout_s, "SHOP_PAYMENT_TIMEOUT",
       "seconds an order waits for payment before it expires")
+    ->check(finite_seconds)
     ->check(CLI::Range(0.1, 30.0 * 86400));
   opt("--password-hash-cost", cfg.password_hash_cost, "SHOP_PASSWORD_HASH_COST",
       "argon2id memory cost as log2(KiB); lower only for tests and benches (3 = 8 KiB)")
+    ->check(decimal)
     ->check(CLI::Range(3, 22));
   opt("--passivate-after", cfg.passivate_after_s, "SHOP_PASSIVATE_AFTER",
       "seconds an idle entity stays active")
+    ->check(finite_seconds)
     ->check(CLI::Range(0.1, 86400.0));
   opt("--jwt-secret", cfg.jwt_secret, "SHOP_JWT_SECRET",
       "HMAC key of tokens (default: generated once and stored in the data dir)");
@@ -80,13 +118,16 @@ int main(int argc, char** argv) {
                "enable POST /api/v1/payments/{id}/sandbox-complete, a gateway stand-in that "
                "sends itself the signed callback (make run turns it on)")
     ->envname("SHOP_SANDBOX_PAYMENTS");
-  opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs and metrics");
+  opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs and metrics")
+    ->check(node_name);
   opt("--shards", cfg.shards, "SHOP_SHARDS", "number of shards; fixed for the life of a data dir")
+    ->check(decimal)
     ->check(CLI::Range(1, 65536));
   opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
     ->check(CLI::IsMember({"text", "json"}));
   opt("--workers", cfg.workers, "SHOP_WORKERS",
       "actor scheduler threads (0: cores - 1, at least 1)")
+    ->check(decimal)
     ->check(CLI::Range(0, 256));
   opt("--scheduler-policy", cfg.scheduler_policy, "SHOP_SCHEDULER_POLICY",
       "sharing (idle workers block) or stealing (idle workers poll, then sleep)")
@@ -96,14 +137,21 @@ int main(int argc, char** argv) {
     ->envname("SHOP_FAULT_INJECTION");
   opt("--request-timeout", request_timeout_s, "SHOP_REQUEST_TIMEOUT",
       "seconds the edge waits for an answer before 503")
+    ->check(finite_seconds)
     ->check(CLI::Range(0.01, 600.0));
   opt("--max-inflight", edge_cfg.limits.max_inflight, "SHOP_MAX_INFLIGHT",
       "requests in flight before new ones get 503")
+    ->check(decimal)
     ->check(CLI::Range(1, 10'000'000));
   opt("--max-body-bytes", edge_cfg.limits.max_body_bytes, "SHOP_MAX_BODY_BYTES",
-      "largest request body (413 beyond)");
+      "largest request body (413 beyond)")
+    ->check(decimal)
+    ->check(CLI::Range(1024, 16 << 20));
+  // http_parser refuses more than 80 KiB of headers by itself.
   opt("--max-header-bytes", edge_cfg.limits.max_header_bytes, "SHOP_MAX_HEADER_BYTES",
-      "largest request line plus headers (431 beyond)");
+      "largest request line plus headers (431 beyond)")
+    ->check(decimal)
+    ->check(CLI::Range(1024, 80 * 1024));
   CLI11_PARSE(app, argc, argv);
 
   cfg.mode = durability == "async" ? shop::durability::async : shop::durability::sync;
@@ -141,7 +189,10 @@ int main(int argc, char** argv) {
     node.stop();
     return 1;
   }
-  std::printf("shopd ready on http://%s:%u\n", edge_cfg.http_host.c_str(), edge.port());
+  // An IPv6 address goes in brackets in a URL (http://[::1]:8080).
+  bool v6 = edge_cfg.http_host.find(':') != std::string::npos;
+  std::printf("shopd ready on http://%s%s%s:%u\n", v6 ? "[" : "", edge_cfg.http_host.c_str(),
+              v6 ? "]" : "", edge.port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -39,7 +39,9 @@ std::string server::start() {
     api_.reset();
     return err;
   }
-  spdlog::info("edge: serving http://{}:{}", cfg_.http_host, http_->port());
+  bool v6 = cfg_.http_host.find(':') != std::string::npos;
+  spdlog::info("edge: serving http://{}{}{}:{}", v6 ? "[" : "", cfg_.http_host, v6 ? "]" : "",
+               http_->port());
   return {};
 }
 

@@ -113,6 +113,15 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
   for (std::vector<std::string> args : {std::vector<std::string>{"--durability", "fast"},
                                         {"--http-host", "not-an-address"},
                                         {"--shards", "0"},
+                                        {"--shards", "064"}, // not octal 52
+                                        {"--http-port", "-1"},
+                                        {"--request-timeout", "nan"},
+                                        {"--payment-timeout", "inf"},
+                                        {"--passivate-after", "NaN"},
+                                        {"--max-body-bytes", "-1"}, // not SIZE_MAX
+                                        {"--max-body-bytes", "0"},
+                                        {"--max-header-bytes", "0"},
+                                        {"--node-id", "n\"1"}, // would break JSON logs
                                         {"--no-such-flag", "1"}}) {
     shopd_process shopd{dir.path(), args};
     EXPECT_LT(refused_start(shopd).count(), 10000) << args[0];
