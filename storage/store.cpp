@@ -1,5 +1,10 @@
 #include "storage/store.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
@@ -82,6 +87,12 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // A new data dir is the owner's alone: it holds the token and payment
+  // secrets. (RocksDB would create it 0755; an existing one is left as the
+  // operator set it.)
+  if (::mkdir(opts.path.c_str(), 0700) != 0 && errno != EEXIST)
+    return make_error(errc::unavailable,
+                      "cannot create the data dir " + opts.path + ": " + std::strerror(errno));
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -181,4 +183,22 @@ TEST(Journal, test_a_batch_is_dropped_when_its_entity_failed_before_its_group_fo
   j.submit({put_op("e/3", "v")}, [&](bool ok) { third_result.set_value(ok); }, failed);
   EXPECT_FALSE(third_result.get_future().get());
   EXPECT_FALSE(*(*db)->get("e/3", value));
+}
+
+// A new data dir holds the node's secrets: only its owner may read it.
+TEST(Store, test_a_new_data_dir_is_private_to_its_owner) {
+  test::temp_dir dir;
+  auto path = dir.path() + "/data";
+  {
+    auto db = store::open({path});
+    ASSERT_TRUE(db);
+  }
+  struct stat st{};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // An existing one is opened as the operator set it up.
+  ASSERT_EQ(::chmod(path.c_str(), 0750), 0);
+  ASSERT_TRUE(store::open({path}));
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0750u);
 }
