@@ -12,7 +12,8 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD_DIR)/build.ninja:
+# After deps (order-only), also under make -j: configuring needs the packages.
+$(BUILD_DIR)/build.ninja: | deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 
 build: deps $(BUILD_DIR)/build.ninja
