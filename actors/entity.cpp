@@ -33,7 +33,10 @@ caf::expected<hasher_pool::loan> hasher_pool::lend() {
   // Time until a new request would be done: the lent ones and it, spread over the hashers.
   auto backlog = service_time_ * static_cast<int64_t>(lent_ + 1)
                  / static_cast<int64_t>(workers_.size());
-  if (lent_ >= workers_.size() && backlog > queue_budget_)
+  // No hash time known yet (the hashers measure one as they start): one
+  // request per hasher, so a storm right after a start is not all queued.
+  bool unknown = service_time_.count() == 0;
+  if (lent_ >= workers_.size() && (unknown || backlog > queue_budget_))
     return make_error(errc::unavailable, "too many password checks in progress; retry shortly");
   ++lent_;
   std::shared_ptr<void> lease{nullptr, [pool = shared_from_this()](void*) {

@@ -59,9 +59,10 @@ public:
   };
 
   /// Lends a hasher only while the work already lent would be done within
-  /// `queue_budget` (judged by the hashers' recent hash times), and always at
-  /// least one request per hasher. Cheap hashes (tests) are never refused; at
-  /// argon2's default cost (~100 ms) a few requests per hasher are.
+  /// `queue_budget` (judged by the hashers' recent hash times; before the
+  /// first is known, one request per hasher), and always at least one request
+  /// per hasher. Cheap hashes (tests) are never refused; at argon2's default
+  /// cost (~100 ms) a few requests per hasher are.
   explicit hasher_pool(std::chrono::milliseconds queue_budget = std::chrono::seconds{1});
 
   void add(caf::actor worker);

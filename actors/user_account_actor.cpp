@@ -75,22 +75,22 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
       [=](const login_user& c) -> caf::result<user_view> {
         auto& st = self->state;
         st.core.touch();
-        if (!st.exists)
-          return reject_durable<user_view>(
-            self, make_error(errc::unauthorized, "wrong username or password"));
+        // An unknown name costs a password check too (against the hasher's
+        // decoy hash), so neither the time to answer nor a 503 under load
+        // tells whether a username exists.
         auto hasher = ctx->hashers->lend();
         if (!hasher)
           return reject_durable<user_view>(self, std::move(hasher.error()));
         auto rp = self->make_response_promise<user_view>();
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         self
-          ->request(hasher->worker, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
-                    c.password)
+          ->request(hasher->worker, ctx->ask_timeout, verify_atom::value,
+                    st.exists ? st.user.password_hash : std::string{}, c.password)
           .then(
             [self, rp, ticket, lease = hasher->lease](bool ok) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
-              if (!ok) {
+              if (!ok || !st.exists) {
                 rp.deliver(make_error(errc::unauthorized, "wrong username or password"));
                 return;
               }
@@ -116,10 +116,42 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
                          [] { return true; });
 }
 
+namespace {
+
+/// An argon2id hash of `password` with a fresh salt, encoded, or an error text.
+caf::expected<std::string> hash_password(const std::string& password, uint32_t t_cost,
+                                         uint32_t m_cost) {
+  unsigned char salt[16];
+  auto salt_hex = random_hex(sizeof(salt));
+  for (size_t i = 0; i < sizeof(salt); ++i)
+    salt[i] = static_cast<unsigned char>(std::stoi(salt_hex.substr(i * 2, 2), nullptr, 16));
+  const size_t hash_len = 32;
+  std::string encoded(argon2_encodedlen(t_cost, m_cost, 1, sizeof(salt), hash_len, Argon2_id),
+                      '\0');
+  auto rc = argon2id_hash_encoded(t_cost, m_cost, 1, password.data(), password.size(), salt,
+                                  sizeof(salt), hash_len, encoded.data(), encoded.size());
+  if (rc != ARGON2_OK)
+    return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
+                      std::string{"argon2: "} + argon2_error_message(rc));
+  encoded.resize(std::strlen(encoded.c_str()));
+  return encoded;
+}
+
+} // namespace
+
 caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
                               std::weak_ptr<hasher_pool> pool) {
   const uint32_t t_cost = 2;
   const uint32_t m_cost = 1u << std::clamp<uint32_t>(cost, 3, 22);
+  // A decoy hash, checked for logins of unknown names. Making it is also the
+  // hasher's first measured hash: the pool knows the cost before the first
+  // login storm (until then it lends one request per hasher).
+  auto started = std::chrono::steady_clock::now();
+  auto decoy = hash_password(random_hex(16), t_cost, m_cost);
+  if (auto p = pool.lock(); p && decoy)
+    p->observe(std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started));
+  auto decoy_hash = decoy ? *decoy : std::string{};
   // Reports how long each message took, once it is handled.
   struct timer {
     std::weak_ptr<hasher_pool> pool;
@@ -133,23 +165,24 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
   return {
     [=](hash_atom, const std::string& password) -> caf::result<std::string> {
       timer timed{pool};
-      unsigned char salt[16];
-      auto salt_hex = random_hex(sizeof(salt));
-      for (size_t i = 0; i < sizeof(salt); ++i)
-        salt[i] = static_cast<unsigned char>(std::stoi(salt_hex.substr(i * 2, 2), nullptr, 16));
-      const size_t hash_len = 32;
-      std::string encoded(argon2_encodedlen(t_cost, m_cost, 1, sizeof(salt), hash_len, Argon2_id),
-                          '\0');
-      auto rc = argon2id_hash_encoded(t_cost, m_cost, 1, password.data(), password.size(), salt,
-                                      sizeof(salt), hash_len, encoded.data(), encoded.size());
-      if (rc != ARGON2_OK)
-        return make_error(errc::internal, std::string{"argon2: "} + argon2_error_message(rc));
-      encoded.resize(std::strlen(encoded.c_str()));
-      return encoded;
+      auto encoded = hash_password(password, t_cost, m_cost);
+      if (!encoded)
+        return std::move(encoded.error());
+      return std::move(*encoded);
     },
-    [=](verify_atom, const std::string& encoded, const std::string& password) -> bool {
+    // An empty `encoded` (an unknown user) is checked against the decoy and
+    // answers false. A check that fails for another reason than a wrong
+    // password (memory) is an error, not "wrong password".
+    [=](verify_atom, const std::string& encoded, const std::string& password) -> caf::result<bool> {
       timer timed{pool};
-      return argon2id_verify(encoded.c_str(), password.data(), password.size()) == ARGON2_OK;
+      const auto& against = encoded.empty() ? decoy_hash : encoded;
+      auto rc = argon2id_verify(against.c_str(), password.data(), password.size());
+      if (rc == ARGON2_OK)
+        return !encoded.empty();
+      if (rc == ARGON2_VERIFY_MISMATCH || encoded.empty())
+        return false;
+      return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
+                        std::string{"argon2: "} + argon2_error_message(rc));
     },
   };
 }

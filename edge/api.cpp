@@ -1,5 +1,8 @@
 #include "edge/api.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <caf/all.hpp>
 
 #include "actors/entity.hpp"
@@ -205,8 +208,12 @@ void api::handle(http_request& req, responder r) {
   }
   if (match->auth != public_route) {
     auto auth = req.header("authorization");
+    // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
-    if (auth.size() <= bearer.size() || auth.substr(0, bearer.size()) != bearer) {
+    auto scheme = auth.substr(0, std::min(auth.size(), bearer.size()));
+    bool is_bearer = std::equal(scheme.begin(), scheme.end(), bearer.begin(), bearer.end(),
+                                [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); });
+    if (auth.size() <= bearer.size() || !is_bearer) {
       ctx.fail(errc::unauthorized, "a bearer token is required");
       return;
     }
@@ -278,6 +285,9 @@ void api::login(context& c) {
   auto creds = decode_credentials(c.req.body, false);
   if (!creds)
     return c.fail(creds.error());
+  // A name registration would refuse cannot exist: no account actor for it.
+  if (!is_valid_username(creds->username))
+    return c.fail(errc::unauthorized, "wrong username or password");
   auto issuer = issuer_;
   auto ttl = opts_.token_ttl.count();
   ask<user_view>(c, login_user{creds->username, creds->password}, 200,

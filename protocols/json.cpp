@@ -487,12 +487,18 @@ caf::expected<login_user> decode_credentials(std::string_view body, bool strict)
     return missing("username");
   if (!has_pass)
     return missing("password");
-  if (strict) {
-    for (char c : out.username)
-      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-        return invalid_field("username", "must match [a-z0-9_]{3,32}");
-  }
+  if (strict && !is_valid_username(out.username))
+    return invalid_field("username", "must match [a-z0-9_]{3,32}");
   return out;
+}
+
+bool is_valid_username(std::string_view s) noexcept {
+  if (s.size() < 3 || s.size() > 32)
+    return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+      return false;
+  return true;
 }
 
 constexpr int64_t max_price_cents = 1'000'000'000'000; // 10 billion units of currency

@@ -57,6 +57,8 @@ private:
 /// `{"username","password"}`; `strict` applies the registration rules
 /// (username 3..32 of [a-z0-9_], password 8..128).
 [[nodiscard]] caf::expected<login_user> decode_credentials(std::string_view body, bool strict);
+/// The registration rule for usernames: [a-z0-9_]{3,32}.
+[[nodiscard]] bool is_valid_username(std::string_view s) noexcept;
 [[nodiscard]] caf::expected<product_record> decode_create_product(std::string_view body);
 [[nodiscard]] caf::expected<update_product> decode_update_product(std::string_view body);
 /// `{"quantity"}`, 1..10^9.

@@ -158,6 +158,21 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
                            {"Authorization: Basic YWRtaW46eA=="}),
                401, "unauthorized");
+  // The scheme's name is case-insensitive (RFC 9110); the token is not.
+  EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: bearer " + user}).status, 200);
+  EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: BEARER " + user}).status, 200);
+}
+
+TEST_F(BadInput, test_logins_of_unknown_and_impossible_names_are_refused_alike) {
+  for (auto name : {"nobody_here", "NoSuchUpper", "a/b", "x"}) {
+    auto r = c().request("POST", "/api/v1/auth/login",
+                         std::string{R"({"username":")"} + name + R"(","password":"whatever-1"})");
+    expect_error(r, 401, "unauthorized");
+    EXPECT_EQ(json_field(r.body, "error.message"), "wrong username or password") << name;
+  }
+  auto wrong = c().request("POST", "/api/v1/auth/login", R"({"username":"plain_0","password":"nope-nope"})");
+  expect_error(wrong, 401, "unauthorized");
+  EXPECT_EQ(json_field(wrong.body, "error.message"), "wrong username or password");
 }
 
 TEST_F(BadInput, test_an_empty_or_overlong_idempotency_key_is_refused) {
