@@ -180,7 +180,9 @@ void api::handle(http_request& req, responder r) {
     }
     if (!ok)
       continue;
-    if (rt.method == req.method) {
+    // HEAD is served by the GET route (RFC 9110 9.3.2); the server leaves
+    // out the body and keeps its Content-Length.
+    if (rt.method == req.method || (req.method == "HEAD" && rt.method == "GET")) {
       match = &rt;
       params = std::move(ps);
       break;

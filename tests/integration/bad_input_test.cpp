@@ -113,6 +113,18 @@ TEST_F(BadInput, test_unknown_route_and_method) {
   EXPECT_EQ(r2.body.find('\xFF'), std::string::npos) << r2.body;
 }
 
+TEST_F(BadInput, test_head_answers_a_get_route_without_its_body) {
+  auto r = c().raw_half_close("HEAD /api/v1/inventory/safe-1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r;
+  auto get = c().request("GET", "/api/v1/inventory/safe-1");
+  EXPECT_NE(r.find("Content-Length: " + std::to_string(get.body.size()) + "\r\n"), std::string::npos) << r;
+  EXPECT_EQ(r.find("\r\n\r\n") + 4, r.size()) << "no body after the headers: " << r;
+  // HEAD on a route without GET is still 405 (headers only, too).
+  auto post_only = c().raw_half_close(
+    "HEAD /api/v1/flash-sales/sale-b/purchase HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(post_only.rfind("HTTP/1.1 405 ", 0), 0u) << post_only;
+}
+
 TEST_F(BadInput, test_a_sale_on_a_day_that_does_not_exist_is_refused) {
   for (auto day : {"2027-02-29", "2026-02-30", "2026-04-31"})
     expect_error(c().request("POST", "/api/v1/flash-sales",
