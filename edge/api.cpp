@@ -368,6 +368,8 @@ void api::create_sale(context& c) {
   auto t = decode_create_sale(c.req.body);
   if (!t)
     return c.fail(t.error());
+  if (t->ends_at <= now_millis()) // it could never sell anything
+    return c.fail(errc::validation_failed, "field 'ends_at' must be in the future");
   ask<sale_view>(c, shop::create_sale{std::move(*t)}, 201, encode_sale);
 }
 

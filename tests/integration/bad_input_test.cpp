@@ -133,6 +133,12 @@ TEST_F(BadInput, test_a_sale_on_a_day_that_does_not_exist_is_refused) {
                              {bearer(admin)}),
                  422, "validation_failed");
   EXPECT_EQ(c().request("GET", "/api/v1/flash-sales/no-day").status, 404);
+  // A sale that has ended before it is created could never sell anything.
+  expect_error(c().request("POST", "/api/v1/flash-sales",
+                           R"({"id":"no-day","sku":"safe-1","price_cents":1,"quantity":1,"per_user_limit":1,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2020-01-02T00:00:00Z"})",
+                           {bearer(admin)}),
+               422, "validation_failed");
+  EXPECT_EQ(c().request("GET", "/api/v1/flash-sales/no-day").status, 404);
 }
 
 TEST_F(BadInput, test_body_and_header_limits) {
