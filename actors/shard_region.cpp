@@ -107,7 +107,7 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
   auto& st = self->state;
   if (st.catalog && dm.source == st.catalog.address()) {
     spdlog::warn("region: the catalog died ({}); restarting it", caf::to_string(dm.reason));
-    st.catalog = self->spawn<caf::monitored>(catalog_actor, st.ctx);
+    st.catalog = self->spawn<caf::monitored + caf::detached>(catalog_actor, st.ctx);
     return;
   }
   auto who = st.by_addr.take(dm.source);
@@ -176,7 +176,7 @@ caf::behavior region(region_actor* self, entity_context base) {
     self->quit(em.reason);
   });
   activate_open_skus(self);
-  self->state.catalog = self->spawn<caf::monitored>(catalog_actor, self->state.ctx);
+  self->state.catalog = self->spawn<caf::monitored + caf::detached>(catalog_actor, self->state.ctx);
   using k = entity_kind;
   return {
     [=](create_product& c) { route(self, k::sku, c.product.sku, std::move(c)); },

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Hot-SKU purchases alone, then while anonymous clients page through the
+# catalog with a search that matches nothing (each page scans up to 5,000
+# product records in RocksDB). Shows whether listing traffic holds up the
+# purchases. Usage: bench/wrk/catalog_flood.sh [shopd binary]
+# Starts its own shopd on 127.0.0.1:${PORT:-18993} with a fresh data dir, and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SHOPD=${1:-build/cluster/shopd}
+PORT=${PORT:-18993}
+PRODUCTS=${PRODUCTS:-5000}
+B=http://127.0.0.1:$PORT/api/v1
+DATA=$(mktemp -d /tmp/shop-catalog-XXXXXX)
+WORK=$(mktemp -d /tmp/shop-catalog-work-XXXXXX)
+"$SHOPD" --data-dir "$DATA" --http-port "$PORT" --password-hash-cost 3 --admin-password bench-admin-pw \
+  --payment-timeout 86400 >"$WORK/shopd.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA" "$WORK"' EXIT
+for _ in $(seq 100); do
+  kill -0 "$PID" 2>/dev/null || { echo "shopd did not start:"; cat "$WORK/shopd.log"; exit 1; }
+  grep -q "shopd ready" "$WORK/shopd.log" && break
+  sleep 0.1
+done
+token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }
+AT=$(token admin bench-admin-pw)
+# The catalog: $PRODUCTS products with 200-byte descriptions, over one keep-alive connection.
+python3 - "$PORT" "$AT" "$PRODUCTS" <<'PY'
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    body = json.dumps({"sku": f"p{i:05d}", "name": f"Item {i}", "price_cents": 100, "stock": 10,
+                       "description": "d" * 200})
+    c.request("POST", "/api/v1/products", body, {"Authorization": "Bearer " + sys.argv[2]})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 201, r.status
+PY
+curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
+  -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
+curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $AT" \
+  -d '{"id":"cat-sale","sku":"hot","price_cents":99,"quantity":1000000000,"per_user_limit":10000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"}' >/dev/null
+for i in $(seq 128); do
+  curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
+  echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
+done
+export TOKENS="$WORK/tokens.txt" SALE=cat-sale
+purchases() { # label
+  wrk -t1 -c16 -d8s --latency -s bench/wrk/purchase.lua "http://127.0.0.1:$PORT" \
+    | grep -E "Requests/sec|p50_ms|Non-2xx" | sed "s/^/$1: /"
+}
+echo "== $PRODUCTS products, one search page: $(curl -s -o /dev/null -w '%{time_total}' "$B/products?q=zzzz&limit=100") s"
+purchases "purchases alone"
+wrk -t1 -c4 -d10s "http://127.0.0.1:$PORT/api/v1/products?q=zzzz&limit=100" >"$WORK/catalog.txt" &
+FLOOD=$!
+sleep 1
+purchases "purchases during the flood"
+wait $FLOOD
+grep -E "Requests/sec" "$WORK/catalog.txt" | sed 's/^/catalog pages: /'
