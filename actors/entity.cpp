@@ -33,7 +33,7 @@ caf::expected<hasher_pool::loan> hasher_pool::lend() {
   // Time until a new request would be done: the lent ones and it, spread over the hashers.
   auto backlog = service_time_ * static_cast<int64_t>(lent_ + 1)
                  / static_cast<int64_t>(workers_.size());
-  // No hash time known yet (the hashers measure one as they start): one
+  // No hash time known yet (none finished since the start): one
   // request per hasher, so a storm right after a start is not all queued.
   bool unknown = service_time_.count() == 0;
   if (lent_ >= workers_.size() && (unknown || backlog > queue_budget_))

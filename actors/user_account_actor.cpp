@@ -143,15 +143,9 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
                               std::weak_ptr<hasher_pool> pool) {
   const uint32_t t_cost = 2;
   const uint32_t m_cost = 1u << std::clamp<uint32_t>(cost, 3, 22);
-  // A decoy hash, checked for logins of unknown names. Making it is also the
-  // hasher's first measured hash: the pool knows the cost before the first
-  // login storm (until then it lends one request per hasher).
-  auto started = std::chrono::steady_clock::now();
-  auto decoy = hash_password(random_hex(16), t_cost, m_cost);
-  if (auto p = pool.lock(); p && decoy)
-    p->observe(std::chrono::duration_cast<std::chrono::microseconds>(
-      std::chrono::steady_clock::now() - started));
-  auto decoy_hash = decoy ? *decoy : std::string{};
+  // A decoy hash, checked for logins of unknown names; made on the first
+  // one (a start does not pay for it, nor wait on it).
+  auto decoy_hash = std::make_shared<std::string>();
   // Reports how long each message took, once it is handled.
   struct timer {
     std::weak_ptr<hasher_pool> pool;
@@ -171,15 +165,22 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
       return std::move(*encoded);
     },
     // An empty `encoded` (an unknown user) is checked against the decoy and
-    // answers false. A check that fails for another reason than a wrong
-    // password (memory) is an error, not "wrong password".
+    // answers false, at the cost of a real check. A check that fails for
+    // another reason than a wrong password (memory) is an error, not "wrong
+    // password", for known and unknown names alike.
     [=](verify_atom, const std::string& encoded, const std::string& password) -> caf::result<bool> {
       timer timed{pool};
-      const auto& against = encoded.empty() ? decoy_hash : encoded;
+      if (encoded.empty() && decoy_hash->empty()) {
+        auto made = hash_password(random_hex(16), t_cost, m_cost);
+        if (!made)
+          return std::move(made.error());
+        *decoy_hash = std::move(*made);
+      }
+      const auto& against = encoded.empty() ? *decoy_hash : encoded;
       auto rc = argon2id_verify(against.c_str(), password.data(), password.size());
       if (rc == ARGON2_OK)
         return !encoded.empty();
-      if (rc == ARGON2_VERIFY_MISMATCH || encoded.empty())
+      if (rc == ARGON2_VERIFY_MISMATCH)
         return false;
       return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
                         std::string{"argon2: "} + argon2_error_message(rc));

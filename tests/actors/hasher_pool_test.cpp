@@ -18,7 +18,7 @@ TEST(HasherPool, test_lends_while_the_backlog_fits_the_budget_and_refuses_beyond
   pool->add(caf::actor{});
   pool->add(caf::actor{});
   std::vector<hasher_pool::loan> loans;
-  // No hash time known yet (a hasher measures one when it starts): one
+  // No hash time known yet (none finished since the start): one
   // request per hasher, not a storm queued on a guess of zero.
   for (int i = 0; i < 2; ++i) {
     auto loan = pool->lend();
