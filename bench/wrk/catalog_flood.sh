@@ -9,19 +9,8 @@ cd "$(dirname "$0")/../.."
 SHOPD=${1:-build/cluster/shopd}
 PORT=${PORT:-18993}
 PRODUCTS=${PRODUCTS:-5000}
-B=http://127.0.0.1:$PORT/api/v1
-DATA=$(mktemp -d /tmp/shop-catalog-XXXXXX)
-WORK=$(mktemp -d /tmp/shop-catalog-work-XXXXXX)
-"$SHOPD" --data-dir "$DATA" --http-port "$PORT" --password-hash-cost 3 --admin-password bench-admin-pw \
-  --payment-timeout 86400 >"$WORK/shopd.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA" "$WORK"' EXIT
-for _ in $(seq 100); do
-  kill -0 "$PID" 2>/dev/null || { echo "shopd did not start:"; cat "$WORK/shopd.log"; exit 1; }
-  grep -q "shopd ready" "$WORK/shopd.log" && break
-  sleep 0.1
-done
-token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }
+. bench/wrk/node.sh
+start_shopd "$SHOPD"
 AT=$(token admin bench-admin-pw)
 # The catalog: $PRODUCTS products with 200-byte descriptions, over one keep-alive connection.
 python3 - "$PORT" "$AT" "$PRODUCTS" <<'PY'

@@ -17,20 +17,9 @@ WRK_THREADS=${WRK_THREADS:-1}
 PIN_SHOPD=() PIN_WRK=() # taskset prefixes, when CPUs are given
 [ -n "${SHOPD_CPUS:-}" ] && PIN_SHOPD=(taskset -c "$SHOPD_CPUS")
 [ -n "${WRK_CPUS:-}" ] && PIN_WRK=(taskset -c "$WRK_CPUS")
-DATA=$(mktemp -d /tmp/shop-bench-XXXXXX)
-WORK=$(mktemp -d /tmp/shop-bench-work-XXXXXX)
-B=http://127.0.0.1:$PORT/api/v1
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$DATA" "$WORK"; }
-trap cleanup EXIT
-"${PIN_SHOPD[@]}" "$SHOPD" --data-dir "$DATA" --http-port "$PORT" --durability "$MODE" --password-hash-cost 3 \
-  --admin-password bench-admin-pw --payment-timeout 86400 ${SHOPD_ARGS:-} >"$WORK/shopd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-  kill -0 "$PID" 2>/dev/null || { echo "shopd did not start:"; cat "$WORK/shopd.log"; exit 1; }
-  grep -q "shopd ready" "$WORK/shopd.log" && break
-  sleep 0.1
-done
-token() { curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'; }
+. bench/wrk/node.sh
+# shellcheck disable=SC2086 # SHOPD_ARGS is a list of options
+start_shopd "${PIN_SHOPD[@]}" "$SHOPD" --durability "$MODE" ${SHOPD_ARGS:-}
 AT=$(token admin bench-admin-pw)
 curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
   -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null

@@ -1,0 +1,33 @@
+# Sourced by the wrk scripts: a throwaway shopd on 127.0.0.1:$PORT with a
+# fresh data dir under /tmp, stopped (and its files removed) when the script exits.
+#   start_shopd [prefix...] SHOPD [extra options]   e.g. start_shopd taskset -c 0-7 build/cluster/shopd
+# sets DATA, WORK (scratch; the node's log is $WORK/shopd.log), PID and B (the API's base URL).
+# The node: --password-hash-cost 3, admin password bench-admin-pw, and a payment timeout
+# of a day (no reservation expires during a run).
+
+stop_shopd() {
+  [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  rm -rf "${DATA:-}" "${WORK:-}"
+}
+
+start_shopd() {
+  DATA=$(mktemp -d /tmp/shop-bench-XXXXXX)
+  WORK=$(mktemp -d /tmp/shop-bench-work-XXXXXX)
+  B=http://127.0.0.1:$PORT/api/v1
+  trap stop_shopd EXIT
+  "$@" --data-dir "$DATA" --http-port "$PORT" --password-hash-cost 3 \
+    --admin-password bench-admin-pw --payment-timeout 86400 >"$WORK/shopd.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do
+    kill -0 "$PID" 2>/dev/null || { echo "shopd did not start:"; cat "$WORK/shopd.log"; exit 1; }
+    grep -q "shopd ready" "$WORK/shopd.log" && return 0
+    sleep 0.1
+  done
+  echo "shopd did not get ready in 10 s:"; cat "$WORK/shopd.log"; exit 1
+}
+
+# A user's token: token USERNAME PASSWORD
+token() {
+  curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" |
+    sed 's/.*"token":"\([^"]*\)".*/\1/'
+}
