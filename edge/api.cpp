@@ -1,7 +1,6 @@
 #include "edge/api.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 #include <caf/all.hpp>
 
@@ -212,10 +211,7 @@ void api::handle(http_request& req, responder r) {
     auto auth = req.header("authorization");
     // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
-    auto scheme = auth.substr(0, std::min(auth.size(), bearer.size()));
-    bool is_bearer = std::equal(scheme.begin(), scheme.end(), bearer.begin(), bearer.end(),
-                                [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); });
-    if (auth.size() <= bearer.size() || !is_bearer) {
+    if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {
       ctx.fail(errc::unauthorized, "a bearer token is required");
       return;
     }

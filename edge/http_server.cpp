@@ -24,6 +24,12 @@ std::string_view http_request::header(std::string_view name) const {
   return {};
 }
 
+bool equals_ignore_case(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 const char* reason_phrase(int status) noexcept {
   switch (status) {
     case 200: return "OK";
@@ -502,12 +508,6 @@ int on_header_value(http_parser* p, const char* at, size_t n) {
   }
   c->cur.headers.back().second.append(at, n);
   return count_header_bytes(c, n);
-}
-
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 int on_headers_complete(http_parser* p) {

@@ -137,4 +137,7 @@ private:
 /// The reason phrase of a status code.
 const char* reason_phrase(int status) noexcept;
 
+/// ASCII case-insensitive equality, as HTTP compares scheme names and tokens.
+bool equals_ignore_case(std::string_view a, std::string_view b) noexcept;
+
 } // namespace shop::edge
