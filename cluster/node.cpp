@@ -137,7 +137,14 @@ const std::string& node::payment_secret() const {
 }
 
 bool node::ready() const noexcept {
-  return impl_->running;
+  // Not while storage refuses writes: a failed group commit is followed by
+  // 503s until one succeeds (docs/operations.md).
+  return impl_->running && impl_->jrnl && impl_->jrnl->healthy();
+}
+
+void node::fail_storage_writes(uint32_t groups) {
+  if (impl_->jrnl)
+    impl_->jrnl->fail_next_groups(groups);
 }
 
 const node_config& node::config() const noexcept {

@@ -81,6 +81,8 @@ public:
   const std::string& payment_secret() const;
   /// True while the node serves (storage open, actors running).
   bool ready() const noexcept;
+  /// Fault injection: the journal's next `groups` group commits fail.
+  void fail_storage_writes(uint32_t groups);
   /// Appends the node's metrics (entities, journal, storage) in Prometheus text.
   void write_metrics(std::string& out) const;
   const node_config& config() const noexcept;

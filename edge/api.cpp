@@ -145,8 +145,10 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   add("GET", "/healthz", public_route, &api::healthz);
   add("GET", "/readyz", public_route, &api::readyz);
   add("GET", "/metrics", public_route, &api::metrics);
-  if (opts_.fault_injection)
+  if (opts_.fault_injection) {
     add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
+    add("POST", "/api/v1/admin/fault-injection/storage", admin_route, &api::fail_storage);
+  }
 }
 
 api::~api() {
@@ -727,6 +729,28 @@ void api::crash(context& c) {
   cmd.id = id;
   caf::anon_send(region_, std::move(cmd));
   auto res = json_response(202, R"({"status":"crash requested"})");
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::fail_storage(context& c) {
+  // Body: {"groups":N}, 1 to 1000: the journal's next N group commits fail.
+  auto body = c.req.body;
+  constexpr std::string_view key = "\"groups\":";
+  auto at = body.find(key);
+  int64_t groups = 0;
+  if (at != std::string::npos) {
+    auto digits = body.substr(at + key.size());
+    auto end = digits.find_first_not_of("0123456789");
+    digits = digits.substr(0, end);
+    if (!digits.empty() && digits.size() <= 4)
+      groups = std::stoll(digits);
+  }
+  if (groups < 1 || groups > 1000)
+    return c.fail(errc::validation_failed, "field 'groups' must be an integer from 1 to 1000");
+  if (probe_.fail_storage_writes)
+    probe_.fail_storage_writes(static_cast<uint32_t>(groups));
+  auto res = json_response(202, R"({"status":"storage failures injected"})");
   res.route = c.route;
   c.r.send(std::move(res));
 }

@@ -36,6 +36,8 @@ struct node_probe {
   std::function<bool()> ready;
   /// Appends the node's own metrics (entities, journal, storage) in Prometheus text.
   std::function<void(std::string&)> write_metrics;
+  /// Fault injection: the next `groups` group commits fail.
+  std::function<void(uint32_t)> fail_storage_writes;
 };
 
 class api {
@@ -90,6 +92,7 @@ private:
   void readyz(context& c);
   void metrics(context& c);
   void crash(context& c);
+  void fail_storage(context& c);
 
   struct job_batch;
   std::unique_ptr<job_batch> batch_;

@@ -14,6 +14,7 @@ server::~server() {
 std::string server::start() {
   node_probe probe;
   probe.ready = [this] { return node_.ready(); };
+  probe.fail_storage_writes = [this](uint32_t groups) { node_.fail_storage_writes(groups); };
   probe.write_metrics = [this](std::string& out) {
     node_.write_metrics(out);
     if (http_) {

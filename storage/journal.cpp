@@ -63,13 +63,18 @@ void journal::run() {
     bool ok = true;
     if (!parts.empty()) {
       auto start = std::chrono::steady_clock::now();
-      auto err = db_->write_all(parts, mode_ == durability::sync);
+      auto injected = fail_next_.load();
+      while (injected > 0 && !fail_next_.compare_exchange_weak(injected, injected - 1)) {
+      }
+      auto err = injected > 0 ? make_error(errc::unavailable, "injected storage failure")
+                              : db_->write_all(parts, mode_ == durability::sync);
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
       commit_latency_.observe_us(static_cast<uint64_t>(us));
       groups_.fetch_add(1, std::memory_order_relaxed);
       batches_.fetch_add(parts.size(), std::memory_order_relaxed);
+      healthy_.store(!err, std::memory_order_relaxed);
       if (err) {
         ok = false;
         failures_.fetch_add(1, std::memory_order_relaxed);

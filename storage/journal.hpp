@@ -58,6 +58,14 @@ public:
 
   durability mode() const noexcept { return mode_; }
 
+  /// False from a failed group commit until one succeeds: RocksDB may refuse
+  /// every write after a failed one (see docs/operations.md).
+  bool healthy() const noexcept { return healthy_.load(std::memory_order_relaxed); }
+
+  /// Fault injection (drills and tests): the next `groups` group commits fail
+  /// as a storage error would, without writing anything.
+  void fail_next_groups(uint32_t groups) noexcept { fail_next_.store(groups); }
+
   // -- figures for /metrics ---------------------------------------------------
   uint64_t groups() const noexcept { return groups_.load(std::memory_order_relaxed); }
   uint64_t batches() const noexcept { return batches_.load(std::memory_order_relaxed); }
@@ -84,6 +92,8 @@ private:
   std::atomic<uint64_t> groups_{0};
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> failures_{0};
+  std::atomic<bool> healthy_{true};
+  std::atomic<uint32_t> fail_next_{0};
   latency_histogram commit_latency_;
 };
 

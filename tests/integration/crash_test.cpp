@@ -219,3 +219,49 @@ TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
   auto metrics = c.request("GET", "/metrics").body;
   EXPECT_NE(metrics.find("shop_entity_crashes_total 3"), std::string::npos) << metrics;
 }
+
+// A failed group commit (a full disk, simulated by the fault-injection route):
+// the purchase waiting on it gets 503 and leaves nothing behind, /readyz says
+// not ready until a commit succeeds again, and the SKU, restarted from what
+// is stored, sells on with its counts intact.
+TEST(Crash, test_a_failed_storage_write_is_refused_and_reported_until_writes_succeed) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "disk-1", 100, "sale-d", 100, 10);
+  auto tokens = make_users(shopd.port(), "disk_", 2);
+  auto buy = [&](const std::string& token) {
+    return c.request("POST", "/api/v1/flash-sales/sale-d/purchase", R"({"quantity":1})",
+                     {bearer(token)});
+  };
+  ASSERT_EQ(buy(tokens[0]).status, 201);
+  EXPECT_EQ(c.request("GET", "/readyz").status, 200);
+
+  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":1})",
+                     {bearer(admin)});
+  ASSERT_EQ(r.status, 202) << r.body;
+  auto failed = buy(tokens[1]);
+  EXPECT_EQ(failed.status, 503) << failed.body;
+  EXPECT_FALSE(failed.header("retry-after").empty());
+  auto ready = c.request("GET", "/readyz");
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  // Nothing of the failed purchase was stored or is counted.
+  EXPECT_TRUE(eventually(5s, [&] { return get_inventory(c, "disk-1") == inventory{99, 1, 0}; }))
+    << get_inventory(c, "disk-1");
+
+  // The next commit succeeds: purchases go on and the node is ready again.
+  EXPECT_TRUE(eventually(5s, [&] { return buy(tokens[1]).status == 201; }));
+  EXPECT_EQ(c.request("GET", "/readyz").status, 200);
+  EXPECT_EQ(get_inventory(c, "disk-1"), (inventory{98, 2, 0}));
+  // Bad bodies for the route are refused.
+  EXPECT_EQ(c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":0})",
+                      {bearer(admin)}).status, 422);
+  EXPECT_EQ(c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":1})",
+                      {bearer(tokens[0])}).status, 403);
+  // And it survives a restart with the same counts.
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "disk-1"), (inventory{98, 2, 0}));
+}
