@@ -118,6 +118,13 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
 
 namespace {
 
+/// An argon2 result other than success or a mismatch: out of memory is worth
+/// a retry (503), anything else is a fault (500).
+caf::error argon2_failure(int rc) {
+  return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
+                    std::string{"argon2: "} + argon2_error_message(rc));
+}
+
 /// An argon2id hash of `password` with a fresh salt, encoded, or an error text.
 caf::expected<std::string> hash_password(const std::string& password, uint32_t t_cost,
                                          uint32_t m_cost) {
@@ -131,8 +138,7 @@ caf::expected<std::string> hash_password(const std::string& password, uint32_t t
   auto rc = argon2id_hash_encoded(t_cost, m_cost, 1, password.data(), password.size(), salt,
                                   sizeof(salt), hash_len, encoded.data(), encoded.size());
   if (rc != ARGON2_OK)
-    return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
-                      std::string{"argon2: "} + argon2_error_message(rc));
+    return argon2_failure(rc);
   encoded.resize(std::strlen(encoded.c_str()));
   return encoded;
 }
@@ -182,8 +188,7 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
         return !encoded.empty();
       if (rc == ARGON2_VERIFY_MISMATCH)
         return false;
-      return make_error(rc == ARGON2_MEMORY_ALLOCATION_ERROR ? errc::unavailable : errc::internal,
-                        std::string{"argon2: "} + argon2_error_message(rc));
+      return argon2_failure(rc);
     },
   };
 }

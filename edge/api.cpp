@@ -701,18 +701,11 @@ void api::metrics(context& c) {
 }
 
 void api::crash(context& c) {
-  // Body: {"kind":"sku"|"sale"|"order"|"user","id":"..."}; minimal strict parse.
-  auto body = c.req.body;
-  auto field = [&](std::string_view name) -> std::string {
-    auto key = "\"" + std::string{name} + "\":\"";
-    auto i = body.find(key);
-    if (i == std::string::npos)
-      return {};
-    auto j = body.find('"', i + key.size());
-    return j == std::string::npos ? std::string{} : body.substr(i + key.size(), j - i - key.size());
-  };
-  auto kind_name = field("kind");
-  auto id = field("id");
+  // Body: {"kind":"sku"|"sale"|"order"|"user","id":"..."}.
+  auto req = decode_crash_request(c.req.body);
+  if (!req)
+    return c.fail(req.error());
+  const auto& kind_name = req->kind;
   crash_entity cmd;
   if (kind_name == "sku")
     cmd.kind = entity_kind::sku;
@@ -724,9 +717,7 @@ void api::crash(context& c) {
     cmd.kind = entity_kind::user;
   else
     return c.fail(errc::validation_failed, "field 'kind' must be sku, sale, order or user");
-  if (!is_valid_id(id))
-    return c.fail(errc::validation_failed, "field 'id' must be an id");
-  cmd.id = id;
+  cmd.id = req->id;
   caf::anon_send(region_, std::move(cmd));
   auto res = json_response(202, R"({"status":"crash requested"})");
   res.route = c.route;
@@ -735,21 +726,11 @@ void api::crash(context& c) {
 
 void api::fail_storage(context& c) {
   // Body: {"groups":N}, 1 to 1000: the journal's next N group commits fail.
-  auto body = c.req.body;
-  constexpr std::string_view key = "\"groups\":";
-  auto at = body.find(key);
-  int64_t groups = 0;
-  if (at != std::string::npos) {
-    auto digits = body.substr(at + key.size());
-    auto end = digits.find_first_not_of("0123456789");
-    digits = digits.substr(0, end);
-    if (!digits.empty() && digits.size() <= 4)
-      groups = std::stoll(digits);
-  }
-  if (groups < 1 || groups > 1000)
-    return c.fail(errc::validation_failed, "field 'groups' must be an integer from 1 to 1000");
+  auto groups = decode_storage_fault(c.req.body);
+  if (!groups)
+    return c.fail(groups.error());
   if (probe_.fail_storage_writes)
-    probe_.fail_storage_writes(static_cast<uint32_t>(groups));
+    probe_.fail_storage_writes(static_cast<uint32_t>(*groups));
   auto res = json_response(202, R"({"status":"storage failures injected"})");
   res.route = c.route;
   c.r.send(std::move(res));

@@ -654,6 +654,48 @@ caf::expected<int64_t> decode_purchase(std::string_view body) {
   return quantity;
 }
 
+caf::expected<crash_request> decode_crash_request(std::string_view body) {
+  crash_request out;
+  bool has_kind = false, has_id = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "kind") {
+      has_kind = true;
+      return v.string(1, 16, out.kind);
+    }
+    if (k == "id") {
+      has_id = true;
+      return v.id(out.id);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_kind)
+    return missing("kind");
+  if (!has_id)
+    return missing("id");
+  return out;
+}
+
+caf::expected<int64_t> decode_storage_fault(std::string_view body) {
+  int64_t groups = 0;
+  bool has_groups = false;
+  auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
+    if (k == "groups") {
+      has_groups = true;
+      return v.integer(1, 1000, groups);
+    }
+    known = false;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (!has_groups)
+    return missing("groups");
+  return groups;
+}
+
 caf::expected<checkout> decode_checkout(std::string_view body) {
   checkout out;
   bool has_items = false;

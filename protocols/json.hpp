@@ -66,6 +66,14 @@ private:
 [[nodiscard]] caf::expected<sale_terms> decode_create_sale(std::string_view body);
 /// `{"quantity"}` (default 1, range 1..max_purchase_quantity); an empty body means `{}`.
 [[nodiscard]] caf::expected<int64_t> decode_purchase(std::string_view body);
+/// Fault injection (tests and drills): `{"kind","id"}` of an entity to crash.
+struct crash_request {
+  std::string kind;
+  std::string id;
+};
+[[nodiscard]] caf::expected<crash_request> decode_crash_request(std::string_view body);
+/// Fault injection: `{"groups"}`, the number of group commits to fail (1 to 1000).
+[[nodiscard]] caf::expected<int64_t> decode_storage_fault(std::string_view body);
 
 constexpr int64_t max_purchase_quantity = 10000;
 /// Most lines in one order or cart.

@@ -239,7 +239,7 @@ TEST(Crash, test_a_failed_storage_write_is_refused_and_reported_until_writes_suc
   ASSERT_EQ(buy(tokens[0]).status, 201);
   EXPECT_EQ(c.request("GET", "/readyz").status, 200);
 
-  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":1})",
+  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({ "groups": 1 })",
                      {bearer(admin)});
   ASSERT_EQ(r.status, 202) << r.body;
   auto failed = buy(tokens[1]);

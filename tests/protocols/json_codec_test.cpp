@@ -114,6 +114,19 @@ TEST(JsonDecode, test_checkout_takes_items_or_the_cart_and_refuses_the_rest) {
   EXPECT_EQ(code_of(r.error()), errc::invalid_json);
 }
 
+TEST(JsonDecode, test_fault_injection_bodies) {
+  auto crash = decode_crash_request(R"({ "kind": "sku", "id": "p-1" })");
+  ASSERT_TRUE(crash);
+  EXPECT_EQ(crash->kind, "sku");
+  EXPECT_EQ(crash->id, "p-1");
+  EXPECT_FALSE(decode_crash_request(R"({"kind":"sku"})"));
+  EXPECT_FALSE(decode_crash_request(R"({"kind":"sku","id":"a b"})"));
+  EXPECT_EQ(decode_storage_fault(R"({ "groups": 3 })").value(), 3);
+  for (auto bad : {R"({"groups":0})", R"({"groups":1001})", R"({"groups":"1"})", R"({})",
+                   R"({"groups":1,"more":2})"})
+    EXPECT_FALSE(decode_storage_fault(bad)) << bad;
+}
+
 TEST(JsonDecode, test_cart_pay_and_callback_bodies) {
   EXPECT_EQ(*decode_cart_quantity(R"({"quantity":0})"), 0);
   EXPECT_EQ(*decode_cart_quantity(R"({"quantity":999})"), 999);
