@@ -61,16 +61,21 @@ struct sku_keys {
   }
 };
 
-/// Writes an entry's new state; adds or drops the SKU's "open reservations"
-/// marker when the count of reserved entries crosses zero.
+/// Adds or drops the SKU's "open reservations" marker when the count of
+/// reserved entries crossed zero since `open_before`.
+void mark_open_reservations(write_batch& ops, const sku_keys& k, size_t open_before,
+                            size_t open_now) {
+  if (open_before == 0 && open_now > 0)
+    ops.push_back(put_op(k.open, {}));
+  else if (open_before > 0 && open_now == 0)
+    ops.push_back(erase_op(k.open));
+}
+
+/// Writes an entry's new state (and the open-reservations marker).
 void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, size_t open_before) {
-  auto& book = self->state.book;
   write_batch ops;
   ops.push_back(put_op(k.ledger(e.order_id), encode(e)));
-  if (open_before == 0 && book.open_reservations() > 0)
-    ops.push_back(put_op(k.open, {}));
-  else if (open_before > 0 && book.open_reservations() == 0)
-    ops.push_back(erase_op(k.open));
+  mark_open_reservations(ops, k, open_before, self->state.book.open_reservations());
   self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
 }
 
@@ -90,8 +95,7 @@ void persist_settled(sku_actor* self, const sku_keys& k, const std::string& orde
     if (auto units = book.settled_units_of(e.sale_id, e.user_id))
       ops.push_back(put_op(k.buyer(e.sale_id, e.user_id), encode_count(*units)));
   }
-  if (open_before > 0 && book.open_reservations() == 0)
-    ops.push_back(erase_op(k.open));
+  mark_open_reservations(ops, k, open_before, book.open_reservations());
   self->state.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
   self->state.core.after_commit([self, order_id](const caf::error* err) {
     if (!err)
@@ -497,8 +501,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         write_batch ops;
         ops.push_back(put_op(k.ledger(order_id), encode(e)));
         ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(order)));
-        if (open_before == 0)
-          ops.push_back(put_op(k.open, {}));
+        mark_open_reservations(ops, k, open_before, st.book.open_reservations());
         st.core.persist(handle(), std::move(ops));
         arm_timer(self);
         return reply_durable(self, purchase_result{std::move(order), false});
