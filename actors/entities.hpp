@@ -22,6 +22,7 @@ namespace shop {
 struct sku_stock_state {
   entity_core core;
   stock_book book;
+  receipt_cache receipt;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
   static inline const char* name = "sku_stock";
@@ -34,6 +35,7 @@ struct flash_sale_state {
   entity_core core;
   bool exists = false;
   sale_terms terms;
+  receipt_cache receipt;
   static inline const char* name = "flash_sale";
 };
 /// Storage format 2 keeps a SKU's settled ledger entries outside its ledger's
@@ -66,6 +68,7 @@ struct user_account_state {
   entity_core core;
   bool exists = false;
   user_record user;
+  receipt_cache receipt;
   static inline const char* name = "user_account";
 };
 caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,

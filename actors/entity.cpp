@@ -5,6 +5,8 @@
 
 #include <caf/send.hpp>
 
+#include "protocols/record_codec.hpp"
+
 namespace shop {
 
 const char* to_string(entity_kind k) noexcept {
@@ -16,6 +18,45 @@ const char* to_string(entity_kind k) noexcept {
     case entity_kind::cart: return "cart";
   }
   return "unknown";
+}
+
+caf::expected<std::string> receipt_cache::first_answer(const store& db,
+                                                       const std::string& storage_key,
+                                                       const std::string& key,
+                                                       const std::string& requester) {
+  if (key.empty())
+    return std::string{};
+  if (!known_) {
+    std::string raw;
+    auto found = db.get(storage_key, raw);
+    if (!found)
+      return std::move(found.error());
+    if (*found) {
+      creation_receipt r;
+      if (!decode(raw, r))
+        return make_error(errc::internal, "corrupt creation receipt " + storage_key);
+      value_ = std::move(r);
+    }
+    known_ = true;
+  }
+  if (!value_ || value_->idempotency_key != key || value_->requester != requester)
+    return std::string{};
+  return value_->answer;
+}
+
+void receipt_cache::keep(write_batch& ops, const std::string& storage_key, creation_receipt r) {
+  known_ = true;
+  if (r.idempotency_key.empty()) {
+    value_.reset();
+    return;
+  }
+  ops.push_back(put_op(storage_key, encode(r)));
+  value_ = std::move(r);
+}
+
+caf::error reused_key() {
+  return make_error(errc::conflict,
+                    "this Idempotency-Key was first used with a different request body");
 }
 
 hasher_pool::hasher_pool(std::chrono::milliseconds queue_budget) : queue_budget_(queue_budget) {

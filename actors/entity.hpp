@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -227,6 +228,29 @@ private:
   std::chrono::steady_clock::time_point last_active_ = std::chrono::steady_clock::now();
   std::deque<std::pair<uint64_t, waiter>> waiting_;
 };
+
+/// An entity's creation receipt (see creation_receipt), read from storage at
+/// most once per activation: kept when this activation made it, else read
+/// when a keyed creation finds the entity already there.
+class receipt_cache {
+public:
+  /// The first creation's answer (encoded) if it carried Idempotency-Key
+  /// `key` from `requester`; empty if it did not, or if `key` is empty (the
+  /// creation is then refused as a conflict).
+  caf::expected<std::string> first_answer(const store& db, const std::string& storage_key,
+                                          const std::string& key, const std::string& requester);
+  /// Keeps the receipt of a creation made now (if it carried a key) and adds
+  /// its write to the creation's batch.
+  void keep(write_batch& ops, const std::string& storage_key, creation_receipt r);
+
+private:
+  bool known_ = false;
+  std::optional<creation_receipt> value_;
+};
+
+/// The refusal of a creation whose Idempotency-Key was first used for a
+/// different request.
+caf::error reused_key();
 
 /// Delivers `value` through `rp` once every change applied so far is durable
 /// (or the error if a commit fails).

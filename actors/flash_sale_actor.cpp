@@ -37,6 +37,7 @@ void forward_to_sku(sale_actor* self, const context_ptr& ctx, Make make) {
 caf::behavior flash_sale_actor(sale_actor* self, context_ptr ctx,
                                std::string sale_id) {
   auto key = keys::entity(keys::sale, sale_id, ctx->shard_count);
+  auto receipt_key = keys::child(keys::receipt, sale_id, keys::sale, ctx->shard_count);
   auto load = [self, ctx, key]() -> caf::error {
     std::string raw;
     auto found = ctx->db->get(key, raw);
@@ -51,14 +52,33 @@ caf::behavior flash_sale_actor(sale_actor* self, context_ptr ctx,
     }
     return caf::none;
   };
-  auto running = [self, ctx, key]() -> caf::message_handler {
+  auto running = [self, ctx, key, receipt_key]() -> caf::message_handler {
     return {
       [=](const create_sale& c) -> caf::result<sale_view> {
         auto& st = self->state;
         st.core.touch();
-        if (st.exists)
+        if (st.exists) {
+          // A retry of the creation gets its first answer.
+          auto first = st.receipt.first_answer(*ctx->db, receipt_key, c.idempotency_key,
+                                               c.requester);
+          if (!first)
+            return reject_durable<sale_view>(self, std::move(first.error()));
+          if (first->empty())
+            return reject_durable<sale_view>(
+              self, make_error(errc::conflict, "a flash sale with this id exists"));
+          sale_view answer;
+          if (!decode(*first, answer))
+            return reject_durable<sale_view>(
+              self, make_error(errc::internal, "corrupt creation receipt of " + st.terms.id));
+          if (answer.terms != c.terms)
+            return reject_durable<sale_view>(self, reused_key());
+          return reply_durable(self, std::move(answer));
+        }
+        // Checked here, not at the edge, so that a retry of a creation gets
+        // its first answer also once the sale has ended.
+        if (c.terms.ends_at <= now_millis()) // it could never sell anything
           return reject_durable<sale_view>(
-            self, make_error(errc::conflict, "a flash sale with this id exists"));
+            self, make_error(errc::validation_failed, "field 'ends_at' must be in the future"));
         auto rp = self->make_response_promise<sale_view>();
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // The SKU registers the terms first (checking its available stock);
@@ -67,13 +87,14 @@ caf::behavior flash_sale_actor(sale_actor* self, context_ptr ctx,
         // creation of the same id waiting until this one is decided.
         self->request(ctx->region, ctx->ask_timeout, register_sale{c.terms})
           .await(
-            [self, rp, key, ticket, terms = c.terms](sale_view& view) mutable {
+            [self, rp, key, receipt_key, ticket, c](sale_view& view) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
               st.exists = true;
-              st.terms = terms;
+              st.terms = c.terms;
               write_batch ops;
-              ops.push_back(put_op(key, encode(terms)));
+              ops.push_back(put_op(key, encode(c.terms)));
+              st.receipt.keep(ops, receipt_key, {c.idempotency_key, c.requester, encode(view)});
               st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
               st.core.after_commit([self, rp, view](const caf::error* err) mutable {
                 if (err) {

@@ -30,12 +30,6 @@ order_record order_of(const ledger_entry& e, const std::string& sku) {
   return o;
 }
 
-bool same_terms(const sale_terms& a, const sale_terms& b) {
-  return a.id == b.id && a.sku == b.sku && a.price_cents == b.price_cents
-         && a.quantity == b.quantity && a.per_user_limit == b.per_user_limit
-         && a.starts_at == b.starts_at && a.ends_at == b.ends_at;
-}
-
 /// The keys of one SKU's records (self-contained: copied into handlers).
 struct sku_keys {
   std::string sku;
@@ -43,6 +37,7 @@ struct sku_keys {
   std::string product = keys::entity(keys::product, sku, shard_count);
   std::string open = keys::entity(keys::open_skus, sku, shard_count);
   std::string tally = keys::entity(keys::tally, sku, shard_count);
+  std::string receipt = keys::child(keys::receipt, sku, keys::product, shard_count);
   std::string ledger(const std::string& order_id) const {
     return keys::child(keys::ledger, sku, order_id, shard_count);
   }
@@ -372,14 +367,30 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
       [=](const create_product& c) -> caf::result<product_view> {
         auto& st = self->state;
         st.core.touch();
-        if (st.book.exists())
-          return reject_durable<product_view>(
-            self, make_error(errc::conflict, "a product with sku '" + sku + "' exists"));
+        if (st.book.exists()) {
+          // A retry of the creation gets its first answer.
+          auto first = st.receipt.first_answer(*ctx->db, k.receipt, c.idempotency_key,
+                                               c.requester);
+          if (!first)
+            return reject_durable<product_view>(self, std::move(first.error()));
+          if (first->empty())
+            return reject_durable<product_view>(
+              self, make_error(errc::conflict, "a product with sku '" + sku + "' exists"));
+          product_view answer;
+          if (!decode(*first, answer))
+            return reject_durable<product_view>(
+              self, make_error(errc::internal, "corrupt creation receipt of " + sku));
+          if (answer.product != c.product)
+            return reject_durable<product_view>(self, reused_key());
+          return reply_durable(self, std::move(answer));
+        }
         st.book.set_product(c.product);
+        product_view answer{st.book.product(), st.book.inventory()};
         write_batch ops;
         ops.push_back(put_op(k.product, encode(st.book.product())));
+        st.receipt.keep(ops, k.receipt, {c.idempotency_key, c.requester, encode(answer)});
         st.core.persist(handle(), std::move(ops));
-        return reply_durable(self, product_view{st.book.product(), st.book.inventory()});
+        return reply_durable(self, std::move(answer));
       },
       [=](const get_product&) -> caf::result<product_view> {
         auto& st = self->state;
@@ -439,7 +450,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
           return reject_durable<sale_view>(
             self, make_error(errc::not_found, "no product with sku '" + sku + "'"));
         if (auto existing = st.book.find_sale(c.terms.id)) {
-          if (same_terms(*existing, c.terms)) // a retried creation
+          if (*existing == c.terms) // a retried creation
             return reply_durable(self, st.book.view(*existing, now_millis()));
           return reject_durable<sale_view>(
             self, make_error(errc::conflict, "a flash sale with this id exists"));

@@ -17,11 +17,56 @@ user_view view_of(const user_record& u) {
   return user_view{u.user_id, u.username, u.role, u.created_at};
 }
 
+using account_actor = caf::stateful_actor<user_account_state>;
+
+/// A registration of a name that exists: a retry of the registration that
+/// made it (the same Idempotency-Key and password) gets that one's answer;
+/// anything else is told the name is taken.
+caf::result<user_view> replay_registration(account_actor* self, const context_ptr& ctx,
+                                           const std::string& receipt_key,
+                                           const register_user& c) {
+  auto& st = self->state;
+  auto taken = [] { return make_error(errc::conflict, "the username is taken"); };
+  auto first = st.receipt.first_answer(*ctx->db, receipt_key, c.idempotency_key, {});
+  if (!first)
+    return reject_durable<user_view>(self, std::move(first.error()));
+  if (first->empty())
+    return reject_durable<user_view>(self, taken());
+  user_view answer;
+  if (!decode(*first, answer))
+    return reject_durable<user_view>(
+      self, make_error(errc::internal, "corrupt creation receipt of " + st.user.username));
+  // Only the account's owner may see the first answer: check the password.
+  auto hasher = ctx->hashers->lend();
+  if (!hasher)
+    return reject_durable<user_view>(self, std::move(hasher.error()));
+  auto rp = self->make_response_promise<user_view>();
+  auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+  self
+    ->request(hasher->worker, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
+              c.password)
+    .then(
+      [self, rp, ticket, taken, answer, lease = hasher->lease](bool ok) mutable {
+        auto& core = self->state.core;
+        core.unhold(ticket);
+        if (ok)
+          deliver_durable(core, rp, std::move(answer));
+        else
+          reject_when_durable(core, rp, taken());
+      },
+      [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
+        self->state.core.unhold(ticket);
+        rp.deliver(std::move(err));
+      });
+  return rp;
+}
+
 } // namespace
 
-caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, context_ptr ctx,
+caf::behavior user_account_actor(account_actor* self, context_ptr ctx,
                                  std::string username) {
   auto key = keys::entity(keys::user, username, ctx->shard_count);
+  auto receipt_key = keys::child(keys::receipt, username, keys::user, ctx->shard_count);
   auto load = [self, ctx, key]() -> caf::error {
     std::string raw;
     auto found = ctx->db->get(key, raw);
@@ -34,14 +79,13 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
     }
     return caf::none;
   };
-  auto running = [self, ctx, key]() -> caf::message_handler {
+  auto running = [self, ctx, key, receipt_key]() -> caf::message_handler {
     return {
       [=](register_user& c) -> caf::result<user_view> {
         auto& st = self->state;
         st.core.touch();
         if (st.exists && !c.upsert)
-          return reject_durable<user_view>(self,
-                                           make_error(errc::conflict, "the username is taken"));
+          return replay_registration(self, ctx, receipt_key, c);
         auto hasher = ctx->hashers->lend();
         if (!hasher)
           return reject_durable<user_view>(self, std::move(hasher.error()));
@@ -50,18 +94,22 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
         // `await`: a second registration of this name waits for this one.
         self->request(hasher->worker, ctx->ask_timeout, hash_atom::value, c.password)
           .await(
-            [self, rp, key, c, ticket, lease = hasher->lease](std::string& hash) mutable {
+            [self, rp, key, receipt_key, c, ticket,
+             lease = hasher->lease](std::string& hash) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
+              write_batch ops;
               if (!st.exists) {
                 st.user.user_id = random_hex(12);
                 st.user.username = c.username;
                 st.user.created_at = now_millis();
                 st.exists = true;
+                st.user.role = c.role;
+                st.receipt.keep(ops, receipt_key,
+                                {c.idempotency_key, {}, encode(view_of(st.user))});
               }
               st.user.password_hash = std::move(hash);
               st.user.role = c.role;
-              write_batch ops;
               ops.push_back(put_op(key, encode(st.user)));
               st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
               deliver_durable(st.core, rp, view_of(st.user));

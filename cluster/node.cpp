@@ -267,7 +267,7 @@ caf::error node::start() {
     }
     if (!password.empty()) {
       self->request(i.region, std::chrono::seconds{30},
-                    register_user{"admin", password, user_role::admin, true})
+                    register_user{"admin", password, user_role::admin, true, {}})
         .receive([&](const user_view&) {}, [&](caf::error& err) { failure = err; });
       if (failure) {
         stop();

@@ -266,12 +266,54 @@ void api::flush() {
 
 // -- handlers -----------------------------------------------------------------
 
+namespace {
+
+/// Reads the optional Idempotency-Key header (1..128 printable ASCII) into
+/// `out`; on a bad one, answers 400 and returns false.
+bool idempotency_key(api::context& c, std::string& out) {
+  std::string_view key;
+  bool has_key = false;
+  for (auto& [name, value] : c.req.headers)
+    if (name == "idempotency-key") {
+      if (has_key) { // which one the client meant is anybody's guess
+        c.fail(errc::bad_request, "Idempotency-Key must be given once");
+        return false;
+      }
+      key = value;
+      has_key = true;
+    }
+  if (has_key && (key.empty() || key.size() > 128)) {
+    c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
+    return false;
+  }
+  for (char ch : key)
+    if (ch < 0x21 || ch > 0x7e) {
+      c.fail(errc::bad_request, "Idempotency-Key must be printable ASCII");
+      return false;
+    }
+  out.assign(key);
+  return true;
+}
+
+/// The trace id of a W3C `traceparent` header, or empty.
+std::string trace_id(const http_request& req) {
+  auto tp = req.header("traceparent");
+  return tp.size() == 55 ? std::string{tp.substr(3, 32)} : std::string{};
+}
+
+} // namespace
+
+
 void api::register_user(context& c) {
+  shop::register_user cmd;
+  if (!idempotency_key(c, cmd.idempotency_key))
+    return;
   auto creds = decode_credentials(c.req.body, true);
   if (!creds)
     return c.fail(creds.error());
-  ask<user_view>(c, shop::register_user{creds->username, creds->password, user_role::user, false},
-                 201, [](const user_view& u) {
+  cmd.username = std::move(creds->username);
+  cmd.password = std::move(creds->password);
+  ask<user_view>(c, std::move(cmd), 201, [](const user_view& u) {
                    json_writer w;
                    w.begin_object()
                      .field("user_id", u.user_id)
@@ -327,10 +369,15 @@ auto encode_placed = [](const purchase_result& p) { return to_json(p.order); };
 } // namespace
 
 void api::create_product(context& c) {
+  shop::create_product cmd;
+  if (!idempotency_key(c, cmd.idempotency_key))
+    return;
   auto p = decode_create_product(c.req.body);
   if (!p)
     return c.fail(p.error());
-  ask<product_view>(c, shop::create_product{std::move(*p)}, 201, encode_product);
+  cmd.product = std::move(*p);
+  cmd.requester = c.claims.sub;
+  ask<product_view>(c, std::move(cmd), 201, encode_product);
 }
 
 void api::get_product(context& c) {
@@ -363,12 +410,15 @@ void api::get_inventory(context& c) {
 }
 
 void api::create_sale(context& c) {
+  shop::create_sale cmd;
+  if (!idempotency_key(c, cmd.idempotency_key))
+    return;
   auto t = decode_create_sale(c.req.body);
   if (!t)
     return c.fail(t.error());
-  if (t->ends_at <= now_millis()) // it could never sell anything
-    return c.fail(errc::validation_failed, "field 'ends_at' must be in the future");
-  ask<sale_view>(c, shop::create_sale{std::move(*t)}, 201, encode_sale);
+  cmd.terms = std::move(*t);
+  cmd.requester = c.claims.sub;
+  ask<sale_view>(c, std::move(cmd), 201, encode_sale);
 }
 
 void api::get_sale(context& c) {
@@ -376,42 +426,6 @@ void api::get_sale(context& c) {
     ask<sale_view>(c, shop::get_sale{c.params[0]}, 200, encode_sale);
 }
 
-namespace {
-
-/// Reads the optional Idempotency-Key header (1..128 printable ASCII) into
-/// `out`; on a bad one, answers 400 and returns false.
-bool idempotency_key(api::context& c, std::string& out) {
-  std::string_view key;
-  bool has_key = false;
-  for (auto& [name, value] : c.req.headers)
-    if (name == "idempotency-key") {
-      if (has_key) { // which one the client meant is anybody's guess
-        c.fail(errc::bad_request, "Idempotency-Key must be given once");
-        return false;
-      }
-      key = value;
-      has_key = true;
-    }
-  if (has_key && (key.empty() || key.size() > 128)) {
-    c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
-    return false;
-  }
-  for (char ch : key)
-    if (ch < 0x21 || ch > 0x7e) {
-      c.fail(errc::bad_request, "Idempotency-Key must be printable ASCII");
-      return false;
-    }
-  out.assign(key);
-  return true;
-}
-
-/// The trace id of a W3C `traceparent` header, or empty.
-std::string trace_id(const http_request& req) {
-  auto tp = req.header("traceparent");
-  return tp.size() == 55 ? std::string{tp.substr(3, 32)} : std::string{};
-}
-
-} // namespace
 
 void api::purchase(context& c) {
   if (!check_id(c, c.params[0], "flash sale"))

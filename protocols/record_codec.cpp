@@ -264,6 +264,61 @@ bool decode(std::string_view in, user_record& x) {
     .done();
 }
 
+std::string encode(const creation_receipt& x) {
+  return writer{}.s(x.idempotency_key).s(x.requester).s(x.answer).take();
+}
+
+bool decode(std::string_view in, creation_receipt& x) {
+  return reader{in}.s(x.idempotency_key).s(x.requester).s(x.answer).done();
+}
+
+// A view nests its record's encoding (format byte included) as one string.
+
+std::string encode(const product_view& x) {
+  const auto& inv = x.inventory;
+  return writer{}
+    .s(encode(x.product))
+    .s(inv.sku)
+    .i(inv.available)
+    .i(inv.reserved)
+    .i(inv.sold)
+    .take();
+}
+
+bool decode(std::string_view in, product_view& x) {
+  std::string product;
+  auto& inv = x.inventory;
+  return reader{in}.s(product).s(inv.sku).i(inv.available).i(inv.reserved).i(inv.sold).done()
+         && decode(product, x.product);
+}
+
+std::string encode(const sale_view& x) {
+  return writer{}.s(encode(x.terms)).i(x.remaining).s(x.status).take();
+}
+
+bool decode(std::string_view in, sale_view& x) {
+  std::string terms;
+  return reader{in}.s(terms).i(x.remaining).s(x.status).done() && decode(terms, x.terms);
+}
+
+std::string encode(const user_view& x) {
+  return writer{}
+    .s(x.user_id)
+    .s(x.username)
+    .u(static_cast<uint8_t>(x.role))
+    .i(x.created_at)
+    .take();
+}
+
+bool decode(std::string_view in, user_view& x) {
+  return reader{in}
+    .s(x.user_id)
+    .s(x.username)
+    .e(x.role, static_cast<uint8_t>(user_role::admin))
+    .i(x.created_at)
+    .done();
+}
+
 const char* to_string(order_status s) noexcept {
   switch (s) {
     case order_status::pending_payment: return "pending_payment";

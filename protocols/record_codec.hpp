@@ -18,6 +18,11 @@ namespace shop {
 [[nodiscard]] std::string encode(const user_record& x);
 [[nodiscard]] std::string encode(const cart_record& x);
 [[nodiscard]] std::string encode(const sku_tally& x);
+[[nodiscard]] std::string encode(const creation_receipt& x);
+/// First answers, kept in a creation_receipt.
+[[nodiscard]] std::string encode(const product_view& x);
+[[nodiscard]] std::string encode(const sale_view& x);
+[[nodiscard]] std::string encode(const user_view& x);
 /// A single count (a buyer's units sold in a sale).
 [[nodiscard]] std::string encode_count(int64_t n);
 
@@ -29,6 +34,10 @@ namespace shop {
 [[nodiscard]] bool decode(std::string_view in, user_record& x);
 [[nodiscard]] bool decode(std::string_view in, cart_record& x);
 [[nodiscard]] bool decode(std::string_view in, sku_tally& x);
+[[nodiscard]] bool decode(std::string_view in, creation_receipt& x);
+[[nodiscard]] bool decode(std::string_view in, product_view& x);
+[[nodiscard]] bool decode(std::string_view in, sale_view& x);
+[[nodiscard]] bool decode(std::string_view in, user_view& x);
 [[nodiscard]] bool decode_count(std::string_view in, int64_t& n);
 
 } // namespace shop

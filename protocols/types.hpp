@@ -123,6 +123,17 @@ struct user_record {
   millis created_at = 0;
 };
 
+/// What a creation (a user, a product, a flash sale) that carried an
+/// Idempotency-Key leaves beside the entity it created, written in the same
+/// batch: a retry with the same key from the same requester gets `answer`
+/// again, the first answer (an encoded product_view, sale_view or user_view).
+struct creation_receipt {
+  std::string idempotency_key;
+  /// The creator's user id (empty for a registration, which has none yet).
+  std::string requester;
+  std::string answer;
+};
+
 // -- replies ------------------------------------------------------------------
 
 struct inventory_view {
@@ -180,8 +191,12 @@ struct purchase_result {
 
 // -- commands -----------------------------------------------------------------
 
+/// The creations below accept an Idempotency-Key (`idempotency_key`, may be
+/// empty), scoped to the requester and the created entity's id.
 struct create_product {
   product_record product;
+  std::string idempotency_key;
+  std::string requester; // user id
 };
 struct get_product {
   std::string sku;
@@ -205,6 +220,8 @@ struct get_inventory {
 };
 struct create_sale {
   sale_terms terms;
+  std::string idempotency_key;
+  std::string requester; // user id
 };
 struct get_sale {
   std::string sale_id;
@@ -321,6 +338,7 @@ struct register_user {
   user_role role = user_role::user;
   /// Bootstrap only: if the user exists, set this password and role instead of failing.
   bool upsert = false;
+  std::string idempotency_key;
 };
 struct login_user {
   std::string username;
@@ -329,6 +347,21 @@ struct login_user {
 struct get_user {
   std::string username;
 };
+
+// -- comparison ---------------------------------------------------------------
+
+inline bool operator==(const product_record& a, const product_record& b) {
+  return a.sku == b.sku && a.name == b.name && a.description == b.description
+         && a.price_cents == b.price_cents && a.stocked == b.stocked;
+}
+inline bool operator!=(const product_record& a, const product_record& b) { return !(a == b); }
+
+inline bool operator==(const sale_terms& a, const sale_terms& b) {
+  return a.id == b.id && a.sku == b.sku && a.price_cents == b.price_cents
+         && a.quantity == b.quantity && a.per_user_limit == b.per_user_limit
+         && a.starts_at == b.starts_at && a.ends_at == b.ends_at;
+}
+inline bool operator!=(const sale_terms& a, const sale_terms& b) { return !(a == b); }
 
 // -- inspect ------------------------------------------------------------------
 
@@ -434,7 +467,8 @@ typename Inspector::result_type inspect(Inspector& f, purchase_result& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_product& x) {
-  return f(caf::meta::type_name("shop::create_product"), x.product);
+  return f(caf::meta::type_name("shop::create_product"), x.product, x.idempotency_key,
+           x.requester);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_product& x) {
@@ -455,7 +489,7 @@ typename Inspector::result_type inspect(Inspector& f, get_inventory& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_sale& x) {
-  return f(caf::meta::type_name("shop::create_sale"), x.terms);
+  return f(caf::meta::type_name("shop::create_sale"), x.terms, x.idempotency_key, x.requester);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_sale& x) {
@@ -498,7 +532,8 @@ typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, register_user& x) {
-  return f(caf::meta::type_name("shop::register_user"), x.username, x.password, x.role, x.upsert);
+  return f(caf::meta::type_name("shop::register_user"), x.username, x.password, x.role, x.upsert,
+           x.idempotency_key);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, login_user& x) {

@@ -76,8 +76,8 @@ protected:
 
 TEST_F(RegionTest, test_a_crashed_entity_restarts_from_durable_state) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 7}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 7}, {}, {}})));
   ASSERT_TRUE((ask<inventory_view>(restock{"p1", 25})));
   // Many requests in flight, then a crash in the middle of them.
   int answered = 0, failed = 0;
@@ -108,7 +108,7 @@ TEST_F(RegionTest, test_a_crashed_entity_restarts_from_durable_state) {
 
 TEST_F(RegionTest, test_requests_held_for_a_commit_get_their_real_outcome_when_the_entity_crashes) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}, {}, {}})));
   // Writers on several threads and a crash among them: every request is
   // answered, and the answer is the truth: acknowledged changes are stored,
   // failed ones are not.
@@ -138,7 +138,7 @@ TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
   start(300ms);
   for (int i = 0; i < 20; ++i)
     ASSERT_TRUE((ask<product_view>(
-      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}})));
+      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}, {}, {}})));
   EXPECT_GE(metrics->active.load(), 20);
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (metrics->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -160,7 +160,7 @@ TEST_F(RegionTest, test_an_entity_whose_passivation_was_granted_late_still_stops
   start(300ms, 2ms);
   for (int i = 0; i < 20; ++i)
     ASSERT_TRUE((ask<product_view>(
-      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}})));
+      create_product{{"p" + std::to_string(i), "Item", "", 100, static_cast<int64_t>(i)}, {}, {}})));
   // Every actor but the 20 SKUs: the region, its catalog, the hasher, ...
   auto baseline = sys->registry().running() - 20;
   // Keep the region's mailbox far behind while the entities ask (every 250 ms
@@ -186,8 +186,8 @@ TEST_F(RegionTest, test_an_entity_whose_passivation_was_granted_late_still_stops
 
 TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restarted) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 5}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 6}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 5}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 6}, {}, {}})));
   // Six crashes in quick succession exceed the budget (5 in 10 s).
   for (int i = 0; i < 6; ++i) {
     self->send(region, crash_entity{entity_kind::sku, "p1"});
@@ -215,8 +215,8 @@ TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restar
 
 TEST_F(RegionTest, test_a_reservation_left_by_an_unfinished_placement_is_released_on_expiry) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}, {}, {}})));
   // A first placement of order "o1" reserved A and B, then its order entity
   // died before writing the order (simulated: the reservations alone).
   auto expires = now_millis() + 60'000;
@@ -259,8 +259,8 @@ TEST_F(RegionTest, test_a_reservation_left_by_an_unfinished_placement_is_release
 // between the two used to hold the units until the reservation's expiry).
 TEST_F(RegionTest, test_a_cancel_answers_once_the_released_stock_is_durable) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 250, 10}, {}, {}})));
   const auto shards = entity_context{}.shard_count;
   for (int round = 0; round < 20; ++round) {
     checkout order;

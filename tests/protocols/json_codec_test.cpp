@@ -258,6 +258,40 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_FALSE(decode_count(encode_count(3) + "x", units));
 }
 
+TEST(RecordCodec, test_a_creation_receipt_and_its_first_answer_round_trip) {
+  product_view pv{{"lamp", "Desk lamp", "warm", 2500, 40}, {"lamp", 40, 0, 0}};
+  sale_view sv;
+  sv.terms = sale_terms{"s1", "lamp", 1500, 30, 1, 1'000, 2'000};
+  sv.remaining = 30;
+  sv.status = "active";
+  user_view uv{"u1", "carol", user_role::user, 7};
+  creation_receipt r{"key-1", "admin-id", encode(pv)};
+  creation_receipt rb;
+  ASSERT_TRUE(decode(encode(r), rb));
+  EXPECT_EQ(rb.idempotency_key, "key-1");
+  EXPECT_EQ(rb.requester, "admin-id");
+  product_view pb;
+  ASSERT_TRUE(decode(rb.answer, pb));
+  EXPECT_EQ(pb.product, pv.product);
+  EXPECT_EQ(pb.inventory.available, 40);
+  sale_view sb;
+  ASSERT_TRUE(decode(encode(sv), sb));
+  EXPECT_EQ(sb.terms, sv.terms);
+  EXPECT_EQ(sb.remaining, 30);
+  EXPECT_EQ(sb.status, "active");
+  user_view ub;
+  ASSERT_TRUE(decode(encode(uv), ub));
+  EXPECT_EQ(ub.user_id, "u1");
+  EXPECT_EQ(ub.username, "carol");
+  EXPECT_EQ(ub.created_at, 7);
+  // Truncated or mixed up, nothing decodes.
+  auto bytes = encode(sv);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode(std::string_view{bytes}.substr(0, n), sb)) << n;
+  EXPECT_FALSE(decode(encode(pv), sb));
+  EXPECT_FALSE(decode(encode(uv), pb));
+}
+
 TEST(ErrorCodes, test_each_code_maps_to_the_api_status) {
   EXPECT_EQ(http_status(errc::sold_out), 409);
   EXPECT_EQ(http_status(errc::limit_exceeded), 409);
