@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 
 #include "actors/entity.hpp"
 #include "protocols/crypto.hpp"
@@ -80,6 +81,19 @@ http_response error_response(const caf::error& err, const std::string& request_i
   return res;
 }
 
+namespace {
+
+/// An answer that is the node's fault (500, a bug) goes to the log with the
+/// request's ids: the client sees its request id, the operator finds the rest.
+void log_fault(const http_response& res, const caf::error& err, const std::string& route,
+               const std::string& request_id, const std::string& trace_id) {
+  if (res.status == 500)
+    spdlog::error("{}: internal error (request {}, trace {}): {}", route, request_id, trace_id,
+                  describe(err).message);
+}
+
+} // namespace
+
 struct api::job_batch {
   edge_jobs pending;
 };
@@ -95,6 +109,7 @@ struct api::context {
   void fail(const caf::error& err) {
     auto res = error_response(err, r.request_id());
     res.route = route; // refused before reaching an actor: still counted under its route
+    log_fault(res, err, route, r.request_id(), req.trace_id);
     r.send(std::move(res));
   }
 };
@@ -239,8 +254,8 @@ void api::ask(context& ctx, Command cmd, int status, Encode encode) {
   // No CAF timeout: each one would cost the CAF clock thread a wake-up. The
   // HTTP server answers 503 itself when a request is not answered in time,
   // and CAF answers every request to a dead actor with an error.
-  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, region,
-                       route](caf::event_based_actor* self) mutable {
+  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, region, route,
+                       trace = ctx.req.trace_id](caf::event_based_actor* self) mutable {
     self->request(region, caf::infinite, std::move(cmd))
       .then(
         [r, status, encode, route](Reply& reply) {
@@ -248,9 +263,10 @@ void api::ask(context& ctx, Command cmd, int status, Encode encode) {
           res.route = route;
           r.send(std::move(res));
         },
-        [r, route](caf::error& err) {
+        [r, route, trace](caf::error& err) {
           auto res = error_response(err, r.request_id());
           res.route = route;
+          log_fault(res, err, route, r.request_id(), trace);
           r.send(std::move(res));
         });
   }};
@@ -293,12 +309,6 @@ bool idempotency_key(api::context& c, std::string& out) {
     }
   out.assign(key);
   return true;
-}
-
-/// The trace id of a W3C `traceparent` header, or empty.
-std::string trace_id(const http_request& req) {
-  auto tp = req.header("traceparent");
-  return tp.size() == 55 ? std::string{tp.substr(3, 32)} : std::string{};
 }
 
 } // namespace
@@ -439,7 +449,7 @@ void api::purchase(context& c) {
   cmd.sale_id = c.params[0];
   cmd.user_id = c.claims.sub;
   cmd.quantity = *q;
-  cmd.trace_id = trace_id(c.req);
+  cmd.trace_id = c.req.trace_id;
   ask<purchase_result>(c, std::move(cmd), 201, encode_placed);
 }
 
@@ -586,7 +596,7 @@ void api::create_order(context& c) {
     return c.fail(cmd.error());
   cmd->user_id = c.claims.sub;
   cmd->idempotency_key = std::move(key);
-  cmd->trace_id = trace_id(c.req);
+  cmd->trace_id = c.req.trace_id;
   ask<purchase_result>(c, std::move(*cmd), 201, encode_placed);
 }
 

@@ -24,6 +24,38 @@ std::string_view http_request::header(std::string_view name) const {
   return {};
 }
 
+namespace {
+
+bool lower_hex(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(),
+                     [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+}
+
+bool all_zero(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(), [](char ch) { return ch == '0'; });
+}
+
+} // namespace
+
+bool parse_traceparent(std::string_view h, std::string_view& trace_id,
+                       std::string_view& flags) noexcept {
+  constexpr size_t size_v0 = 55; // 2 + 1 + 32 + 1 + 16 + 1 + 2
+  if (h.size() < size_v0 || h[2] != '-' || h[35] != '-' || h[52] != '-')
+    return false;
+  auto version = h.substr(0, 2);
+  if (!lower_hex(version) || version == "ff")
+    return false;
+  if (version == "00" ? h.size() != size_v0 : h.size() > size_v0 && h[size_v0] != '-')
+    return false;
+  auto trace = h.substr(3, 32), parent = h.substr(36, 16), f = h.substr(53, 2);
+  if (!lower_hex(trace) || !lower_hex(parent) || !lower_hex(f) || all_zero(trace)
+      || all_zero(parent))
+    return false;
+  trace_id = trace;
+  flags = f;
+  return true;
+}
+
 bool equals_ignore_case(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -93,6 +125,8 @@ struct slot {
   bool done = false;
   bool keep_alive = true;
   bool head = false; // a HEAD request: the answer carries no body
+  /// The answer's `traceparent` header value.
+  std::string traceparent;
   std::string bytes;
 };
 
@@ -148,6 +182,46 @@ struct http_server::impl {
     ++id_counter;
     return id_prefix + std::to_string(id_counter);
   }
+
+  /// Random ids for trace context (not secrets: a fast generator will do).
+  std::mt19937_64 trace_rng{std::random_device{}()};
+  void append_hex(std::string& out, size_t digits) {
+    static constexpr char hex[] = "0123456789abcdef";
+    while (digits > 0) {
+      auto bits = trace_rng();
+      for (int i = 0; i < 16 && digits > 0; ++i, --digits, bits >>= 4)
+        out.push_back(hex[bits & 0xf]);
+    }
+  }
+
+  /// The trace context of a request with `headers` (lower-case names): sets
+  /// `trace_id` (the client's, or a new one when it sent none, more than
+  /// one, or an invalid one) and returns the answer's `traceparent`, whose
+  /// parent id is this node's own span.
+  std::string trace_context(const std::vector<std::pair<std::string, std::string>>& headers,
+                            std::string& trace_id) {
+    std::string_view client_trace, flags;
+    int given = 0;
+    bool valid = false;
+    for (auto& [name, value] : headers)
+      if (name == "traceparent" && ++given == 1)
+        valid = parse_traceparent(value, client_trace, flags);
+    if (given == 1 && valid) {
+      trace_id.assign(client_trace);
+    } else {
+      trace_id.clear();
+      flags = "00";
+      // A trace id whose digits are all zero is invalid; 2^-128 is not worth a loop.
+      append_hex(trace_id, 32);
+    }
+    std::string tp;
+    tp.reserve(55);
+    tp.append("00-").append(trace_id).push_back('-');
+    append_hex(tp, 16);
+    tp.push_back('-');
+    tp.append(flags);
+    return tp;
+  }
 };
 
 namespace {
@@ -188,8 +262,8 @@ struct connection {
 void close_connection(connection* c);
 void arm_timer(connection* c);
 
-std::string serialize(const http_response& res, const std::string& request_id, bool keep_alive,
-                      bool head) {
+std::string serialize(const http_response& res, const std::string& request_id,
+                      const std::string& traceparent, bool keep_alive, bool head) {
   std::string out;
   out.reserve(160 + res.body.size());
   out.append("HTTP/1.1 ").append(std::to_string(res.status)).push_back(' ');
@@ -205,6 +279,7 @@ std::string serialize(const http_response& res, const std::string& request_id, b
   if (res.status != 204) // RFC 9110 8.6: a 204 carries no Content-Length
     out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
   out.append("X-Request-Id: ").append(request_id).append("\r\n");
+  out.append("traceparent: ").append(traceparent).append("\r\n");
   if (!keep_alive)
     out.append("Connection: close\r\n");
   out.append("\r\n");
@@ -338,7 +413,8 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
   auto i = c->slots.find(seq);
   if (i == c->slots.end() || i->second.done)
     return; // already answered (e.g. timed out) or written
-  i->second.bytes = serialize(res, request_id, i->second.keep_alive, i->second.head);
+  i->second.bytes =
+    serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
   flush(c);
 }
@@ -362,15 +438,19 @@ bool valid_request_id(std::string_view id);
 /// then closes the connection: the rest of its byte stream cannot be trusted.
 void refuse(connection* c, int status, std::string_view code, std::string_view message) {
   auto seq = c->next_seq++;
-  c->slots[seq].keep_alive = false;
+  auto& s = c->slots[seq];
+  s.keep_alive = false;
   c->refuse_more = true;
   c->paused = false;
   c->unparsed.clear();
-  // The client's X-Request-Id when the refused request got past its headers
-  // (before that, the value may be cut short between two reads).
-  auto client_rid =
-    c->in_message && c->headers_done ? c->cur.header("x-request-id") : std::string_view{};
+  // The client's X-Request-Id and trace context when the refused request got
+  // past its headers (before that, a value may be cut short between two reads).
+  bool headers_read = c->in_message && c->headers_done;
+  auto client_rid = headers_read ? c->cur.header("x-request-id") : std::string_view{};
   auto rid = valid_request_id(client_rid) ? std::string{client_rid} : c->srv->next_request_id();
+  static const decltype(c->cur.headers) no_headers;
+  std::string trace_id;
+  s.traceparent = c->srv->trace_context(headers_read ? c->cur.headers : no_headers, trace_id);
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
     c->srv->observer("(refused)", status, std::chrono::microseconds{0});
@@ -567,12 +647,13 @@ int on_message_complete(http_parser* p) {
   c->in_message = false;
   auto seq = c->next_seq++;
   bool keep_alive = http_should_keep_alive(p) != 0;
+  auto& req = c->cur;
   {
     auto& s = c->slots[seq]; // not kept: an answer given at once erases it
     s.keep_alive = keep_alive;
     s.head = p->method == HTTP_HEAD;
+    s.traceparent = srv->trace_context(req.headers, req.trace_id);
   }
-  auto& req = c->cur;
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
   req.received = std::chrono::steady_clock::now();

@@ -48,6 +48,9 @@ struct http_request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string request_id;
+  /// W3C trace id (32 lowercase hex digits): the client's, from a valid
+  /// `traceparent`, else a new one. The response's `traceparent` carries it.
+  std::string trace_id;
   std::chrono::steady_clock::time_point received;
 
   /// The first header named `name` (lower case), or empty.
@@ -139,5 +142,13 @@ const char* reason_phrase(int status) noexcept;
 
 /// ASCII case-insensitive equality, as HTTP compares scheme names and tokens.
 bool equals_ignore_case(std::string_view a, std::string_view b) noexcept;
+
+/// Parses a W3C `traceparent` header (Trace Context, level 1): version (two
+/// lowercase hex digits, not ff), trace id (32, not all zero), parent id (16,
+/// not all zero) and flags (2), joined by '-'. Version 00 is exactly 55
+/// characters; a later version may be longer, with '-' after the flags.
+/// On success sets `trace_id` and `flags` (views into `header`).
+bool parse_traceparent(std::string_view header, std::string_view& trace_id,
+                       std::string_view& flags) noexcept;
 
 } // namespace shop::edge

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -368,4 +369,110 @@ TEST(HttpServer, test_a_half_closed_client_gets_every_pipelined_answer) {
   ASSERT_EQ(got.size(), 100u);
   for (int i = 0; i < 100; ++i)
     ASSERT_EQ(got[i], "/h" + std::to_string(i));
+}
+
+// W3C Trace Context, level 1, section 3.2: what a traceparent must look like.
+TEST(TraceContext, test_traceparent_parsing_follows_the_w3c_rules) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string parent = "00f067aa0ba902b7";
+  std::string_view id, flags;
+  const std::string header = "00-" + trace + "-" + parent + "-01"; // id and flags view it
+  ASSERT_TRUE(parse_traceparent(header, id, flags));
+  EXPECT_EQ(id, trace);
+  EXPECT_EQ(flags, "01");
+  // A later version may append fields after a '-'.
+  EXPECT_TRUE(parse_traceparent("01-" + trace + "-" + parent + "-00-what-comes-next", id, flags));
+  EXPECT_TRUE(parse_traceparent("cc-" + trace + "-" + parent + "-00", id, flags));
+  for (const auto& bad : std::vector<std::string>{
+         std::string{},
+         "00-" + trace + "-" + parent + "-01-", // version 00 is exactly 55 characters
+         "00-" + trace + "-" + parent + "-1",
+         "01-" + trace + "-" + parent + "-00x", // longer, but no '-' after the flags
+         "ff-" + trace + "-" + parent + "-01",  // version ff is invalid
+         "0g-" + trace + "-" + parent + "-01",
+         "00-4BF92F3577B34DA6A3CE929D0E0E4736-" + parent + "-01", // upper case
+         "00-00000000000000000000000000000000-" + parent + "-01", // all-zero trace id
+         "00-" + trace + "-0000000000000000-01",                  // all-zero parent id
+         "00_" + trace + "-" + parent + "-01",
+         "00-" + trace + "_" + parent + "-01",
+         "00-" + trace + "-" + parent + "_01",
+         "00-" + trace + "-" + parent + "-0z",
+       })
+    EXPECT_FALSE(parse_traceparent(bad, id, flags)) << bad;
+}
+
+namespace {
+
+/// The value of header `name` in the first answer of `stream`, or empty.
+std::string header_of(const std::string& stream, const std::string& name) {
+  auto head = stream.substr(0, stream.find("\r\n\r\n"));
+  auto at = head.find("\r\n" + name + ": ");
+  if (at == std::string::npos)
+    return {};
+  at += name.size() + 4;
+  return head.substr(at, head.find("\r\n", at) - at);
+}
+
+/// Waits (up to 5 s) until the handler got a request.
+bool eventually_dispatched(held_requests& h) {
+  for (int i = 0; i < 500 && h.dispatched.load() == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  return h.dispatched.load() > 0;
+}
+
+/// Sends one request with `extra` header lines, answers it and returns the
+/// answer's traceparent and the trace id the handler saw.
+std::pair<std::string, std::string> traced(const std::string& extra) {
+  held_server s;
+  auto& [h, server, c] = s;
+  c.send("GET /t HTTP/1.1\r\n" + extra + "\r\n");
+  EXPECT_TRUE(eventually_dispatched(h));
+  auto seen = h.requests().at(0).trace_id;
+  auto stream = serve_until(h, c, [](const std::string& st) { return bodies(st).size() == 1; });
+  return {header_of(stream, "traceparent"), seen};
+}
+
+} // namespace
+
+// Every answer carries a traceparent: the client's trace id with this node's
+// own span as the parent, or a new trace when the client sent none or an
+// invalid one. The handler sees the same trace id (it travels in commands).
+TEST(TraceContext, test_every_answer_carries_the_trace_and_the_handler_sees_it) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string client = "00-" + trace + "-00f067aa0ba902b7-01";
+  auto [tp, seen] = traced("traceparent: " + client + "\r\n");
+  std::string_view id, flags;
+  ASSERT_TRUE(parse_traceparent(tp, id, flags)) << tp;
+  EXPECT_EQ(id, trace);
+  EXPECT_EQ(flags, "01");
+  EXPECT_EQ(tp.substr(0, 3), "00-");
+  EXPECT_NE(tp.substr(36, 16), "00f067aa0ba902b7"); // the node's span, not the client's
+  EXPECT_EQ(seen, trace);
+
+  std::set<std::string> fresh;
+  for (const auto& extra : std::vector<std::string>
+       {std::string{}, "traceparent: 00-" + trace + "-00f067aa0ba902b7-01x\r\n",
+        "traceparent: " + client + "\r\ntraceparent: " + client + "\r\n"}) {
+    auto [tp2, seen2] = traced(extra);
+    ASSERT_TRUE(parse_traceparent(tp2, id, flags)) << extra << " -> " << tp2;
+    EXPECT_NE(id, trace) << extra;
+    EXPECT_EQ(flags, "00") << extra;
+    EXPECT_EQ(seen2, std::string{id}) << extra;
+    fresh.insert(seen2);
+  }
+  EXPECT_EQ(fresh.size(), 3u); // each a new trace
+}
+
+TEST(TraceContext, test_a_refused_request_keeps_its_trace) {
+  http_limits limits;
+  limits.max_body_bytes = 100;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  const std::string trace = "0af7651916cd43dd8448eb211c80319c";
+  c.send("POST /big HTTP/1.1\r\ntraceparent: 00-" + trace
+         + "-b7ad6b7169203331-01\r\nContent-Length: 5000\r\n\r\n");
+  auto stream = c.read_to_eof();
+  EXPECT_EQ(stream.rfind("HTTP/1.1 413 ", 0), 0u) << stream;
+  EXPECT_EQ(header_of(stream, "traceparent").substr(3, 32), trace) << stream;
+  EXPECT_EQ(h.dispatched.load(), 0);
 }
