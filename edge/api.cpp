@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/entity.hpp"
+#include "edge/openapi.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/json.hpp"
@@ -160,6 +161,7 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   add("GET", "/healthz", public_route, &api::healthz);
   add("GET", "/readyz", public_route, &api::readyz);
   add("GET", "/metrics", public_route, &api::metrics);
+  add("GET", "/openapi.yaml", public_route, &api::openapi);
   if (opts_.fault_injection) {
     add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
     add("POST", "/api/v1/admin/fault-injection/storage", admin_route, &api::fail_storage);
@@ -169,6 +171,13 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
 api::~api() {
   for (auto& b : bridges_)
     caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
+
+std::vector<std::pair<std::string, std::string>> api::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& r : routes_)
+    out.emplace_back(r.method, r.pattern);
+  return out;
 }
 
 void api::add(std::string method, std::string pattern, int auth, void (api::*fn)(context&)) {
@@ -720,6 +729,14 @@ void api::metrics(context& c) {
   res.status = 200;
   res.body = std::move(out);
   res.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  res.route = c.route;
+  c.r.send(std::move(res));
+}
+
+void api::openapi(context& c) {
+  http_response res;
+  res.body.assign(openapi_yaml());
+  res.headers.emplace_back("Content-Type", "application/yaml");
   res.route = c.route;
   c.r.send(std::move(res));
 }

@@ -57,6 +57,9 @@ public:
   /// The response observer for http_server (loop thread): request metrics.
   void observe(const std::string& route, int status, std::chrono::microseconds latency);
 
+  /// The route table: (method, pattern) pairs such as ("GET", "/api/v1/orders/{id}").
+  std::vector<std::pair<std::string, std::string>> routes() const;
+
   struct context;
   struct route;
 
@@ -91,6 +94,7 @@ private:
   void healthz(context& c);
   void readyz(context& c);
   void metrics(context& c);
+  void openapi(context& c);
   void crash(context& c);
   void fail_storage(context& c);
 

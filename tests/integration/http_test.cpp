@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "tests/fixtures/shopd_process.hpp"
@@ -128,4 +130,21 @@ TEST(Http, test_a_pipelining_client_that_reads_slowly_gets_every_answer_in_order
   EXPECT_EQ(answered, 2 * pairs);
   EXPECT_TRUE(buf.empty()) << buf.size() << " bytes beyond the last answer";
   EXPECT_TRUE(shopd.stop());
+}
+
+// GET /openapi.yaml serves docs/openapi.yaml as it was built: outside tools
+// (client generators, API checkers) read the contract from the node itself.
+TEST(Http, test_the_node_serves_its_openapi_document) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto r = c.request("GET", "/openapi.yaml");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type"), "application/yaml");
+  std::ifstream in{std::string{SHOP_SOURCE_DIR} + "/docs/openapi.yaml", std::ios::binary};
+  ASSERT_TRUE(in) << "cannot read docs/openapi.yaml";
+  std::string file{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  EXPECT_EQ(r.body, file);
+  EXPECT_FALSE(r.header("traceparent").empty());
 }
