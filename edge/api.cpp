@@ -215,6 +215,8 @@ void api::handle(http_request& req, responder r) {
     if (!allowed.empty())
       allowed += ", ";
     allowed += rt.method;
+    if (rt.method == "GET") // served by the GET route, so allowed too (RFC 9110 10.2.1)
+      allowed += ", HEAD";
   }
   context ctx{req, std::move(r), std::move(params), {}, match ? match->method + " " + match->pattern : std::string{}};
   if (!match) {
@@ -770,8 +772,9 @@ void api::fail_storage(context& c) {
   auto groups = decode_storage_fault(c.req.body);
   if (!groups)
     return c.fail(groups.error());
-  if (probe_.fail_storage_writes)
-    probe_.fail_storage_writes(static_cast<uint32_t>(*groups));
+  if (!probe_.fail_storage_writes)
+    return c.fail(errc::internal, "this node cannot inject storage failures");
+  probe_.fail_storage_writes(static_cast<uint32_t>(*groups));
   auto res = json_response(202, R"({"status":"storage failures injected"})");
   res.route = c.route;
   c.r.send(std::move(res));

@@ -104,7 +104,10 @@ TEST_F(BadInput, test_unknown_route_and_method) {
   expect_error(c().request("GET", "/api/v1/nothing-here"), 404, "not_found");
   auto r = c().request("DELETE", "/api/v1/flash-sales/sale-b");
   expect_error(r, 405, "method_not_allowed");
-  EXPECT_FALSE(r.header("allow").empty());
+  EXPECT_EQ(r.header("allow"), "GET, HEAD"); // HEAD is served by the GET route
+  r = c().request("PUT", "/api/v1/products");
+  expect_error(r, 405, "method_not_allowed");
+  EXPECT_EQ(r.header("allow"), "POST, GET, HEAD");
   expect_error(c().request("GET", "/api/v1/products/bad%20id"), 404, "not_found");
   expect_error(c().request("GET", "/api/v1/orders/nope", {}, {bearer(user)}), 404, "not_found");
   // A path that is not UTF-8: the 404 names it, and must still be valid JSON.
