@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <simdjson.h>
 
 #include "storage/keys.hpp"
 #include "storage/store.hpp"
@@ -128,4 +132,32 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
     EXPECT_NE(shopd.exit_status(), 0) << args[0];
     EXPECT_NE(shopd.exit_status(), -1) << args[0] << ": shopd must exit by itself";
   }
+}
+
+// --log-format json: every log line is one JSON object, also when the message
+// holds quotes and backslashes (here a data dir path that is a file).
+TEST(Startup, test_json_log_lines_stay_valid_json_whatever_the_message_holds) {
+  temp_dir dir;
+  const std::string odd = dir.path() + "/a \"quoted\" \\ name";
+  { std::ofstream{odd} << "not a directory"; }
+  shopd_process shopd{odd, {"--log-format", "json"}};
+  EXPECT_LT(refused_start(shopd).count(), 10000);
+  EXPECT_EQ(shopd.exit_status(), 1);
+  simdjson::dom::parser parser;
+  int lines = 0;
+  std::istringstream out{shopd.start_output()};
+  for (std::string line; std::getline(out, line);) {
+    if (line.empty() || line[0] != '{')
+      continue; // the ready line and the admin password line are plain text
+    ++lines;
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << line;
+    std::string_view msg, level;
+    ASSERT_EQ(doc["msg"].get(msg), simdjson::SUCCESS) << line;
+    ASSERT_EQ(doc["level"].get(level), simdjson::SUCCESS) << line;
+    if (level == "error") {
+      EXPECT_NE(msg.find(odd), std::string_view::npos) << line;
+    }
+  }
+  EXPECT_GE(lines, 1) << shopd.start_output();
 }
