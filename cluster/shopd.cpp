@@ -14,33 +14,26 @@
 #include "cluster/node.hpp"
 #include "edge/server.hpp"
 #include "protocols/errc.hpp"
+#include "protocols/json.hpp"
 
 namespace {
 
-/// spdlog flag %*: the log message escaped for use inside a JSON string.
+/// spdlog flag %*: the log message escaped for use inside a JSON string
+/// (invalid UTF-8 included: a log line is always valid JSON).
 class json_message_flag : public spdlog::custom_flag_formatter {
 public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    for (char c : std::string_view{msg.payload.data(), msg.payload.size()}) {
-      switch (c) {
-        case '"': dest.append(std::string_view{"\\\""}); break;
-        case '\\': dest.append(std::string_view{"\\\\"}); break;
-        case '\n': dest.append(std::string_view{"\\n"}); break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-            dest.append(std::string_view{buf});
-          } else {
-            dest.push_back(c);
-          }
-      }
-    }
+    escaped_.clear();
+    shop::append_json_escaped(escaped_, std::string_view{msg.payload.data(), msg.payload.size()});
+    dest.append(escaped_.data(), escaped_.data() + escaped_.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<json_message_flag>();
   }
+
+private:
+  std::string escaped_; // reused: the formatter is used under the sink's lock
 };
 
 /// A whole number written in decimal: no sign, no leading zero (CLI11 would

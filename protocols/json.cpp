@@ -76,35 +76,39 @@ size_t utf8_sequence(std::string_view s) noexcept {
 
 } // namespace
 
-json_writer& json_writer::value(std::string_view s) {
-  comma();
-  out_.push_back('"');
+void append_json_escaped(std::string& out, std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out_ += "\\\""; break;
-      case '\\': out_ += "\\\\"; break;
-      case '\n': out_ += "\\n"; break;
-      case '\r': out_ += "\\r"; break;
-      case '\t': out_ += "\\t"; break;
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
       default:
         if (c < 0x20) {
           char buf[8];
           std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out_ += buf;
+          out += buf;
         } else if (c < 0x80) {
-          out_.push_back(static_cast<char>(c));
+          out.push_back(static_cast<char>(c));
         } else if (auto n = utf8_sequence(s.substr(i)); n > 0) {
-          out_.append(s.substr(i, n));
+          out.append(s.substr(i, n));
           i += n - 1;
         } else {
           // Text from the JSON decoder is valid UTF-8 already; raw bytes of a
           // request line (the path a 404 names) may not be, and a strict
           // client rejects the whole document: each such byte becomes U+FFFD.
-          out_ += "\\ufffd";
+          out += "\\ufffd";
         }
     }
   }
+}
+
+json_writer& json_writer::value(std::string_view s) {
+  comma();
+  out_.push_back('"');
+  append_json_escaped(out_, s);
   out_.push_back('"');
   need_comma_ = true;
   return *this;

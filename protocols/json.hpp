@@ -13,6 +13,10 @@
 
 namespace shop {
 
+/// Appends `s` to `out` escaped for the inside of a JSON string; bytes that
+/// are not well-formed UTF-8 become U+FFFD, so the result is always valid.
+void append_json_escaped(std::string& out, std::string_view s);
+
 /// Appends JSON text to a string; the caller keeps the structure balanced.
 class json_writer {
 public:

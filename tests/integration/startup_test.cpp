@@ -135,12 +135,14 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
 }
 
 // --log-format json: every log line is one JSON object, also when the message
-// holds quotes and backslashes (here a data dir path that is a file).
+// holds quotes, backslashes and bytes that are not UTF-8 (here in the path of
+// a data dir that is a file).
 TEST(Startup, test_json_log_lines_stay_valid_json_whatever_the_message_holds) {
   temp_dir dir;
   const std::string odd = dir.path() + "/a \"quoted\" \\ name";
-  { std::ofstream{odd} << "not a directory"; }
-  shopd_process shopd{odd, {"--log-format", "json"}};
+  const std::string path = odd + " \xff\xfe";
+  { std::ofstream{path} << "not a directory"; }
+  shopd_process shopd{path, {"--log-format", "json"}};
   EXPECT_LT(refused_start(shopd).count(), 10000);
   EXPECT_EQ(shopd.exit_status(), 1);
   simdjson::dom::parser parser;
