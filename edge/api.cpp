@@ -164,7 +164,8 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   add("GET", "/openapi.yaml", public_route, &api::openapi);
   if (opts_.fault_injection) {
     add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
-    add("POST", "/api/v1/admin/fault-injection/storage", admin_route, &api::fail_storage);
+    if (probe_.fail_storage_writes)
+      add("POST", "/api/v1/admin/fault-injection/storage", admin_route, &api::fail_storage);
   }
 }
 
@@ -190,7 +191,7 @@ void api::add(std::string method, std::string pattern, int auth, void (api::*fn)
 void api::handle(http_request& req, responder r) {
   auto segments = split_path(req.path);
   const route* match = nullptr;
-  std::string allowed;
+  std::vector<std::string> allowed; // methods of the routes whose path matches
   std::vector<std::string> params;
   for (auto& rt : routes_) {
     if (rt.segments.size() != segments.size())
@@ -212,11 +213,15 @@ void api::handle(http_request& req, responder r) {
       params = std::move(ps);
       break;
     }
-    if (!allowed.empty())
-      allowed += ", ";
-    allowed += rt.method;
-    if (rt.method == "GET") // served by the GET route, so allowed too (RFC 9110 10.2.1)
-      allowed += ", HEAD";
+    // Each method once (two routes of one method may match a path), and
+    // HEAD with GET, as the GET route serves it.
+    auto allow = [&allowed](const std::string& m) {
+      if (std::find(allowed.begin(), allowed.end(), m) == allowed.end())
+        allowed.push_back(m);
+    };
+    allow(rt.method);
+    if (rt.method == "GET")
+      allow("HEAD");
   }
   context ctx{req, std::move(r), std::move(params), {}, match ? match->method + " " + match->pattern : std::string{}};
   if (!match) {
@@ -224,7 +229,10 @@ void api::handle(http_request& req, responder r) {
       auto res = error_response(make_error(errc::method_not_allowed,
                                            req.method + " is not allowed on " + req.path),
                                 ctx.r.request_id());
-      res.headers.emplace_back("Allow", allowed);
+      std::string allow;
+      for (auto& m : allowed)
+        allow.append(allow.empty() ? "" : ", ").append(m);
+      res.headers.emplace_back("Allow", std::move(allow));
       res.route = "(unmatched)";
       ctx.r.send(std::move(res));
     } else {
@@ -772,8 +780,6 @@ void api::fail_storage(context& c) {
   auto groups = decode_storage_fault(c.req.body);
   if (!groups)
     return c.fail(groups.error());
-  if (!probe_.fail_storage_writes)
-    return c.fail(errc::internal, "this node cannot inject storage failures");
   probe_.fail_storage_writes(static_cast<uint32_t>(*groups));
   auto res = json_response(202, R"({"status":"storage failures injected"})");
   res.route = c.route;

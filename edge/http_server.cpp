@@ -184,7 +184,13 @@ struct http_server::impl {
   }
 
   /// Random ids for trace context (not secrets: a fast generator will do).
-  std::mt19937_64 trace_rng{std::random_device{}()};
+  std::mt19937_64 trace_rng = [] {
+    // Seeded with 256 bits: a 32-bit seed would let two nodes (or two starts)
+    // share one sequence of "new" trace ids in 2^32.
+    std::random_device rd;
+    std::seed_seq seeds{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64{seeds};
+  }();
   void append_hex(std::string& out, size_t digits) {
     static constexpr char hex[] = "0123456789abcdef";
     while (digits > 0) {
@@ -218,8 +224,11 @@ struct http_server::impl {
     tp.reserve(55);
     tp.append("00-").append(trace_id).push_back('-');
     append_hex(tp, 16);
-    tp.push_back('-');
-    tp.append(flags);
+    // Only the sampled bit (01) is defined; the others must go out as zero
+    // (Trace Context 3.2.2.5).
+    char low = flags[1]; // a lower-case hex digit; its lowest bit is the flags'
+    bool sampled = ((low <= '9' ? low - '0' : low - 'a' + 10) & 1) != 0;
+    tp.append(sampled ? "-01" : "-00");
     return tp;
   }
 };
@@ -593,6 +602,12 @@ int on_header_value(http_parser* p, const char* at, size_t n) {
 int on_headers_complete(http_parser* p) {
   auto c = conn_of(p);
   c->headers_done = true;
+  // A field value excludes the whitespace around it (RFC 9110 5.5): the
+  // parser drops the leading whitespace, this the trailing.
+  for (auto& [name, value] : c->cur.headers) {
+    auto end = value.find_last_not_of(" \t");
+    value.resize(end == std::string::npos ? 0 : end + 1);
+  }
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)

@@ -449,6 +449,14 @@ TEST(TraceContext, test_every_answer_carries_the_trace_and_the_handler_sees_it) 
   EXPECT_NE(tp.substr(36, 16), "00f067aa0ba902b7"); // the node's span, not the client's
   EXPECT_EQ(seen, trace);
 
+  // Only the sampled bit goes out (the others are undefined in version 00);
+  // whitespace after the value is not part of it.
+  auto [tp_ff, seen_ff] = traced("traceparent: 00-" + trace + "-00f067aa0ba902b7-ff \t\r\n");
+  EXPECT_EQ(seen_ff, trace);
+  EXPECT_EQ(tp_ff.substr(52), "-01") << tp_ff;
+  auto [tp_02, seen_02] = traced("traceparent: 00-" + trace + "-00f067aa0ba902b7-02\r\n");
+  EXPECT_EQ(tp_02.substr(52), "-00") << tp_02;
+
   std::set<std::string> fresh;
   for (const auto& extra : std::vector<std::string>
        {std::string{}, "traceparent: 00-" + trace + "-00f067aa0ba902b7-01x\r\n",
