@@ -58,6 +58,9 @@ caf::expected<purchase_result> replay(const order_record& order, const checkout&
                            "this Idempotency-Key was already used for a different request");
   if (req.user_id != order.user_id || !order.flash_sale_id.empty())
     return reused;
+  if (order.source != order_source::unknown
+      && (order.source == order_source::cart) != req.from_cart)
+    return reused; // the lines came as a list, the retry names the cart, or the reverse
   if (!req.from_cart) {
     if (req.items.size() != order.items.size())
       return reused;
@@ -175,6 +178,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     o.created_at = j->created_at;
     o.updated_at = j->created_at;
     o.expires_at = j->expires_at;
+    o.source = from_cart ? order_source::cart : order_source::items;
     st.exists = true;
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));

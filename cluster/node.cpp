@@ -155,7 +155,10 @@ namespace {
 
 /// The layout of the records in a data dir (`meta/storage_format`). 2: settled
 /// stock ledger entries live outside the ledger's range (actors/README.md).
-constexpr std::string_view storage_format = "2";
+/// 3: order records may be of record format 3 (with their source), which a
+/// shopd of format 2 cannot read: it must refuse the data dir, not load
+/// orders as corrupt. Format 2 needs nothing moved to become 3.
+constexpr std::string_view storage_format = "3";
 
 /// Marks a new data dir with the current format, or brings an older one to it.
 caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
@@ -165,6 +168,11 @@ caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
     return found.error();
   if (*found && stored == storage_format)
     return caf::none;
+  if (*found && stored == "2") { // every record of format 2 reads as format 3
+    spdlog::info("node {}: storage upgraded to format {} (nothing moved)", cfg.node_id,
+                 storage_format);
+    return db.write({put_op(keys::meta("storage_format"), std::string{storage_format})}, true);
+  }
   if (*found)
     return make_error(errc::validation_failed, "the data dir " + cfg.data_dir
                                                  + " has storage format " + stored

@@ -8,6 +8,8 @@ namespace {
 constexpr uint8_t format_v1 = 1;
 /// Orders with payment fields (v1 orders have none).
 constexpr uint8_t format_v2 = 2;
+/// Orders with their source (checkout items or cart).
+constexpr uint8_t format_v3 = 3;
 
 class writer {
 public:
@@ -155,7 +157,7 @@ bool decode(std::string_view in, ledger_entry& x) {
 }
 
 std::string encode(const order_record& x) {
-  writer w{format_v2};
+  writer w{format_v3};
   w.s(x.order_id).s(x.user_id).u(static_cast<uint8_t>(x.status)).u(x.items.size());
   for (auto& line : x.items)
     w.s(line.sku).i(line.quantity).i(line.price_cents);
@@ -168,11 +170,12 @@ std::string encode(const order_record& x) {
     .s(x.payment_id)
     .s(x.payment_method)
     .i(x.paid_at)
+    .u(static_cast<uint8_t>(x.source))
     .take();
 }
 
 bool decode(std::string_view in, order_record& x) {
-  reader r{in, format_v2};
+  reader r{in, format_v3};
   uint64_t n = 0;
   r.s(x.order_id).s(x.user_id).e(x.status, static_cast<uint8_t>(order_status::refunded)).u(n);
   if (n > 1000)
@@ -193,6 +196,10 @@ bool decode(std::string_view in, order_record& x) {
     x.payment_method.clear();
     x.paid_at = 0;
   }
+  if (r.format() >= format_v3)
+    r.e(x.source, static_cast<uint8_t>(order_source::cart));
+  else // written before the source was kept
+    x.source = order_source::unknown;
   return r.done();
 }
 

@@ -84,6 +84,12 @@ struct order_line {
   int64_t price_cents = 0;
 };
 
+/// How a checkout gave its order's lines: as a list, or as the user's cart.
+/// Kept so that a retry with the same Idempotency-Key in the other form is a
+/// different request. `unknown`: a flash-sale order, or one stored before the
+/// source was kept.
+enum class order_source : uint8_t { unknown = 0, items = 1, cart = 2 };
+
 /// An order. Created by the SKU actor (in the same write as its reservation),
 /// then owned by its `order` entity.
 struct order_record {
@@ -101,6 +107,7 @@ struct order_record {
   std::string payment_id;
   std::string payment_method;
   millis paid_at = 0;
+  order_source source = order_source::unknown;
 };
 
 /// A user's cart: SKUs and quantities (prices are looked up when it is shown
@@ -383,7 +390,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_record& x) {
   return f(caf::meta::type_name("shop::order_record"), x.order_id, x.user_id, x.status, x.items,
            x.total_cents, x.discount_cents, x.created_at, x.expires_at, x.updated_at,
-           x.flash_sale_id, x.payment_id, x.payment_method, x.paid_at);
+           x.flash_sale_id, x.payment_id, x.payment_method, x.paid_at, x.source);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_record& x) {

@@ -97,12 +97,55 @@ TEST(Startup, test_a_data_dir_of_a_newer_storage_format_is_refused_untouched) {
   {
     auto db = shop::store::open({dir.path()});
     ASSERT_TRUE(db);
-    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "3")}, true));
+    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "4")}, true));
   }
   EXPECT_LT(refused_start(shopd).count(), 10000);
   EXPECT_EQ(shopd.exit_status(), 1);
-  EXPECT_NE(shopd.start_output().find("storage format 3"), std::string::npos)
+  EXPECT_NE(shopd.start_output().find("storage format 4"), std::string::npos)
     << shopd.start_output();
+  auto db = shop::store::open({dir.path()});
+  ASSERT_TRUE(db);
+  std::string format;
+  auto found = (*db)->get(shop::keys::meta("storage_format"), format);
+  ASSERT_TRUE(found);
+  EXPECT_TRUE(*found);
+  EXPECT_EQ(format, "4");
+}
+
+// Storage format 3 only marks that order records may carry their source: a
+// data dir of format 2 is taken as it is, its orders and stock intact.
+TEST(Startup, test_a_data_dir_of_storage_format_2_is_upgraded_to_3_in_place) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  add_product(shopd, "fmt-1");
+  std::string token;
+  std::string order;
+  {
+    http_client c{shopd.port()};
+    ASSERT_EQ(c.request("POST", "/api/v1/users", R"({"username":"fmt","password":"fmt-secret"})")
+                .status,
+              201);
+    token = login(c, "fmt", "fmt-secret");
+    auto r = c.request("POST", "/api/v1/flash-sales/sale-fmt-1/purchase", R"({"quantity":1})",
+                       {bearer(token)});
+    ASSERT_EQ(r.status, 201) << r.body;
+    order = json_field(r.body, "order_id");
+  }
+  ASSERT_TRUE(shopd.stop());
+  {
+    auto db = shop::store::open({dir.path()});
+    ASSERT_TRUE(db);
+    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "2")}, true));
+  }
+  ASSERT_TRUE(shopd.start()) << shopd.start_output();
+  {
+    http_client c{shopd.port()};
+    auto r = c.request("GET", "/api/v1/orders/" + order, {}, {bearer(token)});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(get_inventory(c, "fmt-1"), (inventory{9, 1, 0}));
+  }
+  ASSERT_TRUE(shopd.stop());
   auto db = shop::store::open({dir.path()});
   ASSERT_TRUE(db);
   std::string format;

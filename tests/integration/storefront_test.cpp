@@ -293,8 +293,10 @@ TEST(Checkout, test_retries_with_one_idempotency_key_make_one_order_also_after_r
   EXPECT_EQ(get_inventory(c, "a"), (inventory{97, 3, 0}));
   EXPECT_EQ(get_inventory(c, "b"), (inventory{99, 1, 0}));
 
-  // The same key for another request is refused.
+  // The same key for another request is refused, also for the cart's lines.
   auto r = place_order(c, alice, items_body({{"a", 1}}), "checkout-1");
+  EXPECT_EQ(r.status, 409) << r.body;
+  r = place_order(c, alice, R"({"from_cart":true})", "checkout-1");
   EXPECT_EQ(r.status, 409) << r.body;
 
   // After a crash and restart: the same answer, no new reservation.
@@ -325,9 +327,16 @@ TEST(Checkout, test_from_cart_orders_the_cart_and_empties_it) {
   EXPECT_EQ(r.status, 422) << r.body; // the cart is empty
   c.request("PUT", "/api/v1/cart/items/a", R"({"quantity":2})", {bearer(alice)});
   c.request("PUT", "/api/v1/cart/items/b", R"({"quantity":4})", {bearer(alice)});
-  r = place_order(c, alice, R"({"from_cart":true})");
+  r = place_order(c, alice, R"({"from_cart":true})", "cart-order-1");
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(json_field(r.body, "total_cents"), "4000");
+  // A retry gets the order (the cart may be empty by then); the same lines
+  // given as a list with that key are another request.
+  auto again = place_order(c, alice, R"({"from_cart":true})", "cart-order-1");
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, r.body);
+  auto listed = place_order(c, alice, items_body({{"a", 2}, {"b", 4}}), "cart-order-1");
+  EXPECT_EQ(listed.status, 409) << listed.body;
   EXPECT_EQ(column(r.body, "items", "sku"), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(column(r.body, "items", "quantity"), (std::vector<std::string>{"2", "4"}));
   EXPECT_EQ(get_inventory(c, "b"), (inventory{6, 4, 0}));

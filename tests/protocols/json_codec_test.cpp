@@ -226,13 +226,26 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   ASSERT_TRUE(decode(encode(o), back));
   EXPECT_EQ(back.payment_id, "pay_o1");
   EXPECT_EQ(back.paid_at, 42);
-  // Format 1 (before payments): the same fields without the last three.
-  auto v1 = bytes.substr(0, bytes.size() - 3);
+  // The source round-trips; orders of formats 1 and 2 (before it was kept)
+  // decode with an unknown source.
+  o.source = order_source::cart;
+  ASSERT_TRUE(decode(encode(o), back));
+  EXPECT_EQ(back.source, order_source::cart);
+  auto v2 = bytes.substr(0, bytes.size() - 1);
+  v2[0] = 2;
+  ASSERT_TRUE(decode(v2, back));
+  EXPECT_EQ(back.flash_sale_id, "s1");
+  EXPECT_EQ(back.source, order_source::unknown);
+  // Format 1 (before payments): the same fields without the payment's three.
+  auto v1 = bytes.substr(0, bytes.size() - 4);
   v1[0] = 1;
   ASSERT_TRUE(decode(v1, back));
   EXPECT_EQ(back.flash_sale_id, "s1");
   EXPECT_TRUE(back.payment_id.empty());
   EXPECT_EQ(back.paid_at, 0);
+  EXPECT_EQ(back.source, order_source::unknown);
+  v2[0] = 4; // a format this build does not know
+  EXPECT_FALSE(decode(v2, back));
   cart_record cart{{{"a", 2, 0}, {"b", 1, 0}}};
   cart_record cart_back;
   ASSERT_TRUE(decode(encode(cart), cart_back));
