@@ -18,6 +18,32 @@ user_view view_of(const user_record& u) {
 }
 
 using account_actor = caf::stateful_actor<user_account_state>;
+using account_promise = caf::typed_response_promise<user_view>;
+
+/// Checks `password` against the argon2 hash `encoded` (empty: the hasher's
+/// decoy) on a lent hasher, then `decide(ok, rp)` answers. Refuses at once
+/// (503) when the hashers have more work than they can finish in time.
+template <class Decide>
+caf::result<user_view> check_password(account_actor* self, const context_ptr& ctx,
+                                      const std::string& encoded, const std::string& password,
+                                      Decide decide) {
+  auto hasher = ctx->hashers->lend();
+  if (!hasher)
+    return reject_durable<user_view>(self, std::move(hasher.error()));
+  auto rp = self->make_response_promise<user_view>();
+  auto ticket = self->state.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+  self->request(hasher->worker, ctx->ask_timeout, verify_atom::value, encoded, password)
+    .then(
+      [self, rp, ticket, decide, lease = hasher->lease](bool ok) mutable {
+        self->state.core.unhold(ticket);
+        decide(ok, rp);
+      },
+      [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
+        self->state.core.unhold(ticket);
+        rp.deliver(std::move(err));
+      });
+  return rp;
+}
 
 /// A registration of a name that exists: a retry of the registration that
 /// made it (the same Idempotency-Key and password) gets that one's answer;
@@ -37,28 +63,14 @@ caf::result<user_view> replay_registration(account_actor* self, const context_pt
     return reject_durable<user_view>(
       self, make_error(errc::internal, "corrupt creation receipt of " + st.user.username));
   // Only the account's owner may see the first answer: check the password.
-  auto hasher = ctx->hashers->lend();
-  if (!hasher)
-    return reject_durable<user_view>(self, std::move(hasher.error()));
-  auto rp = self->make_response_promise<user_view>();
-  auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
-  self
-    ->request(hasher->worker, ctx->ask_timeout, verify_atom::value, st.user.password_hash,
-              c.password)
-    .then(
-      [self, rp, ticket, taken, answer, lease = hasher->lease](bool ok) mutable {
-        auto& core = self->state.core;
-        core.unhold(ticket);
-        if (ok)
-          deliver_durable(core, rp, std::move(answer));
-        else
-          reject_when_durable(core, rp, taken());
-      },
-      [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
-        self->state.core.unhold(ticket);
-        rp.deliver(std::move(err));
-      });
-  return rp;
+  return check_password(self, ctx, st.user.password_hash, c.password,
+                        [self, taken, answer](bool ok, account_promise& rp) {
+                          auto& core = self->state.core;
+                          if (ok)
+                            deliver_durable(core, rp, answer);
+                          else
+                            reject_when_durable(core, rp, taken());
+                        });
 }
 
 } // namespace
@@ -126,30 +138,15 @@ caf::behavior user_account_actor(account_actor* self, context_ptr ctx,
         // An unknown name costs a password check too (against the hasher's
         // decoy hash), so neither the time to answer nor a 503 under load
         // tells whether a username exists.
-        auto hasher = ctx->hashers->lend();
-        if (!hasher)
-          return reject_durable<user_view>(self, std::move(hasher.error()));
-        auto rp = self->make_response_promise<user_view>();
-        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
-        self
-          ->request(hasher->worker, ctx->ask_timeout, verify_atom::value,
-                    st.exists ? st.user.password_hash : std::string{}, c.password)
-          .then(
-            [self, rp, ticket, lease = hasher->lease](bool ok) mutable {
-              auto& st = self->state;
-              st.core.unhold(ticket);
-              if (!ok || !st.exists) {
-                rp.deliver(make_error(errc::unauthorized, "wrong username or password"));
-                return;
-              }
-              // A token only for an account (or password) that is durable.
-              deliver_durable(st.core, rp, view_of(st.user));
-            },
-            [self, rp, ticket, lease = hasher->lease](caf::error& err) mutable {
-              self->state.core.unhold(ticket);
-              rp.deliver(std::move(err));
-            });
-        return rp;
+        return check_password(self, ctx, st.exists ? st.user.password_hash : std::string{},
+                              c.password, [self](bool ok, account_promise& rp) {
+                                auto& st = self->state;
+                                if (!ok || !st.exists)
+                                  rp.deliver(
+                                    make_error(errc::unauthorized, "wrong username or password"));
+                                else // a token only for an account (or password) that is durable
+                                  deliver_durable(st.core, rp, view_of(st.user));
+                              });
       },
       [=](const get_user&) -> caf::result<user_view> {
         auto& st = self->state;

@@ -33,6 +33,26 @@ std::string rfc3339_in(std::chrono::seconds from_now) {
   return buf;
 }
 
+/// Sends eight copies of one POST at once, each on its own connection (a
+/// client retrying over fresh connections); each must be answered 201 with
+/// one and the same body, which is returned.
+std::string created_once(uint16_t port, const std::string& path, const std::string& body,
+                         const std::vector<std::string>& headers) {
+  std::mutex m;
+  std::vector<http_result> answers;
+  parallel_for(port, 8, 8, [&](http_client& cc, size_t) {
+    auto a = cc.request("POST", path, body, headers);
+    std::lock_guard<std::mutex> g{m};
+    answers.push_back(std::move(a));
+  });
+  EXPECT_EQ(answers.size(), 8u);
+  for (auto& a : answers) {
+    EXPECT_EQ(a.status, 201) << a.body;
+    EXPECT_EQ(a.body, answers.front().body);
+  }
+  return answers.empty() ? std::string{} : answers.front().body;
+}
+
 } // namespace
 
 TEST(IdempotentCreate, test_a_retried_product_creation_gets_its_first_answer_also_after_a_crash) {
@@ -93,20 +113,10 @@ TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale)
                            R"("quantity":30,"per_user_limit":1,)"
                            R"("starts_at":"2020-01-01T00:00:00Z","ends_at":")"
                            + rfc3339_in(3s) + R"("})";
-  std::mutex m;
-  std::vector<http_result> answers;
-  parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t) {
-    auto a = cc.request("POST", "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
-    std::lock_guard<std::mutex> g{m};
-    answers.push_back(std::move(a));
-  });
-  ASSERT_EQ(answers.size(), 8u);
-  for (auto& a : answers) {
-    EXPECT_EQ(a.status, 201) << a.body;
-    EXPECT_EQ(a.body, answers.front().body);
-  }
-  EXPECT_EQ(json_field(answers.front().body, "status"), "active");
-  EXPECT_EQ(json_field(answers.front().body, "remaining"), "30");
+  auto first =
+    created_once(shopd.port(), "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
+  EXPECT_EQ(json_field(first, "status"), "active");
+  EXPECT_EQ(json_field(first, "remaining"), "30");
   // One sale took 30 units off the SKU's available stock for sale, not eight.
   r = c.request("GET", "/api/v1/flash-sales/kettle-sale");
   EXPECT_EQ(json_field(r.body, "remaining"), "30");
@@ -117,7 +127,7 @@ TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale)
   }));
   r = c.request("POST", "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
   EXPECT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(r.body, answers.front().body);
+  EXPECT_EQ(r.body, first);
   // Not a retry: a conflict (the id exists), also with a new key.
   r = c.request("POST", "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-2"));
   EXPECT_EQ(r.status, 409) << r.body;
@@ -129,20 +139,9 @@ TEST(IdempotentCreate, test_a_retried_registration_gets_its_first_answer_only_wi
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
   const std::string body = R"({"username":"carol","password":"carol-secret-1"})";
-  // Eight copies at once (a client retrying over fresh connections): one account.
-  std::mutex m;
-  std::vector<http_result> answers;
-  parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t) {
-    auto a = cc.request("POST", "/api/v1/users", body, {"Idempotency-Key: signup-carol"});
-    std::lock_guard<std::mutex> g{m};
-    answers.push_back(std::move(a));
-  });
-  ASSERT_EQ(answers.size(), 8u);
-  for (auto& a : answers) {
-    EXPECT_EQ(a.status, 201) << a.body;
-    EXPECT_EQ(a.body, answers.front().body);
-  }
-  auto user_id = json_field(answers.front().body, "user_id");
+  // Eight copies at once: one account.
+  auto first = created_once(shopd.port(), "/api/v1/users", body, {"Idempotency-Key: signup-carol"});
+  auto user_id = json_field(first, "user_id");
   EXPECT_FALSE(user_id.empty());
 
   // The same key with another password is somebody else: the name is taken.
@@ -159,7 +158,7 @@ TEST(IdempotentCreate, test_a_retried_registration_gets_its_first_answer_only_wi
   http_client c2{shopd.port()};
   r = c2.request("POST", "/api/v1/users", body, {"Idempotency-Key: signup-carol"});
   EXPECT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(r.body, answers.front().body);
+  EXPECT_EQ(r.body, first);
   // The password is the first one's; the account is the first one.
   auto token = login(c2, "carol", "carol-secret-1");
   ASSERT_FALSE(token.empty());

@@ -40,6 +40,17 @@ void still_serves(shopd_process& shopd, const std::string& sku, const inventory&
   EXPECT_EQ(get_inventory(c, sku), expected);
 }
 
+/// The data dir's `meta/storage_format` ("" if absent or unreadable).
+std::string stored_format(const std::string& data_dir) {
+  auto db = shop::store::open({data_dir});
+  EXPECT_TRUE(db);
+  std::string format;
+  if (!db)
+    return {};
+  auto found = (*db)->get(shop::keys::meta("storage_format"), format);
+  return found && *found ? format : std::string{};
+}
+
 } // namespace
 
 TEST(Startup, test_a_port_in_use_is_refused_and_the_node_exits) {
@@ -103,13 +114,7 @@ TEST(Startup, test_a_data_dir_of_a_newer_storage_format_is_refused_untouched) {
   EXPECT_EQ(shopd.exit_status(), 1);
   EXPECT_NE(shopd.start_output().find("storage format 4"), std::string::npos)
     << shopd.start_output();
-  auto db = shop::store::open({dir.path()});
-  ASSERT_TRUE(db);
-  std::string format;
-  auto found = (*db)->get(shop::keys::meta("storage_format"), format);
-  ASSERT_TRUE(found);
-  EXPECT_TRUE(*found);
-  EXPECT_EQ(format, "4");
+  EXPECT_EQ(stored_format(dir.path()), "4");
 }
 
 // Storage format 3 only marks that order records may carry their source: a
@@ -146,13 +151,7 @@ TEST(Startup, test_a_data_dir_of_storage_format_2_is_upgraded_to_3_in_place) {
     EXPECT_EQ(get_inventory(c, "fmt-1"), (inventory{9, 1, 0}));
   }
   ASSERT_TRUE(shopd.stop());
-  auto db = shop::store::open({dir.path()});
-  ASSERT_TRUE(db);
-  std::string format;
-  auto found = (*db)->get(shop::keys::meta("storage_format"), format);
-  ASSERT_TRUE(found);
-  EXPECT_TRUE(*found);
-  EXPECT_EQ(format, "3");
+  EXPECT_EQ(stored_format(dir.path()), "3");
 }
 
 TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
