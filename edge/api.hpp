@@ -22,7 +22,8 @@ namespace shop::edge {
 struct api_options {
   /// Lifetime of issued tokens. Default: 1 h.
   std::chrono::seconds token_ttl{3600};
-  /// Enables POST /api/v1/admin/fault-injection/crash (tests and chaos drills only). Default: off.
+  /// Enables POST /api/v1/admin/fault-injection/crash, and .../storage where the probe can
+  /// fail storage writes (tests and chaos drills only). Default: off.
   bool fault_injection = false;
   /// Actors that carry requests from the loop into CAF. Default: 2.
   size_t bridges = 2;
