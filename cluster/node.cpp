@@ -89,6 +89,9 @@ void node::write_metrics(std::string& out) const {
           static_cast<double>(jrnl->batches()));
   counter("shop_journal_failures_total", "Group commits that failed.",
           static_cast<double>(jrnl->failures()));
+  gauge("shop_journal_healthy",
+        "1 while group commits succeed; 0 from a failed one until one succeeds again.",
+        jrnl->healthy() ? 1 : 0);
   write_metric_header(out, "shop_journal_commit_duration_seconds", "histogram",
                       "Time of one group commit's RocksDB write.");
   jrnl->commit_latency().write(out, "shop_journal_commit_duration_seconds", {});
@@ -233,7 +236,7 @@ caf::error node::start() {
     return payment_secret.error();
   if (!order_secret)
     return order_secret.error();
-  i.jrnl = std::make_shared<journal>(i.db, cfg.mode);
+  i.jrnl = std::make_shared<journal>(i.db, cfg.mode, cfg.on_storage_stopped);
   i.sys_cfg = std::make_unique<node_system_config>(cfg.workers, cfg.scheduler_policy);
   i.sys = std::make_unique<caf::actor_system>(*i.sys_cfg);
   for (size_t n = 0; n < std::max<size_t>(1, cfg.hashers); ++n)

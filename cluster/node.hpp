@@ -8,6 +8,7 @@
 // coordinator and remote routing arrive with the cluster work.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,11 @@ struct node_config {
   std::string scheduler_policy = "sharing";
   /// Password hashing threads. Default: 2.
   size_t hashers = 2;
+  /// Called once, on the journal's thread, if storage refuses writes until
+  /// it is opened again (a fatal RocksDB error): only a restart recovers.
+  /// shopd stops and exits with status 3. Default: none (the node stays up,
+  /// not ready, and every write fails).
+  std::function<void(const std::string& why)> on_storage_stopped;
 };
 
 class node {

@@ -1,6 +1,11 @@
 // shopd: one node of the shop. Thin: parse configuration, start the node and
-// its edge, wait for SIGINT/SIGTERM, stop in order.
+// its edge, wait for SIGINT/SIGTERM (or storage failing for good), stop in
+// order.
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -165,6 +170,19 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // A write past the file size limit (ulimit -f, systemd's LimitFSIZE) must
+  // fail with EFBIG, which storage reports, not kill the node mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
+
+  // Storage that refuses writes until it is opened again (a fatal RocksDB
+  // error): stop as on SIGTERM, then exit with status 3 so that the service
+  // manager restarts the node, which recovers from its WAL. (The handler runs
+  // on the journal's thread; the signal wakes sigwait below.)
+  static std::atomic<bool> storage_stopped{false};
+  cfg.on_storage_stopped = [](const std::string&) {
+    if (!storage_stopped.exchange(true))
+      ::kill(::getpid(), SIGTERM);
+  };
 
   shop::node node{cfg};
   if (auto err = node.start()) {
@@ -189,9 +207,13 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("shopd: signal {} received; stopping", sig);
+  if (storage_stopped)
+    spdlog::error("shopd: storage refuses writes until the node restarts; stopping (exit "
+                  "status 3)");
+  else
+    spdlog::info("shopd: signal {} received; stopping", sig);
   edge.stop();
   node.stop();
   spdlog::shutdown();
-  return 0;
+  return storage_stopped ? 3 : 0;
 }

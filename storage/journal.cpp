@@ -7,10 +7,12 @@
 #include <spdlog/spdlog.h>
 
 #include "protocols/errc.hpp"
+#include "storage/keys.hpp"
 
 namespace shop {
 
-journal::journal(store_ptr db, durability mode) : db_(std::move(db)), mode_(mode) {
+journal::journal(store_ptr db, durability mode, stopped_handler on_stopped)
+  : db_(std::move(db)), mode_(mode), on_stopped_(std::move(on_stopped)) {
   writer_ = std::thread{[this] {
     pthread_setname_np(pthread_self(), "shop-journal"); // visible in top -H and perf
     run();
@@ -47,45 +49,103 @@ void journal::run() {
   std::deque<pending> group;
   std::vector<const write_batch*> parts;
   for (;;) {
+    bool probe_due = false;
     {
       std::unique_lock<std::mutex> guard{mtx_};
-      cv_.wait(guard, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty())
+      auto work = [this] { return stopping_ || !queue_.empty(); };
+      if (health() == journal_health::failing)
+        probe_due = !cv_.wait_until(guard, next_probe_, work); // false: the probe is due
+      else
+        cv_.wait(guard, work);
+      if (queue_.empty() && stopping_)
         return; // stopping and drained
       group.swap(queue_);
     }
+    if (probe_due
+        || (health() == journal_health::failing && std::chrono::steady_clock::now() >= next_probe_))
+      probe();
     parts.clear();
     for (auto& p : group) {
       p.skipped = p.cancelled && p.cancelled->load();
       if (!p.ops.empty() && !p.skipped)
         parts.push_back(&p.ops);
     }
-    bool ok = true;
-    if (!parts.empty()) {
-      auto start = std::chrono::steady_clock::now();
-      auto injected = fail_next_.load();
-      while (injected > 0 && !fail_next_.compare_exchange_weak(injected, injected - 1)) {
-      }
-      auto err = injected > 0 ? make_error(errc::unavailable, "injected storage failure")
-                              : db_->write_all(parts, mode_ == durability::sync);
-      auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - start)
-                  .count();
-      commit_latency_.observe_us(static_cast<uint64_t>(us));
-      groups_.fetch_add(1, std::memory_order_relaxed);
-      batches_.fetch_add(parts.size(), std::memory_order_relaxed);
-      healthy_.store(!err, std::memory_order_relaxed);
-      if (err) {
-        ok = false;
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("journal: group commit of {} batches failed: {}", parts.size(),
-                      describe(err).message);
-      }
-    }
+    bool ok = parts.empty() || commit(parts);
     for (auto& p : group)
       p.done(ok && !p.skipped);
     group.clear();
   }
+}
+
+bool journal::commit(const std::vector<const write_batch*>& parts) {
+  if (health() == journal_health::stopped) { // RocksDB would refuse it: no write, no log line
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto injected = fail_next_.load();
+  while (injected > 0 && !fail_next_.compare_exchange_weak(injected, injected - 1)) {
+  }
+  auto err = injected > 0 ? make_error(errc::unavailable, "injected storage failure")
+                          : db_->write_all(parts, mode_ == durability::sync);
+  auto now = std::chrono::steady_clock::now();
+  commit_latency_.observe_us(
+    static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - start).count()));
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  batches_.fetch_add(parts.size(), std::memory_order_relaxed);
+  if (err) {
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    // While storage refuses writes, every group fails at once: one line a
+    // second, not one per group.
+    if (now - last_failure_log_ >= std::chrono::seconds{1}) {
+      spdlog::error("journal: group commit of {} batches failed: {}{}", parts.size(),
+                    describe(err).message,
+                    unlogged_failures_ == 0
+                      ? std::string{}
+                      : " (and " + std::to_string(unlogged_failures_) + " more since the last line)");
+      last_failure_log_ = now;
+      unlogged_failures_ = 0;
+    } else {
+      ++unlogged_failures_;
+    }
+    if (health() == journal_health::ok)
+      next_probe_ = now + probe_interval;
+    health_.store(journal_health::failing, std::memory_order_relaxed);
+    return false;
+  }
+  if (health() == journal_health::failing) {
+    spdlog::info("journal: storage takes writes again");
+    health_.store(journal_health::ok, std::memory_order_relaxed);
+    storage_recovering_ = false;
+  }
+  return true;
+}
+
+void journal::probe() {
+  next_probe_ = std::chrono::steady_clock::now() + probe_interval;
+  std::string why;
+  switch (db_->resume(&why)) {
+    case write_state::accepting:
+      break;
+    case write_state::recovering:
+      if (!storage_recovering_) // once per failure, not every second
+        spdlog::warn("journal: storage refuses writes for now; RocksDB may resume: {}", why);
+      storage_recovering_ = true;
+      return;
+    case write_state::stopped:
+      spdlog::error("journal: storage refuses writes until the node restarts: {}", why);
+      health_.store(journal_health::stopped, std::memory_order_relaxed);
+      if (on_stopped_)
+        on_stopped_(why);
+      return;
+  }
+  // RocksDB takes writes: prove it with a durable one before the node says
+  // it is ready again.
+  auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  write_batch probe{put_op(keys::meta("journal_probe"), std::to_string(stamp))};
+  commit({&probe});
 }
 
 } // namespace shop

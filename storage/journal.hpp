@@ -7,12 +7,21 @@
 // WriteBatch with ONE WAL sync (durability `sync`) or without fsync (`async`).
 // While it syncs, new batches queue up, so the group grows with the load.
 // Completions run on the writer thread in submission order.
+//
+// After a failed group commit the journal is `failing`: it keeps committing
+// what entities submit (each group may fail again) and, every second while
+// nothing has succeeded, asks RocksDB to resume and writes a small probe. The
+// first commit that succeeds makes it `ok` again, also with no traffic at all.
+// If RocksDB says it refuses writes until it is opened again, the journal is
+// `stopped` for good and tells its owner once.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "protocols/metrics.hpp"
@@ -27,12 +36,28 @@ enum class durability : uint8_t {
   async,
 };
 
+/// Whether group commits succeed.
+enum class journal_health : uint8_t {
+  /// The last group commit succeeded (or none has been tried).
+  ok,
+  /// The last one failed; the journal probes storage every second.
+  failing,
+  /// Storage refuses writes until it is opened again: only a restart helps.
+  stopped,
+};
+
 class journal {
 public:
   /// Called once on the writer thread; `ok` is false if the write failed.
   using completion = std::function<void(bool ok)>;
+  /// Called once, on the writer thread, when the journal becomes `stopped`;
+  /// gets RocksDB's error.
+  using stopped_handler = std::function<void(const std::string& why)>;
 
-  journal(store_ptr db, durability mode);
+  /// How long a failing journal waits between probes of storage.
+  static constexpr std::chrono::milliseconds probe_interval{1000};
+
+  journal(store_ptr db, durability mode, stopped_handler on_stopped = {});
   ~journal(); // stops after committing everything already submitted
 
   journal(const journal&) = delete;
@@ -58,12 +83,13 @@ public:
 
   durability mode() const noexcept { return mode_; }
 
+  journal_health health() const noexcept { return health_.load(std::memory_order_relaxed); }
   /// False from a failed group commit until one succeeds: RocksDB may refuse
   /// every write after a failed one (see docs/operations.md).
-  bool healthy() const noexcept { return healthy_.load(std::memory_order_relaxed); }
+  bool healthy() const noexcept { return health() == journal_health::ok; }
 
-  /// Fault injection (drills and tests): the next `groups` group commits fail
-  /// as a storage error would, without writing anything.
+  /// Fault injection (drills and tests): the next `groups` group commits
+  /// (probes included) fail as a storage error would, without writing anything.
   void fail_next_groups(uint32_t groups) noexcept { fail_next_.store(groups); }
 
   // -- figures for /metrics ---------------------------------------------------
@@ -81,6 +107,10 @@ private:
   };
 
   void run();
+  /// Writes one group; updates the figures and the health. True on success.
+  bool commit(const std::vector<const write_batch*>& parts);
+  /// While failing: asks storage to resume, then commits a probe batch.
+  void probe();
 
   store_ptr db_;
   durability mode_;
@@ -92,8 +122,14 @@ private:
   std::atomic<uint64_t> groups_{0};
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> failures_{0};
-  std::atomic<bool> healthy_{true};
+  std::atomic<journal_health> health_{journal_health::ok};
   std::atomic<uint32_t> fail_next_{0};
+  stopped_handler on_stopped_;
+  // Writer thread only:
+  std::chrono::steady_clock::time_point next_probe_;
+  bool storage_recovering_ = false; // RocksDB said `recovering` at the last probe
+  std::chrono::steady_clock::time_point last_failure_log_;
+  uint64_t unlogged_failures_ = 0;
   latency_histogram commit_latency_;
 };
 

@@ -2,15 +2,21 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+
+#include <spdlog/spdlog.h>
 
 #include "protocols/errc.hpp"
 
@@ -20,6 +26,35 @@ namespace {
 caf::error to_error(const rocksdb::Status& s, std::string_view what) {
   return make_error(errc::unavailable, std::string{what} + ": " + s.ToString());
 }
+
+/// RocksDB's info log, sent to shopd's log instead of a LOG file in the data
+/// dir: warnings and errors only (the rest is per-flush and per-compaction
+/// detail that /metrics sums up, and the options dumped at each open). Also
+/// an info log that cannot grow (a full disk) makes Debian's RocksDB, which
+/// is built with assertions on, abort at its next line.
+class rocksdb_to_spdlog final : public rocksdb::Logger {
+public:
+  rocksdb_to_spdlog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    auto to = spdlog::level::off;
+    switch (level) {
+      case rocksdb::InfoLogLevel::WARN_LEVEL: to = spdlog::level::warn; break;
+      case rocksdb::InfoLogLevel::ERROR_LEVEL:
+      case rocksdb::InfoLogLevel::FATAL_LEVEL: to = spdlog::level::err; break;
+      default: return; // debug, info, and the header (the options at open)
+    }
+    char buf[1024];
+    auto n = std::vsnprintf(buf, sizeof(buf), format, ap);
+    if (n < 0)
+      return;
+    std::string_view text{buf, std::min(static_cast<size_t>(n), sizeof(buf) - 1)};
+    while (!text.empty() && text.back() == '\n')
+      text.remove_suffix(1);
+    spdlog::log(to, "rocksdb: {}", text);
+  }
+};
 
 void append(rocksdb::WriteBatch& wb, const write_batch& ops) {
   for (auto& op : ops) {
@@ -39,10 +74,12 @@ store::store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistic
 
 store::~store() {
   if (db_) {
-    auto s = db_->FlushWAL(true);
-    (void)s; // best effort on shutdown: every acknowledged write was already durable
-    s = db_->Close();
-    (void)s;
+    // Best effort on shutdown: every acknowledged write was already durable.
+    // Not after a failed write that RocksDB has not resumed from: its WAL
+    // file refuses every call then (and Debian's build asserts on a sync).
+    if (!write_failed_.load())
+      db_->FlushWAL(true).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
   }
 }
 
@@ -84,6 +121,7 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   // After a crash, recover every write whose WAL record is complete; a torn
   // tail record is an unacknowledged write and is dropped.
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  o.info_log = std::make_shared<rocksdb_to_spdlog>();
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
@@ -151,9 +189,26 @@ caf::error store::write_all(const std::vector<const write_batch*>& batches, bool
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   auto s = db_->Write(wo, &wb);
-  if (!s.ok())
+  if (!s.ok()) {
+    write_failed_.store(true);
     return to_error(s, "write failed");
+  }
   return caf::none;
+}
+
+write_state store::resume(std::string* why) {
+  auto s = db_->Resume(); // OK at once when nothing stopped the writes
+  if (s.ok()) {
+    write_failed_.store(false);
+    return write_state::accepting;
+  }
+  if (why)
+    *why = s.ToString();
+  // Busy: RocksDB's own recovery is under way (a full disk, polled by its
+  // SstFileManager). A hard error whose flush failed again stays hard. Fatal
+  // and unrecoverable errors are only cleared by opening the database again.
+  return s.severity() >= rocksdb::Status::Severity::kFatalError ? write_state::stopped
+                                                                 : write_state::recovering;
 }
 
 uint64_t store::int_property(const std::string& name) const {

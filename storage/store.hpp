@@ -3,6 +3,7 @@
 // journal's writer thread and by entities reading their state on activation.
 // rocksdb::Status never leaves this folder: failures become shop errors.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -44,6 +45,18 @@ enum class store_counter {
   write_stall_micros,       ///< time writes were delayed or stopped by RocksDB
 };
 
+/// Whether RocksDB takes writes after one failed (its "background error").
+enum class write_state : uint8_t {
+  /// Writes are taken (again, or they were never stopped).
+  accepting,
+  /// Refused for now; RocksDB may take them again. A full disk is such an
+  /// error: RocksDB resumes by itself once space is free.
+  recovering,
+  /// Refused until the database is opened again: RocksDB deems the error
+  /// fatal (an I/O error other than a full disk on the WAL, for example).
+  stopped,
+};
+
 struct store_options {
   /// The RocksDB directory; created when missing. Default: ./data
   std::string path = "./data";
@@ -75,6 +88,11 @@ public:
   /// Applies several batches atomically as one RocksDB WriteBatch (group commit).
   [[nodiscard]] caf::error write_all(const std::vector<const write_batch*>& batches, bool sync);
 
+  /// After a failed write: asks RocksDB to take writes again (DB::Resume,
+  /// which flushes the memtables to new files when an error stopped writes)
+  /// and says what came of it. Unless `accepting`, `why` gets RocksDB's error.
+  [[nodiscard]] write_state resume(std::string* why = nullptr);
+
   /// A RocksDB integer property such as "rocksdb.estimate-num-keys"; 0 if unknown.
   [[nodiscard]] uint64_t int_property(const std::string& name) const;
 
@@ -89,6 +107,7 @@ private:
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Statistics> stats_;
   std::string path_;
+  std::atomic<bool> write_failed_{false}; // since the last write that failed, until resumed
 };
 
 using store_ptr = std::shared_ptr<store>;

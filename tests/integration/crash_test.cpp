@@ -3,6 +3,16 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -264,4 +274,172 @@ TEST(Crash, test_a_failed_storage_write_is_refused_and_reported_until_writes_suc
   ASSERT_TRUE(shopd.restart());
   http_client c2{shopd.port()};
   EXPECT_EQ(get_inventory(c2, "disk-1"), (inventory{98, 2, 0}));
+}
+
+// A node that /readyz took out of rotation gets no traffic: it must find out
+// by itself when storage takes writes again. Three failures injected: the
+// purchase's group commit and the node's first two probes of storage.
+TEST(Crash, test_a_node_is_ready_again_without_traffic_once_storage_takes_writes) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "disk-2", 100, "sale-d2", 100, 10);
+  auto tokens = make_users(shopd.port(), "probe_", 1);
+  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":3})",
+                     {bearer(admin)});
+  ASSERT_EQ(r.status, 202) << r.body;
+  auto failed = c.request("POST", "/api/v1/flash-sales/sale-d2/purchase", R"({"quantity":1})",
+                          {bearer(tokens[0])});
+  EXPECT_EQ(failed.status, 503) << failed.body;
+  EXPECT_EQ(c.request("GET", "/readyz").status, 503);
+  auto metric = [&](const std::string& line) {
+    return c.request("GET", "/metrics").body.find(line) != std::string::npos;
+  };
+  EXPECT_TRUE(metric("\nshop_journal_healthy 0\n"));
+  // No request but probes: ready again within a few probe intervals (1 s each).
+  EXPECT_TRUE(eventually(10s, [&] { return c.request("GET", "/readyz").status == 200; }));
+  EXPECT_TRUE(metric("\nshop_journal_healthy 1\n"));
+  EXPECT_TRUE(metric("\nshop_journal_failures_total 3\n"));
+  EXPECT_EQ(get_inventory(c, "disk-2"), (inventory{100, 0, 0}));
+  EXPECT_EQ(c.request("POST", "/api/v1/flash-sales/sale-d2/purchase", R"({"quantity":1})",
+                      {bearer(tokens[0])}).status, 201);
+}
+
+namespace {
+
+/// A tmpfs of `mib` MiB mounted on `dir` while it lives (needs the right to
+/// mount: root with CAP_SYS_ADMIN). A real filesystem that can be filled.
+class small_disk {
+public:
+  small_disk(const std::string& dir, int mib) : dir_(dir) {
+    auto opts = "size=" + std::to_string(mib) + "m,mode=0700";
+    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, opts.c_str()) == 0;
+    error_ = mounted_ ? 0 : errno;
+  }
+  ~small_disk() {
+    if (mounted_)
+      ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  small_disk(const small_disk&) = delete;
+  small_disk& operator=(const small_disk&) = delete;
+  bool mounted() const noexcept { return mounted_; }
+  std::string error() const { return std::strerror(error_); }
+
+  /// Writes a file of zeros until `bytes` are written or the disk is full.
+  static void fill(const std::string& path, size_t bytes = SIZE_MAX) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0) << path;
+    std::vector<char> zeros(64 << 10);
+    for (size_t done = 0; done < bytes;) {
+      auto n = ::write(fd, zeros.data(), std::min(zeros.size(), bytes - done));
+      if (n <= 0)
+        break; // ENOSPC
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  }
+
+private:
+  std::string dir_;
+  bool mounted_ = false;
+  int error_ = 0;
+};
+
+} // namespace
+
+// A full disk, for real: purchases that cannot be written get 503 and /readyz
+// says not ready; once space is freed, RocksDB resumes by itself (its
+// SstFileManager wants one memtable, 32 MiB, free, and looks every 5 s) and
+// the node, with no request at all, finds out and is ready again. Nothing
+// acknowledged is lost, nothing refused is stored, also across kill -9.
+TEST(Crash, test_a_full_disk_refuses_purchases_until_space_is_freed_then_they_go_on) {
+  temp_dir dir;
+  small_disk disk{dir.path(), 100};
+  if (!disk.mounted())
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << disk.error() << "); needs root";
+  // Less free space than RocksDB preallocates for a WAL file (~35 MiB), so
+  // the WAL grows write by write and a full disk fails the next one.
+  small_disk::fill(dir.path() + "/ballast", 70u << 20);
+  shopd_process shopd{dir.path() + "/data"};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "disk-4", 1000, "sale-d4", 1000, 1000);
+  auto tokens = make_users(shopd.port(), "full_", 1);
+  auto buy = [&](http_client& client) {
+    return client.request("POST", "/api/v1/flash-sales/sale-d4/purchase", R"({"quantity":1})",
+                          {bearer(tokens[0])});
+  };
+  ASSERT_EQ(buy(c).status, 201);
+  int64_t acknowledged = 1;
+  small_disk::fill(dir.path() + "/the-rest");
+  http_result refused;
+  for (int i = 0; i < 2000; ++i) {
+    auto r = buy(c);
+    if (r.status != 201) {
+      refused = r;
+      break;
+    }
+    ++acknowledged;
+  }
+  ASSERT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json_field(refused.body, "error.code"), "unavailable");
+  EXPECT_EQ(c.request("GET", "/readyz").status, 503);
+  EXPECT_EQ(buy(c).status, 503); // RocksDB keeps refusing: no retry succeeds by chance
+  EXPECT_EQ(get_inventory(c, "disk-4"), (inventory{1000 - acknowledged, acknowledged, 0}));
+
+  ASSERT_EQ(::unlink((dir.path() + "/ballast").c_str()), 0);
+  EXPECT_TRUE(eventually(20s, [&] { return c.request("GET", "/readyz").status == 200; }));
+  EXPECT_EQ(buy(c).status, 201);
+  ++acknowledged;
+  EXPECT_EQ(get_inventory(c, "disk-4"), (inventory{1000 - acknowledged, acknowledged, 0}));
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "disk-4"), (inventory{1000 - acknowledged, acknowledged, 0}));
+}
+
+// Storage that refuses writes until it is opened again (here: a WAL write
+// past the process's file size limit, EFBIG, which RocksDB deems fatal). The
+// purchase caught in it gets 503; shopd stops by itself with status 3, for
+// its service manager to restart it; the restarted node has every order it
+// acknowledged and nothing of the refused one.
+TEST(Crash, test_a_node_whose_storage_fails_for_good_exits_3_and_restarts_with_every_order) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "disk-3", 100, "sale-d3", 100, 10);
+  auto tokens = make_users(shopd.port(), "fatal_", 6);
+  auto buy = [&](http_client& client, const std::string& token) {
+    return client.request("POST", "/api/v1/flash-sales/sale-d3/purchase", R"({"quantity":1})",
+                          {bearer(token)});
+  };
+  std::vector<std::string> orders;
+  for (int i = 0; i < 5; ++i) {
+    auto r = buy(c, tokens[static_cast<size_t>(i)]);
+    ASSERT_EQ(r.status, 201) << r.body;
+    orders.push_back(json_field(r.body, "order_id"));
+  }
+  // Every file of the node may now grow by nothing: the next WAL write fails.
+  rlimit limit{};
+  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, nullptr, &limit), 0);
+  limit.rlim_cur = 1;
+  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, &limit, nullptr), 0);
+  auto refused = buy(c, tokens[5]);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(shopd.wait_exit(15s), 3);
+
+  ASSERT_TRUE(shopd.start());
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "disk-3"), (inventory{95, 5, 0}));
+  for (size_t i = 0; i < orders.size(); ++i) {
+    auto o = c2.request("GET", "/api/v1/orders/" + orders[i], "", {bearer(tokens[i])});
+    EXPECT_EQ(o.status, 200) << orders[i] << " " << o.body;
+    EXPECT_EQ(json_field(o.body, "status"), "pending_payment");
+  }
+  EXPECT_EQ(c2.request("GET", "/readyz").status, 200);
+  EXPECT_EQ(buy(c2, tokens[5]).status, 201);
 }

@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -13,6 +16,41 @@
 #include "tests/fixtures/shopd_process.hpp"
 
 using namespace shop;
+
+namespace {
+
+/// Lowers this process's file size limit (RLIMIT_FSIZE, `ulimit -f`) while it
+/// lives: every write that would grow a file past `bytes` fails with EFBIG, a
+/// real I/O error from the kernel. SIGXFSZ is ignored, as shopd does.
+class file_size_limit {
+public:
+  explicit file_size_limit(rlim_t bytes) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &saved_);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &lowered);
+  }
+  ~file_size_limit() { setrlimit(RLIMIT_FSIZE, &saved_); }
+  file_size_limit(const file_size_limit&) = delete;
+  file_size_limit& operator=(const file_size_limit&) = delete;
+
+private:
+  rlimit saved_{};
+};
+
+/// Polls `pred` every 20 ms for up to `limit`.
+bool within(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  return true;
+}
+
+} // namespace
 
 TEST(Keys, test_an_entitys_keys_share_its_shard_prefix) {
   auto k = keys::entity(keys::product, "phone-1", 64);
@@ -201,4 +239,100 @@ TEST(Store, test_a_new_data_dir_is_private_to_its_owner) {
   ASSERT_TRUE(store::open({path}));
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0750u);
+}
+
+// RocksDB stops taking writes after an I/O error on its WAL other than a full
+// disk, until the database is opened again: `resume` must say so (shopd then
+// restarts), and reopening must find every write made before, none of the
+// failed one.
+TEST(Store, test_a_failed_wal_write_stops_writes_until_the_database_is_reopened) {
+  test::temp_dir dir;
+  {
+    auto db = store::open({dir.path()});
+    ASSERT_TRUE(db);
+    ASSERT_FALSE((*db)->write({put_op("k/before", "1")}, true));
+    EXPECT_EQ((*db)->resume(), write_state::accepting); // nothing to resume
+    {
+      file_size_limit limit{1};
+      EXPECT_TRUE((*db)->write({put_op("k/failed", "2")}, true));
+    }
+    std::string why;
+    EXPECT_EQ((*db)->resume(&why), write_state::stopped);
+    EXPECT_FALSE(why.empty());
+    // With the limit gone, writes are still refused: only reopening helps.
+    EXPECT_TRUE((*db)->write({put_op("k/after", "3")}, true));
+    std::string value;
+    EXPECT_TRUE(*(*db)->get("k/before", value)); // reads go on
+  }
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  std::string value;
+  EXPECT_TRUE(*(*db)->get("k/before", value));
+  EXPECT_FALSE(*(*db)->get("k/failed", value));
+  EXPECT_FALSE(*(*db)->get("k/after", value));
+  EXPECT_FALSE((*db)->write({put_op("k/reopened", "4")}, true));
+  EXPECT_EQ((*db)->resume(), write_state::accepting);
+}
+
+// After failed group commits the journal probes storage by itself: with no
+// batch submitted at all it becomes healthy again once a write succeeds (a
+// node taken out of a load balancer by /readyz must be able to come back).
+TEST(Journal, test_a_failing_journal_is_healthy_again_without_traffic) {
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  journal j{*db, durability::sync};
+  j.fail_next_groups(3); // this batch's group and the first two probes
+  std::promise<bool> result;
+  j.submit({put_op("k/1", "v")}, [&](bool ok) { result.set_value(ok); });
+  EXPECT_FALSE(result.get_future().get());
+  EXPECT_EQ(j.health(), journal_health::failing);
+  EXPECT_FALSE(j.healthy());
+  std::this_thread::sleep_for(journal::probe_interval / 2);
+  EXPECT_FALSE(j.healthy()); // no probe before its interval
+  EXPECT_TRUE(within(5 * journal::probe_interval, [&] { return j.healthy(); }));
+  EXPECT_EQ(j.failures(), 3u);
+  // The probe that succeeded was a durable write.
+  std::string stamp;
+  EXPECT_TRUE(*(*db)->get(keys::meta("journal_probe"), stamp));
+  // And batches are written again.
+  std::promise<bool> next;
+  j.submit({put_op("k/2", "v")}, [&](bool ok) { next.set_value(ok); });
+  EXPECT_TRUE(next.get_future().get());
+}
+
+// A journal whose storage stops for good tells its owner once (shopd exits
+// then) and never reports itself healthy again.
+TEST(Journal, test_a_journal_whose_storage_stops_for_good_tells_its_owner_once) {
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  std::atomic<int> told{0};
+  std::string reason;
+  std::mutex m;
+  journal j{*db, durability::sync, [&](const std::string& why) {
+              std::lock_guard<std::mutex> g{m};
+              reason = why;
+              ++told;
+            }};
+  {
+    file_size_limit limit{1};
+    std::promise<bool> result;
+    j.submit({put_op("k/1", "v")}, [&](bool ok) { result.set_value(ok); });
+    EXPECT_FALSE(result.get_future().get());
+  }
+  EXPECT_TRUE(within(5 * journal::probe_interval, [&] { return told.load() > 0; }));
+  EXPECT_EQ(j.health(), journal_health::stopped);
+  {
+    std::lock_guard<std::mutex> g{m};
+    EXPECT_FALSE(reason.empty());
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::promise<bool> later;
+    j.submit({put_op("k/2", "v")}, [&](bool ok) { later.set_value(ok); });
+    EXPECT_FALSE(later.get_future().get());
+  }
+  std::this_thread::sleep_for(2 * journal::probe_interval);
+  EXPECT_EQ(told.load(), 1);
+  EXPECT_FALSE(j.healthy());
 }
