@@ -50,11 +50,16 @@ void journal::run() {
   std::vector<const write_batch*> parts;
   for (;;) {
     bool probe_due = false;
+    bool background_check_due = false;
     {
       std::unique_lock<std::mutex> guard{mtx_};
       auto work = [this] { return stopping_ || !queue_.empty(); };
       if (health() == journal_health::failing)
         probe_due = !cv_.wait_until(guard, next_probe_, work); // false: the probe is due
+      else if (health() == journal_health::ok)
+        // Idle: look for errors of RocksDB's own flushes and compactions now
+        // and then, so that readiness is true without traffic too.
+        background_check_due = !cv_.wait_for(guard, background_check_interval, work);
       else
         cv_.wait(guard, work);
       if (queue_.empty() && stopping_)
@@ -64,20 +69,22 @@ void journal::run() {
     if (probe_due
         || (health() == journal_health::failing && std::chrono::steady_clock::now() >= next_probe_))
       probe();
+    else if (background_check_due)
+      check_background_errors();
     parts.clear();
     for (auto& p : group) {
       p.skipped = p.cancelled && p.cancelled->load();
       if (!p.ops.empty() && !p.skipped)
         parts.push_back(&p.ops);
     }
-    bool ok = parts.empty() || commit(parts);
+    bool ok = parts.empty() || commit(parts, mode_ == durability::sync);
     for (auto& p : group)
       p.done(ok && !p.skipped);
     group.clear();
   }
 }
 
-bool journal::commit(const std::vector<const write_batch*>& parts) {
+bool journal::commit(const std::vector<const write_batch*>& parts, bool sync) {
   if (health() == journal_health::stopped) { // RocksDB would refuse it: no write, no log line
     failures_.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -87,7 +94,7 @@ bool journal::commit(const std::vector<const write_batch*>& parts) {
   while (injected > 0 && !fail_next_.compare_exchange_weak(injected, injected - 1)) {
   }
   auto err = injected > 0 ? make_error(errc::unavailable, "injected storage failure")
-                          : db_->write_all(parts, mode_ == durability::sync);
+                          : db_->write_all(parts, sync);
   auto now = std::chrono::steady_clock::now();
   commit_latency_.observe_us(
     static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - start).count()));
@@ -131,6 +138,7 @@ void journal::probe() {
       if (!storage_recovering_) // once per failure, not every second
         spdlog::warn("journal: storage refuses writes for now; RocksDB may resume: {}", why);
       storage_recovering_ = true;
+      health_.store(journal_health::failing, std::memory_order_relaxed);
       return;
     case write_state::stopped:
       spdlog::error("journal: storage refuses writes until the node restarts: {}", why);
@@ -145,7 +153,16 @@ void journal::probe() {
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
   write_batch probe{put_op(keys::meta("journal_probe"), std::to_string(stamp))};
-  commit({&probe});
+  commit({&probe}, true); // synced in either durability mode: it tests the fsync too
+}
+
+void journal::check_background_errors() {
+  auto errors = db_->int_property("rocksdb.background-errors");
+  if (errors <= background_errors_)
+    return;
+  background_errors_ = errors;
+  spdlog::warn("journal: RocksDB reported an error of a flush or compaction; probing storage");
+  probe();
 }
 
 } // namespace shop

@@ -13,7 +13,9 @@
 // nothing has succeeded, asks RocksDB to resume and writes a small probe. The
 // first commit that succeeds makes it `ok` again, also with no traffic at all.
 // If RocksDB says it refuses writes until it is opened again, the journal is
-// `stopped` for good and tells its owner once.
+// `stopped` for good and tells its owner once. While idle and `ok`, it looks
+// every 5 s whether RocksDB counted an error of a background flush or
+// compaction, and probes if so.
 
 #include <atomic>
 #include <chrono>
@@ -56,6 +58,9 @@ public:
 
   /// How long a failing journal waits between probes of storage.
   static constexpr std::chrono::milliseconds probe_interval{1000};
+  /// How often an idle, healthy journal looks for errors of RocksDB's own
+  /// flushes and compactions (which may stop writes with no write failing).
+  static constexpr std::chrono::milliseconds background_check_interval{5000};
 
   journal(store_ptr db, durability mode, stopped_handler on_stopped = {});
   ~journal(); // stops after committing everything already submitted
@@ -108,9 +113,11 @@ private:
 
   void run();
   /// Writes one group; updates the figures and the health. True on success.
-  bool commit(const std::vector<const write_batch*>& parts);
-  /// While failing: asks storage to resume, then commits a probe batch.
+  bool commit(const std::vector<const write_batch*>& parts, bool sync);
+  /// Asks storage to resume, then commits a probe batch (always synced).
   void probe();
+  /// Probes if RocksDB counted a background error since the last look.
+  void check_background_errors();
 
   store_ptr db_;
   durability mode_;
@@ -128,6 +135,7 @@ private:
   // Writer thread only:
   std::chrono::steady_clock::time_point next_probe_;
   bool storage_recovering_ = false; // RocksDB said `recovering` at the last probe
+  uint64_t background_errors_ = 0; // RocksDB's count at the last look
   std::chrono::steady_clock::time_point last_failure_log_;
   uint64_t unlogged_failures_ = 0;
   latency_histogram commit_latency_;

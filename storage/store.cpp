@@ -183,6 +183,9 @@ caf::error store::write(const write_batch& ops, bool sync) {
 }
 
 caf::error store::write_all(const std::vector<const write_batch*>& batches, bool sync) {
+  if (wal_unusable_.load())
+    return make_error(errc::unavailable, "write refused: storage needs a restart (" + wal_why_
+                                           + ")");
   rocksdb::WriteBatch wb;
   for (auto* b : batches)
     append(wb, *b);
@@ -191,12 +194,30 @@ caf::error store::write_all(const std::vector<const write_batch*>& batches, bool
   auto s = db_->Write(wo, &wb);
   if (!s.ok()) {
     write_failed_.store(true);
+    // RocksDB 7.8 resumes by flushing the memtable to a new table file and
+    // the WAL to a new file with it, but an empty memtable is not switched:
+    // the failed WAL writer stays, and its next call aborts (Debian builds
+    // RocksDB with assertions; fixed upstream in 9.6.1). With nothing in the
+    // memtable, the failed write was the first of its WAL file: only a
+    // restart, which opens a new one, is safe. (One writer thread: nothing
+    // was added between the failure and this look.)
+    if (!wal_unusable_.load() && int_property("rocksdb.num-entries-active-mem-table") == 0
+        && int_property("rocksdb.num-deletes-active-mem-table") == 0) {
+      wal_why_ = s.ToString();
+      wal_unusable_.store(true);
+    }
     return to_error(s, "write failed");
   }
   return caf::none;
 }
 
 write_state store::resume(std::string* why) {
+  if (wal_unusable_.load()) {
+    if (why)
+      *why = "the failed write was the first of its WAL file, which RocksDB 7.8 would keep "
+             "using after a resume: " + wal_why_;
+    return write_state::stopped;
+  }
   auto s = db_->Resume(); // OK at once when nothing stopped the writes
   if (s.ok()) {
     write_failed_.store(false);

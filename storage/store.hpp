@@ -108,6 +108,10 @@ private:
   std::shared_ptr<rocksdb::Statistics> stats_;
   std::string path_;
   std::atomic<bool> write_failed_{false}; // since the last write that failed, until resumed
+  // A failed write that RocksDB cannot safely resume from: writes are refused
+  // without reaching RocksDB until the database is opened again.
+  std::atomic<bool> wal_unusable_{false};
+  std::string wal_why_; // written once, before wal_unusable_ is set
 };
 
 using store_ptr = std::shared_ptr<store>;

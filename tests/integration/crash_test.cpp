@@ -1,17 +1,11 @@
-// Crashes: kill -9 of shopd during a purchase burst, and entity crashes
-// injected over HTTP. Acknowledged orders survive; nothing is sold twice.
+// Crashes: kill -9 of shopd during a purchase burst, entity crashes injected
+// over HTTP, and storage that fails (injected, a full disk, a fatal I/O
+// error). Acknowledged orders survive; nothing is sold twice.
 
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
 
 #include <atomic>
 #include <functional>
@@ -307,47 +301,6 @@ TEST(Crash, test_a_node_is_ready_again_without_traffic_once_storage_takes_writes
                       {bearer(tokens[0])}).status, 201);
 }
 
-namespace {
-
-/// A tmpfs of `mib` MiB mounted on `dir` while it lives (needs the right to
-/// mount: root with CAP_SYS_ADMIN). A real filesystem that can be filled.
-class small_disk {
-public:
-  small_disk(const std::string& dir, int mib) : dir_(dir) {
-    auto opts = "size=" + std::to_string(mib) + "m,mode=0700";
-    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, opts.c_str()) == 0;
-    error_ = mounted_ ? 0 : errno;
-  }
-  ~small_disk() {
-    if (mounted_)
-      ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  small_disk(const small_disk&) = delete;
-  small_disk& operator=(const small_disk&) = delete;
-  bool mounted() const noexcept { return mounted_; }
-  std::string error() const { return std::strerror(error_); }
-
-  /// Writes a file of zeros until `bytes` are written or the disk is full.
-  static void fill(const std::string& path, size_t bytes = SIZE_MAX) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ASSERT_GE(fd, 0) << path;
-    std::vector<char> zeros(64 << 10);
-    for (size_t done = 0; done < bytes;) {
-      auto n = ::write(fd, zeros.data(), std::min(zeros.size(), bytes - done));
-      if (n <= 0)
-        break; // ENOSPC
-      done += static_cast<size_t>(n);
-    }
-    ::close(fd);
-  }
-
-private:
-  std::string dir_;
-  bool mounted_ = false;
-  int error_ = 0;
-};
-
-} // namespace
 
 // A full disk, for real: purchases that cannot be written get 503 and /readyz
 // says not ready; once space is freed, RocksDB resumes by itself (its
@@ -361,7 +314,7 @@ TEST(Crash, test_a_full_disk_refuses_purchases_until_space_is_freed_then_they_go
     GTEST_SKIP() << "cannot mount a tmpfs here (" << disk.error() << "); needs root";
   // Less free space than RocksDB preallocates for a WAL file (~35 MiB), so
   // the WAL grows write by write and a full disk fails the next one.
-  small_disk::fill(dir.path() + "/ballast", 70u << 20);
+  ASSERT_EQ(small_disk::fill(dir.path() + "/ballast", 70u << 20), 70u << 20);
   shopd_process shopd{dir.path() + "/data"};
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
