@@ -51,15 +51,19 @@ const CLI::Validator decimal{[](std::string& in) -> std::string {
                              },
                              ""};
 
-/// A finite number of seconds (CLI11's range check lets "nan" through).
-const CLI::Validator finite_seconds{[](std::string& in) -> std::string {
-                                      char* end = nullptr;
-                                      double v = std::strtod(in.c_str(), &end);
-                                      bool ok = !in.empty() && end == in.c_str() + in.size()
-                                                && std::isfinite(v);
-                                      return ok ? std::string{} : "'" + in + "' is not a number of seconds";
-                                    },
-                                    ""};
+/// A finite number (CLI11's range check lets "nan" through); `what` names
+/// it in the error.
+CLI::Validator finite(std::string what) {
+  return CLI::Validator{[what](std::string& in) -> std::string {
+                          char* end = nullptr;
+                          double v = std::strtod(in.c_str(), &end);
+                          bool ok = !in.empty() && end == in.c_str() + in.size() && std::isfinite(v);
+                          return ok ? std::string{} : "'" + in + "' is not " + what;
+                        },
+                        ""};
+}
+const CLI::Validator finite_seconds = finite("a number of seconds");
+const CLI::Validator finite_number = finite("a number");
 
 /// A node id that is safe in a log line and a JSON string.
 const CLI::Validator node_name{[](std::string& in) -> std::string {
@@ -150,6 +154,24 @@ int main(int argc, char** argv) {
       "largest request line plus headers (431 beyond)")
     ->check(decimal)
     ->check(CLI::Range(1024, 80 * 1024));
+  opt("--rate-limit-user", edge_cfg.api.per_user.rate, "SHOP_RATE_LIMIT_USER",
+      "requests a second one user may make on routes that need a token, on average "
+      "(0: no limit; admins are never limited); 429 beyond")
+    ->check(finite_number)
+    ->check(CLI::Range(0.0, 1e6));
+  opt("--rate-limit-user-burst", edge_cfg.api.per_user.burst, "SHOP_RATE_LIMIT_USER_BURST",
+      "requests one user may make at once before --rate-limit-user applies")
+    ->check(finite_number)
+    ->check(CLI::Range(1.0, 1e6));
+  opt("--rate-limit-client", edge_cfg.api.per_client.rate, "SHOP_RATE_LIMIT_CLIENT",
+      "requests a second one client address (an IPv6 /64) may make, on average, on every "
+      "route but /healthz, /readyz and /metrics (0: no limit); 429 beyond")
+    ->check(finite_number)
+    ->check(CLI::Range(0.0, 1e6));
+  opt("--rate-limit-client-burst", edge_cfg.api.per_client.burst, "SHOP_RATE_LIMIT_CLIENT_BURST",
+      "requests one client address may make at once before --rate-limit-client applies")
+    ->check(finite_number)
+    ->check(CLI::Range(1.0, 1e6));
   CLI11_PARSE(app, argc, argv);
 
   cfg.mode = durability == "async" ? shop::durability::async : shop::durability::sync;

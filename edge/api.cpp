@@ -115,12 +115,29 @@ struct api::context {
   }
 };
 
+namespace {
+
+/// 429 `rate_limited`, with Retry-After in whole seconds (at least 1).
+void refuse_for(api::context& ctx, std::chrono::milliseconds wait, std::string message) {
+  auto res = error_response(make_error(errc::rate_limited, std::move(message)), ctx.r.request_id());
+  auto secs = std::to_string(std::max<int64_t>(1, (wait.count() + 999) / 1000));
+  for (auto& [name, value] : res.headers)
+    if (name == "Retry-After")
+      value = secs;
+  res.route = ctx.route;
+  ctx.r.send(std::move(res));
+}
+
+} // namespace
+
 struct api::route {
   std::string method;
   std::string pattern;
   std::vector<std::string> segments;
   int auth;
   void (api::*fn)(context&);
+  /// Counted by the per-client rate limit (all but the probes and /metrics).
+  bool limited = true;
 };
 
 api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
@@ -132,7 +149,9 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
     issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
     payment_secret_(std::move(payment_secret)),
     opts_(opts),
-    probe_(std::move(probe)) {
+    probe_(std::move(probe)),
+    users_limiter_(opts.per_user),
+    clients_limiter_(opts.per_client) {
   for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i)
     bridges_.push_back(sys_.spawn(bridge));
   add("POST", "/api/v1/users", public_route, &api::register_user);
@@ -161,6 +180,10 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   add("GET", "/healthz", public_route, &api::healthz);
   add("GET", "/readyz", public_route, &api::readyz);
   add("GET", "/metrics", public_route, &api::metrics);
+  // Load balancers and Prometheus must always get through.
+  for (auto& r : routes_)
+    if (r.pattern == "/healthz" || r.pattern == "/readyz" || r.pattern == "/metrics")
+      r.limited = false;
   add("GET", "/openapi.yaml", public_route, &api::openapi);
   if (opts_.fault_injection) {
     add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
@@ -224,6 +247,15 @@ void api::handle(http_request& req, responder r) {
       allow("HEAD");
   }
   context ctx{req, std::move(r), std::move(params), {}, match ? match->method + " " + match->pattern : std::string{}};
+  if (clients_limiter_.enabled() && (!match || match->limited)) {
+    auto wait = clients_limiter_.take(client_key(req.peer), req.received);
+    if (wait.count() > 0) {
+      if (!match)
+        ctx.route = "(unmatched)";
+      refuse_for(ctx, wait, "too many requests from this address; retry later");
+      return;
+    }
+  }
   if (!match) {
     if (!allowed.empty()) {
       auto res = error_response(make_error(errc::method_not_allowed,
@@ -260,6 +292,14 @@ void api::handle(http_request& req, responder r) {
     if (match->auth == admin_route && ctx.claims.role != user_role::admin) {
       ctx.fail(errc::forbidden, "this route needs the admin role");
       return;
+    }
+    // By the verified user: a forged token cannot spend another user's requests.
+    if (users_limiter_.enabled() && ctx.claims.role == user_role::user) {
+      auto wait = users_limiter_.take(ctx.claims.sub, req.received);
+      if (wait.count() > 0) {
+        refuse_for(ctx, wait, "too many requests from this user; retry later");
+        return;
+      }
     }
   }
   (this->*(match->fn))(ctx);

@@ -15,6 +15,7 @@
 
 #include "edge/http_server.hpp"
 #include "edge/jwt.hpp"
+#include "edge/rate_limiter.hpp"
 #include "protocols/metrics.hpp"
 
 namespace shop::edge {
@@ -29,6 +30,14 @@ struct api_options {
   size_t bridges = 2;
   /// Enables POST /api/v1/payments/{id}/sandbox-complete. Default: off.
   bool sandbox_payments = false;
+  /// Requests a user (role user, by the token's `sub`) may make on routes
+  /// that need a token; 429 beyond. Admins are not limited. Default: off
+  /// (burst 20).
+  rate_limit per_user{0, 20};
+  /// Requests a client address may make on every route but /healthz,
+  /// /readyz and /metrics, checked before the token; 429 beyond. Default: off
+  /// (burst 20).
+  rate_limit per_client{0, 20};
 };
 
 /// What the edge asks of the node it runs on.
@@ -111,6 +120,9 @@ private:
   api_options opts_;
   node_probe probe_;
   std::vector<route> routes_;
+  // Loop thread only.
+  rate_limiter users_limiter_;
+  rate_limiter clients_limiter_;
   // Request metrics, touched only on the loop thread.
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, std::unique_ptr<latency_histogram>> latency_;

@@ -266,6 +266,7 @@ struct connection {
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
   int open_handles = 2;
+  std::string peer; // the client's IP address, read once at accept
 };
 
 void close_connection(connection* c);
@@ -672,6 +673,7 @@ int on_message_complete(http_parser* p) {
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
   req.received = std::chrono::steady_clock::now();
+  req.peer = c->peer;
   if (auto q = req.path.find('?'); q != std::string::npos) {
     req.query = req.path.substr(q + 1);
     req.path.resize(q);
@@ -790,6 +792,16 @@ void on_connection(uv_stream_t* server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  sockaddr_storage addr{};
+  int len = sizeof(addr);
+  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    char name[INET6_ADDRSTRLEN] = "";
+    if (addr.ss_family == AF_INET)
+      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&addr), name, sizeof(name));
+    else if (addr.ss_family == AF_INET6)
+      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&addr), name, sizeof(name));
+    c->peer = name;
+  }
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   srv->conns[c->id] = c;

@@ -52,6 +52,9 @@ struct http_request {
   /// `traceparent`, else a new one. The response's `traceparent` carries it.
   std::string trace_id;
   std::chrono::steady_clock::time_point received;
+  /// The client's IP address as text: the TCP peer (behind a proxy, the
+  /// proxy). Empty if the socket could not tell.
+  std::string peer;
 
   /// The first header named `name` (lower case), or empty.
   std::string_view header(std::string_view name) const;

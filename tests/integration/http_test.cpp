@@ -148,3 +148,72 @@ TEST(Http, test_the_node_serves_its_openapi_document) {
   EXPECT_EQ(r.body, file);
   EXPECT_FALSE(r.header("traceparent").empty());
 }
+
+// Per-user rate limit (API.md: `rate_limited` 429 with Retry-After): a user
+// past their burst is refused at the edge, before any actor, so a refused
+// purchase changes nothing; other users and admins go on; the bucket refills
+// at the configured rate.
+TEST(Http, test_a_user_past_the_rate_limit_gets_429_and_nothing_changes) {
+  temp_dir dir;
+  // A token every 2 s: the test's requests come much faster than that.
+  shopd_process shopd{dir.path(), {"--rate-limit-user", "0.5", "--rate-limit-user-burst", "3"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "rl-1", 100, "sale-rl", 100, 10);
+  auto tokens = make_users(shopd.port(), "limited_", 2);
+  auto buy = [&](const std::string& token) {
+    return c.request("POST", "/api/v1/flash-sales/sale-rl/purchase", R"({"quantity":1})",
+                     {bearer(token)});
+  };
+  // Logging in took none of the burst (a route without a token).
+  ASSERT_EQ(buy(tokens[0]).status, 201);
+  ASSERT_EQ(buy(tokens[0]).status, 201);
+  ASSERT_EQ(c.request("GET", "/api/v1/users/me", "", {bearer(tokens[0])}).status, 200);
+  auto refused = buy(tokens[0]);
+  ASSERT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(json_field(refused.body, "error.code"), "rate_limited");
+  EXPECT_FALSE(json_field(refused.body, "error.request_id").empty());
+  auto retry_after = refused.header("retry-after");
+  EXPECT_TRUE(retry_after == "2" || retry_after == "1") << retry_after;
+  EXPECT_EQ(get_inventory(c, "rl-1"), (inventory{98, 2, 0}));
+  // Another user, and the admin however often, are not held back.
+  EXPECT_EQ(buy(tokens[1]).status, 201);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(c.request("GET", "/api/v1/users/me", "", {bearer(admin)}).status, 200);
+  // A token every 2 s: one is back after that.
+  std::this_thread::sleep_for(2100ms);
+  EXPECT_EQ(buy(tokens[0]).status, 201);
+  EXPECT_EQ(get_inventory(c, "rl-1"), (inventory{96, 4, 0}));
+  auto metrics = c.request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(
+              R"(shop_http_requests_total{route="POST /api/v1/flash-sales/{id}/purchase",status="429"} 1)"),
+            std::string::npos)
+    << metrics;
+}
+
+// Per-client-address limit: every route counts, unknown ones too, except the
+// probes and /metrics, which a load balancer and Prometheus must always reach.
+TEST(Http, test_a_client_address_past_the_rate_limit_gets_429_but_probes_go_through) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--rate-limit-client", "0.5", "--rate-limit-client-burst", "4"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(c.request("GET", "/api/v1/products/none").status, 404) << i;
+  auto refused = c.request("GET", "/no/such/route");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(json_field(refused.body, "error.code"), "rate_limited");
+  auto retry_after = refused.header("retry-after"); // one token every 2 s
+  EXPECT_TRUE(retry_after == "2" || retry_after == "1") << retry_after;
+  // Before the token check: a login is refused as well.
+  EXPECT_EQ(c.request("POST", "/api/v1/auth/login",
+                      R"({"username":"admin","password":")" + std::string{shopd_process::admin_password} + R"("})")
+              .status,
+            429);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+    EXPECT_EQ(c.request("GET", "/readyz").status, 200);
+  }
+  EXPECT_EQ(c.request("GET", "/metrics").status, 200);
+}

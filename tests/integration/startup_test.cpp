@@ -168,6 +168,9 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
                                         {"--max-body-bytes", "0"},
                                         {"--max-header-bytes", "0"},
                                         {"--node-id", "n\"1"}, // would break JSON logs
+                                        {"--rate-limit-user", "nan"},
+                                        {"--rate-limit-user", "-1"},
+                                        {"--rate-limit-client-burst", "0.5"},
                                         {"--no-such-flag", "1"}}) {
     shopd_process shopd{dir.path(), args};
     EXPECT_LT(refused_start(shopd).count(), 10000) << args[0];
