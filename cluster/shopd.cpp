@@ -65,6 +65,15 @@ CLI::Validator finite(std::string what) {
 const CLI::Validator finite_seconds = finite("a number of seconds");
 const CLI::Validator finite_number = finite("a number");
 
+/// A rate of requests a second: 0 (no limit) or from 0.001 (one in 1,000 s).
+const CLI::Validator request_rate{[](std::string& in) -> std::string {
+                                    double v = std::strtod(in.c_str(), nullptr);
+                                    return v == 0 || v >= 0.001
+                                             ? std::string{}
+                                             : "a rate is 0 (no limit) or at least 0.001";
+                                  },
+                                  ""};
+
 /// A node id that is safe in a log line and a JSON string.
 const CLI::Validator node_name{[](std::string& in) -> std::string {
                                  bool ok = !in.empty() && in.size() <= 64
@@ -158,7 +167,8 @@ int main(int argc, char** argv) {
       "requests a second one user may make on routes that need a token, on average "
       "(0: no limit; admins are never limited); 429 beyond")
     ->check(finite_number)
-    ->check(CLI::Range(0.0, 1e6));
+    ->check(CLI::Range(0.0, 1e6))
+    ->check(request_rate);
   opt("--rate-limit-user-burst", edge_cfg.api.per_user.burst, "SHOP_RATE_LIMIT_USER_BURST",
       "requests one user may make at once before --rate-limit-user applies")
     ->check(finite_number)
@@ -167,7 +177,8 @@ int main(int argc, char** argv) {
       "requests a second one client address (an IPv6 /64) may make, on average, on every "
       "route but /healthz, /readyz and /metrics (0: no limit); 429 beyond")
     ->check(finite_number)
-    ->check(CLI::Range(0.0, 1e6));
+    ->check(CLI::Range(0.0, 1e6))
+    ->check(request_rate);
   opt("--rate-limit-client-burst", edge_cfg.api.per_client.burst, "SHOP_RATE_LIMIT_CLIENT_BURST",
       "requests one client address may make at once before --rate-limit-client applies")
     ->check(finite_number)

@@ -33,8 +33,9 @@ std::chrono::milliseconds rate_limiter::take(std::string_view key, clock::time_p
     b.tokens -= 1;
     return std::chrono::milliseconds{0};
   }
-  auto wait_s = (1 - b.tokens) / limit_.rate;
-  return std::chrono::milliseconds{std::max<int64_t>(1, static_cast<int64_t>(std::ceil(wait_s * 1e3)))};
+  // At most a day, whatever the rate: the conversion must stay in range.
+  auto wait_ms = std::min(86'400'000.0, std::ceil((1 - b.tokens) / limit_.rate * 1e3));
+  return std::chrono::milliseconds{std::max<int64_t>(1, static_cast<int64_t>(wait_ms))};
 }
 
 void rate_limiter::sweep_some(clock::time_point now) {

@@ -73,3 +73,9 @@ TEST(RateLimiter, test_clients_are_keyed_by_ipv4_address_or_ipv6_64_prefix) {
   EXPECT_EQ(client_key("::1"), "0000:0000:0000:0000::/64");
   EXPECT_EQ(client_key(""), "");
 }
+
+TEST(RateLimiter, test_the_wait_is_at_most_a_day_whatever_the_rate) {
+  rate_limiter limiter{{1e-12, 1}};
+  EXPECT_EQ(limiter.take("k", t0), 0ms);
+  EXPECT_EQ(limiter.take("k", t0), std::chrono::milliseconds{86'400'000});
+}

@@ -170,6 +170,7 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
                                         {"--node-id", "n\"1"}, // would break JSON logs
                                         {"--rate-limit-user", "nan"},
                                         {"--rate-limit-user", "-1"},
+                                        {"--rate-limit-client", "1e-300"},
                                         {"--rate-limit-client-burst", "0.5"},
                                         {"--no-such-flag", "1"}}) {
     shopd_process shopd{dir.path(), args};
