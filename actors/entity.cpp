@@ -5,6 +5,7 @@
 
 #include <caf/send.hpp>
 
+#include "protocols/metrics.hpp"
 #include "protocols/record_codec.hpp"
 
 namespace shop {
@@ -148,6 +149,9 @@ uint64_t entity_core::durable_prefix() const {
 void entity_core::on_commit_notice() {
   notice_pending_->store(false);
   auto durable = durable_prefix();
+  // Figures first: a client that got its answer then sees them on /metrics.
+  if (on_durable)
+    on_durable();
   if (durable > committed_)
     on_committed(durable);
   // After a failure the failure report follows and stops the entity.
@@ -216,6 +220,39 @@ void entity_core::fail_all(const caf::error& err) {
   waiting_.clear();
   for (auto& w : waiting)
     w.second(&err);
+}
+
+std::shared_ptr<sale_gauge> sale_gauges::track(const std::string& sale_id,
+                                               const std::string& sku) {
+  auto g = std::make_shared<sale_gauge>();
+  g->sku = sku;
+  std::lock_guard<std::mutex> guard{mtx_};
+  by_sale_[sale_id] = g;
+  return g;
+}
+
+void sale_gauges::forget(const std::string& sale_id, const std::shared_ptr<sale_gauge>& g) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto i = by_sale_.find(sale_id); i != by_sale_.end() && i->second == g)
+    by_sale_.erase(i);
+}
+
+void sale_gauges::write(std::string& out) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto labels = [](const std::string& sale, const sale_gauge& g) {
+    // Sale ids and SKUs are [A-Za-z0-9._-]: nothing to escape.
+    return "sale=\"" + sale + "\",sku=\"" + g.sku + "\"";
+  };
+  write_metric_header(out, "shop_flash_sale_remaining", "gauge",
+                      "Units a flash sale can still sell (its SKU's view, while the sale runs).");
+  for (auto& [sale, g] : by_sale_)
+    write_sample(out, "shop_flash_sale_remaining", labels(sale, *g),
+                 static_cast<double>(g->remaining.load(std::memory_order_relaxed)));
+  write_metric_header(out, "shop_flash_sale_purchased_units", "gauge",
+                      "Units of a flash sale held by its buyers, reserved or paid.");
+  for (auto& [sale, g] : by_sale_)
+    write_sample(out, "shop_flash_sale_purchased_units", labels(sale, *g),
+                 static_cast<double>(g->purchased.load(std::memory_order_relaxed)));
 }
 
 } // namespace shop

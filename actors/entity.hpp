@@ -13,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,30 @@ enum class entity_kind : uint8_t { sku = 1, sale = 2, order = 3, user = 4, cart 
 
 const char* to_string(entity_kind k) noexcept;
 
+/// One flash sale's figures as its SKU last saw them (stores by the SKU's
+/// actor, loads by /metrics).
+struct sale_gauge {
+  std::string sku;
+  std::atomic<int64_t> remaining{0}; ///< units the sale can still sell
+  std::atomic<int64_t> purchased{0}; ///< units held by its buyers (reserved or paid)
+};
+
+/// The flash sales whose SKU has been active since the node started and that
+/// had not ended when it was last active. Thread-safe; one per node.
+class sale_gauges {
+public:
+  /// The gauge of `sale_id` (a new one, replacing any: a restarted SKU starts over).
+  std::shared_ptr<sale_gauge> track(const std::string& sale_id, const std::string& sku);
+  /// Drops `sale_id` if `g` is still its gauge.
+  void forget(const std::string& sale_id, const std::shared_ptr<sale_gauge>& g);
+  /// Appends shop_flash_sale_remaining and shop_flash_sale_purchased_units.
+  void write(std::string& out) const;
+
+private:
+  mutable std::mutex mtx_;
+  std::map<std::string, std::shared_ptr<sale_gauge>> by_sale_;
+};
+
 /// Counters of the entity population, one per node (read by /metrics).
 struct entity_metrics {
   std::atomic<int64_t> active{0};
@@ -43,6 +68,7 @@ struct entity_metrics {
   std::atomic<uint64_t> passivations{0};
   std::atomic<uint64_t> crashes{0};
   std::atomic<uint64_t> restarts{0};
+  sale_gauges sales;
 };
 
 /// Handles of the password hasher actors (argon2 on their own threads), lent
@@ -172,9 +198,13 @@ public:
   /// Every batch up to `seq` is durable: completes the waiters up to it.
   void on_committed(uint64_t seq);
 
-  /// Handles a (committed_atom) wake-up: re-arms notification, then
-  /// completes every waiter whose batch is durable by now.
+  /// Handles a (committed_atom) wake-up: re-arms notification, calls
+  /// `on_durable` if set, then completes every waiter whose batch is durable
+  /// by now.
   void on_commit_notice();
+  /// Called after each commit notice (once per group commit that carried a
+  /// batch of this entity), e.g. to publish figures.
+  std::function<void()> on_durable;
 
   /// Answers every held request with `err` (after a failed commit).
   void fail_all(const caf::error& err);

@@ -66,6 +66,24 @@ void mark_open_reservations(write_batch& ops, const sku_keys& k, size_t open_bef
     ops.push_back(erase_op(k.open));
 }
 
+/// Puts a sale of this SKU on /metrics (shop_flash_sale_*).
+void publish_sale(sku_actor* self, const sale_terms& t) {
+  auto& st = self->state;
+  if (!st.core.ctx->metrics)
+    return;
+  st.published.push_back({t.id, t.ends_at, st.core.ctx->metrics->sales.track(t.id, st.core.id)});
+}
+
+/// Stores the published sales' current figures (after each commit).
+void refresh_published(sku_stock_state& st) {
+  for (auto& p : st.published) {
+    if (auto* terms = st.book.find_sale(p.sale_id)) {
+      p.gauge->remaining.store(st.book.remaining(*terms), std::memory_order_relaxed);
+      p.gauge->purchased.store(st.book.taken(p.sale_id), std::memory_order_relaxed);
+    }
+  }
+}
+
 /// Writes an entry's new state (and the open-reservations marker).
 void persist_entry(sku_actor* self, const sku_keys& k, const ledger_entry& e, size_t open_before) {
   write_batch ops;
@@ -280,6 +298,15 @@ caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
   return moved;
 }
 
+sku_stock_state::~sku_stock_state() {
+  if (published.empty() || !core.ctx || !core.ctx->metrics)
+    return;
+  auto now = now_millis();
+  for (auto& p : published)
+    if (p.ends_at <= now)
+      core.ctx->metrics->sales.forget(p.sale_id, p.gauge);
+}
+
 caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku) {
   sku_keys k{sku, ctx->shard_count};
   auto load = [self, ctx, k]() -> caf::error {
@@ -358,6 +385,12 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     st.book.finish_restore();
     if (st.book.open_reservations() > 0)
       arm_timer(self);
+    // Running sales go on /metrics; an ended one's counts were not all loaded.
+    for (auto& sale_id : sale_ids)
+      if (auto* terms = st.book.find_sale(sale_id); terms->ends_at > now)
+        publish_sale(self, *terms);
+    refresh_published(st);
+    st.core.on_durable = [self] { refresh_published(self->state); };
     return caf::none;
   };
   auto running = [self, ctx, k]() -> caf::message_handler {
@@ -461,6 +494,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                              "sku '" + sku + "' has only " + std::to_string(st.book.available())
                                + " units available"));
         st.book.add_sale(c.terms);
+        publish_sale(self, c.terms); // its figures follow the commit
         write_batch ops;
         ops.push_back(put_op(k.sale(c.terms.id), encode(c.terms)));
         st.core.persist(handle(), std::move(ops));

@@ -26,9 +26,12 @@ void stock_book::add_sale(sale_terms terms) {
 }
 
 int64_t stock_book::remaining(const sale_terms& terms) const {
-  auto i = sales_.find(terms.id);
-  int64_t taken = i == sales_.end() ? 0 : i->second.taken;
-  return std::max<int64_t>(0, std::min(terms.quantity - taken, available()));
+  return std::max<int64_t>(0, std::min(terms.quantity - taken(terms.id), available()));
+}
+
+int64_t stock_book::taken(const std::string& sale_id) const {
+  auto i = sales_.find(sale_id);
+  return i == sales_.end() ? 0 : i->second.taken;
 }
 
 const char* stock_book::status(const sale_terms& terms, millis now) const {

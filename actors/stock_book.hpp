@@ -42,6 +42,8 @@ public:
   void add_sale(sale_terms terms);
   /// Units the sale can still sell: quantity - taken, capped by the SKU's available stock.
   int64_t remaining(const sale_terms& terms) const;
+  /// Units the sale's buyers hold, reserved or sold (its `taken`).
+  int64_t taken(const std::string& sale_id) const;
   /// scheduled | active | sold_out | ended
   const char* status(const sale_terms& terms, millis now) const;
   sale_view view(const sale_terms& terms, millis now) const;

@@ -464,6 +464,59 @@ TEST(FlashSale, test_idle_entities_passivate_and_the_live_count_drops) {
 // passwords per second. A storm of logins beyond that is refused at once
 // (503, Retry-After) instead of queueing: no login waits into the request
 // timeout, and logins keep succeeding during and after the storm.
+// Operators watch a running sale on /metrics: what it can still sell and
+// what its buyers hold, updated with every purchase and cancel, kept while
+// its SKU is passivated, and back after a restart once the SKU is active.
+TEST(FlashSale, test_a_running_sales_figures_are_on_metrics) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--passivate-after", "1"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "gauge-1", 12, "sale-g", 10, 5);
+  auto tokens = make_users(shopd.port(), "gauged_", 2);
+  auto figure = [&](http_client& client, const std::string& name) -> int64_t {
+    auto m = client.request("GET", "/metrics").body;
+    auto line = "\n" + name + R"({sale="sale-g",sku="gauge-1"} )";
+    auto i = m.find(line);
+    return i == std::string::npos ? -1 : std::stoll(m.substr(i + line.size()));
+  };
+  auto figures = [&](http_client& client) {
+    return std::make_pair(figure(client, "shop_flash_sale_remaining"),
+                          figure(client, "shop_flash_sale_purchased_units"));
+  };
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{10}, int64_t{0}));
+  std::vector<std::string> orders;
+  for (int i = 0; i < 3; ++i) {
+    auto r = purchase(c, tokens[static_cast<size_t>(i % 2)], "sale-g", 1);
+    ASSERT_EQ(r.status, 201) << r.body;
+    orders.push_back(json_field(r.body, "order_id"));
+  }
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{7}, int64_t{3}));
+  cancel(c, tokens[0], orders[0]);
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{8}, int64_t{2}));
+  cancel(c, tokens[1], orders[1]);
+  cancel(c, tokens[0], orders[2]);
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{10}, int64_t{0}));
+  // With nothing reserved the SKU passivates; its figures stay (only it
+  // changes them).
+  EXPECT_TRUE(eventually(10s, [&] {
+    auto m = c.request("GET", "/metrics").body;
+    auto i = m.find("\nshop_entities_active ");
+    return i != std::string::npos && std::stoll(m.substr(i + 22)) == 0;
+  }));
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{10}, int64_t{0}));
+  ASSERT_EQ(purchase(c, tokens[1], "sale-g", 2).status, 201);
+  EXPECT_EQ(figures(c), std::make_pair(int64_t{8}, int64_t{2}));
+  // After a restart, the SKU comes back at once (it has a reservation to
+  // expire), and its figures with it.
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  EXPECT_TRUE(eventually(10s, [&] {
+    return figures(c2) == std::make_pair(int64_t{8}, int64_t{2});
+  }));
+}
+
 TEST(Overload, test_a_login_storm_is_refused_fast_and_logins_keep_working) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--password-hash-cost", "16"}};
