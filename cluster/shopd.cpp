@@ -143,6 +143,10 @@ int main(int argc, char** argv) {
   opt("--scheduler-policy", cfg.scheduler_policy, "SHOP_SCHEDULER_POLICY",
       "sharing (idle workers block) or stealing (idle workers poll, then sleep)")
     ->check(CLI::IsMember({"stealing", "sharing"}));
+  app.add_flag("--access-log", edge_cfg.access_log,
+               "log every answer: client address, method and target, status, body bytes, "
+               "milliseconds, request id, trace id (costs CPU on the edge's thread)")
+    ->envname("SHOP_ACCESS_LOG");
   app.add_flag("--fault-injection", edge_cfg.api.fault_injection,
                "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)")
     ->envname("SHOP_FAULT_INJECTION");
@@ -220,7 +224,7 @@ int main(int argc, char** argv) {
   shop::node node{cfg};
   if (auto err = node.start()) {
     spdlog::error("cannot start the node: {}", shop::describe(err).message);
-    return 1;
+    return storage_stopped ? 3 : 1; // 3: a restart may well succeed
   }
   if (!node.generated_admin_password().empty()) {
     std::printf("admin password (generated; printed only this once): %s\n",
@@ -231,7 +235,7 @@ int main(int argc, char** argv) {
   if (auto err = edge.start(); !err.empty()) {
     spdlog::error("cannot start the edge: {}", err);
     node.stop();
-    return 1;
+    return storage_stopped ? 3 : 1;
   }
   // An IPv6 address goes in brackets in a URL (http://[::1]:8080).
   bool v6 = edge_cfg.http_host.find(':') != std::string::npos;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <unordered_set>
@@ -14,6 +15,8 @@
 #include <http_parser.h>
 #include <pthread.h>
 #include <uv.h>
+
+#include <spdlog/spdlog.h>
 
 namespace shop::edge {
 
@@ -128,6 +131,9 @@ struct slot {
   /// The answer's `traceparent` header value.
   std::string traceparent;
   std::string bytes;
+  // For the access log only (empty unless it is on):
+  std::string request_line; ///< method and target, as the client sent them
+  std::chrono::steady_clock::time_point received{};
 };
 
 struct write_req {
@@ -141,6 +147,7 @@ struct write_req {
 
 struct http_server::impl {
   http_limits limits;
+  bool access_log = false;
   request_handler handler;
   response_observer observer;
   iteration_hook after_reads;
@@ -418,11 +425,40 @@ void flush(connection* c) {
   arm_timer(c);
 }
 
+/// One access log line: the client, what it asked, the answer, the ids.
+void log_access(const connection* c, const slot& s, const http_response& res,
+                const std::string& request_id) {
+  // The target as sent, with bytes that could confuse a log reader escaped.
+  std::string target;
+  for (unsigned char ch : s.request_line) {
+    if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+      char hex[5];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", ch);
+      target += hex;
+    } else {
+      target += static_cast<char>(ch);
+    }
+  }
+  auto us = s.received == std::chrono::steady_clock::time_point{}
+              ? 0
+              : std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - s.received)
+                  .count();
+  // traceparent: 00-<trace id>-<span id>-<flags>
+  auto trace = s.traceparent.size() >= 35 ? std::string_view{s.traceparent}.substr(3, 32)
+                                          : std::string_view{"-"};
+  spdlog::info("access: {} \"{}\" {} {} {:.3f}ms request={} trace={}",
+               c->peer.empty() ? "-" : c->peer, target.empty() ? "-" : target, res.status,
+               res.body.size(), static_cast<double>(us) / 1000.0, request_id, trace);
+}
+
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
                const std::string& request_id) {
   auto i = c->slots.find(seq);
   if (i == c->slots.end() || i->second.done)
     return; // already answered (e.g. timed out) or written
+  if (c->srv->access_log)
+    log_access(c, i->second, res, request_id);
   i->second.bytes =
     serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
@@ -669,6 +705,12 @@ int on_message_complete(http_parser* p) {
     s.keep_alive = keep_alive;
     s.head = p->method == HTTP_HEAD;
     s.traceparent = srv->trace_context(req.headers, req.trace_id);
+    if (srv->access_log) {
+      s.request_line.append(http_method_str(static_cast<http_method>(p->method)))
+        .append(" ")
+        .append(req.path); // the target, query included (split off below)
+      s.received = std::chrono::steady_clock::now();
+    }
   }
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
@@ -879,9 +921,10 @@ void on_stop(uv_async_t* a) {
 } // namespace
 
 http_server::http_server(http_limits limits, request_handler handler, response_observer observer,
-                         iteration_hook after_reads)
+                         iteration_hook after_reads, bool access_log)
   : impl_(std::make_unique<impl>()) {
   impl_->limits = limits;
+  impl_->access_log = access_log;
   impl_->handler = std::move(handler);
   impl_->observer = std::move(observer);
   impl_->after_reads = std::move(after_reads);

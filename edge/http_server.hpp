@@ -112,8 +112,11 @@ using iteration_hook = std::function<void()>;
 
 class http_server {
 public:
+  /// With `access_log`, every answer is logged (spdlog, info): client
+  /// address, method and target, status, body bytes, time from the complete
+  /// request, request id and trace id.
   http_server(http_limits limits, request_handler handler, response_observer observer = {},
-              iteration_hook after_reads = {});
+              iteration_hook after_reads = {}, bool access_log = false);
   ~http_server();
 
   http_server(const http_server&) = delete;

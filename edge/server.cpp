@@ -32,7 +32,7 @@ std::string server::start() {
     [a](const std::string& route, int status, std::chrono::microseconds us) {
       a->observe(route, status, us);
     },
-    [a] { a->flush(); });
+    [a] { a->flush(); }, cfg_.access_log);
   if (auto err = http_->start(cfg_.http_host, cfg_.http_port); !err.empty()) {
     // Back to the state before start(): the api holds actors of the node's
     // system, and the node's stop() waits for every actor to finish.

@@ -17,6 +17,8 @@ struct server_config {
   uint16_t http_port = 8080;
   http_limits limits;
   api_options api;
+  /// One log line per answer (http_server). Default: off.
+  bool access_log = false;
 };
 
 class server {

@@ -218,3 +218,46 @@ TEST(Http, test_a_client_address_past_the_rate_limit_gets_429_but_probes_go_thro
   }
   EXPECT_EQ(c.request("GET", "/metrics").status, 200);
 }
+
+// --access-log: one line per answer with what an operator needs to find a
+// request again: client, method and target, status, size, time, request id
+// and the trace id (the client's, from its traceparent). Refusals too.
+TEST(Http, test_the_access_log_has_a_line_per_answer_with_its_ids) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--access-log"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto r = c.request("GET", "/api/v1/products?q=red%22shoe", "",
+                     {"X-Request-Id: find-me-1",
+                      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(c.request("POST", "/api/v1/flash-sales/none/purchase", R"({"quantity":1})",
+                      {"X-Request-Id: find-me-2"})
+              .status,
+            401);
+  auto line_of = [&](const std::string& rid) {
+    auto out = shopd.output();
+    auto i = out.find("request=" + rid);
+    if (i == std::string::npos)
+      return std::string{};
+    auto begin = out.rfind('\n', i) + 1;
+    return out.substr(begin, out.find('\n', i) - begin);
+  };
+  ASSERT_TRUE(eventually(5s, [&] { return !line_of("find-me-2").empty(); })) << shopd.output();
+  auto first = line_of("find-me-1");
+  EXPECT_NE(first.find(R"(access: 127.0.0.1 "GET /api/v1/products?q=red%22shoe" 200 )"),
+            std::string::npos)
+    << first;
+  EXPECT_NE(first.find("trace=4bf92f3577b34da6a3ce929d0e0e4736"), std::string::npos) << first;
+  auto second = line_of("find-me-2");
+  EXPECT_NE(second.find(R"("POST /api/v1/flash-sales/none/purchase" 401 )"), std::string::npos)
+    << second;
+  // Without the flag, nothing of the kind.
+  temp_dir dir2;
+  shopd_process quiet{dir2.path()};
+  ASSERT_TRUE(quiet.start());
+  http_client c2{quiet.port()};
+  EXPECT_EQ(c2.request("GET", "/healthz").status, 200);
+  ASSERT_TRUE(quiet.stop());
+  EXPECT_EQ(quiet.output().find("access:"), std::string::npos) << quiet.output();
+}
