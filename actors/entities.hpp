@@ -25,16 +25,10 @@ struct sku_stock_state {
   receipt_cache receipt;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
-  /// This SKU's sales on /metrics (sale_gauges), refreshed after each commit.
-  struct published_sale {
-    std::string sale_id;
-    millis ends_at = 0;
-    std::shared_ptr<sale_gauge> gauge;
-  };
-  std::vector<published_sale> published;
-  /// Takes the sales that have ended off /metrics; running ones keep their
-  /// last figures (only this SKU changes them) until it comes back.
-  ~sku_stock_state();
+  /// This SKU's running sales on /metrics (sale_gauges), refreshed after
+  /// each commit. A passivated SKU's stay with their last figures (only the
+  /// SKU changes them); the registry drops a sale once it has ended.
+  std::vector<std::pair<std::string, std::shared_ptr<sale_gauge>>> published;
   static inline const char* name = "sku_stock";
 };
 caf::behavior sku_stock_actor(caf::stateful_actor<sku_stock_state>* self, context_ptr ctx,

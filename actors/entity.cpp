@@ -223,35 +223,37 @@ void entity_core::fail_all(const caf::error& err) {
 }
 
 std::shared_ptr<sale_gauge> sale_gauges::track(const std::string& sale_id,
-                                               const std::string& sku) {
+                                               const std::string& sku, millis ends_at) {
   auto g = std::make_shared<sale_gauge>();
-  g->sku = sku;
+  g->ends_at = ends_at;
   std::lock_guard<std::mutex> guard{mtx_};
-  by_sale_[sale_id] = g;
+  gauges_[{sale_id, sku}] = g;
   return g;
 }
 
-void sale_gauges::forget(const std::string& sale_id, const std::shared_ptr<sale_gauge>& g) {
+void sale_gauges::forget_sku(const std::string& sku) {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (auto i = by_sale_.find(sale_id); i != by_sale_.end() && i->second == g)
-    by_sale_.erase(i);
+  for (auto i = gauges_.begin(); i != gauges_.end();)
+    i = i->first.second == sku ? gauges_.erase(i) : std::next(i);
 }
 
-void sale_gauges::write(std::string& out) const {
+void sale_gauges::write(std::string& out, millis now) {
   std::lock_guard<std::mutex> guard{mtx_};
-  auto labels = [](const std::string& sale, const sale_gauge& g) {
+  for (auto i = gauges_.begin(); i != gauges_.end();) // an ended sale sells no more
+    i = i->second->ends_at <= now ? gauges_.erase(i) : std::next(i);
+  auto labels = [](const std::pair<std::string, std::string>& key) {
     // Sale ids and SKUs are [A-Za-z0-9._-]: nothing to escape.
-    return "sale=\"" + sale + "\",sku=\"" + g.sku + "\"";
+    return "sale=\"" + key.first + "\",sku=\"" + key.second + "\"";
   };
   write_metric_header(out, "shop_flash_sale_remaining", "gauge",
-                      "Units a flash sale can still sell (its SKU's view, while the sale runs).");
-  for (auto& [sale, g] : by_sale_)
-    write_sample(out, "shop_flash_sale_remaining", labels(sale, *g),
+                      "Units a running flash sale can still sell.");
+  for (auto& [key, g] : gauges_)
+    write_sample(out, "shop_flash_sale_remaining", labels(key),
                  static_cast<double>(g->remaining.load(std::memory_order_relaxed)));
   write_metric_header(out, "shop_flash_sale_purchased_units", "gauge",
-                      "Units of a flash sale held by its buyers, reserved or paid.");
-  for (auto& [sale, g] : by_sale_)
-    write_sample(out, "shop_flash_sale_purchased_units", labels(sale, *g),
+                      "Units of a running flash sale held by its buyers, reserved or paid.");
+  for (auto& [key, g] : gauges_)
+    write_sample(out, "shop_flash_sale_purchased_units", labels(key),
                  static_cast<double>(g->purchased.load(std::memory_order_relaxed)));
 }
 

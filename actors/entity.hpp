@@ -40,25 +40,27 @@ const char* to_string(entity_kind k) noexcept;
 /// One flash sale's figures as its SKU last saw them (stores by the SKU's
 /// actor, loads by /metrics).
 struct sale_gauge {
-  std::string sku;
+  millis ends_at = 0;
   std::atomic<int64_t> remaining{0}; ///< units the sale can still sell
   std::atomic<int64_t> purchased{0}; ///< units held by its buyers (reserved or paid)
 };
 
-/// The flash sales whose SKU has been active since the node started and that
-/// had not ended when it was last active. Thread-safe; one per node.
+/// The running flash sales whose SKU has been active since the node started.
+/// Thread-safe; one per node.
 class sale_gauges {
 public:
-  /// The gauge of `sale_id` (a new one, replacing any: a restarted SKU starts over).
-  std::shared_ptr<sale_gauge> track(const std::string& sale_id, const std::string& sku);
-  /// Drops `sale_id` if `g` is still its gauge.
-  void forget(const std::string& sale_id, const std::shared_ptr<sale_gauge>& g);
-  /// Appends shop_flash_sale_remaining and shop_flash_sale_purchased_units.
-  void write(std::string& out) const;
+  /// The gauge of a sale of `sku` (a new one, replacing any: a restarted SKU starts over).
+  std::shared_ptr<sale_gauge> track(const std::string& sale_id, const std::string& sku,
+                                    millis ends_at);
+  /// Drops every gauge of `sku` (its SKU is activated and publishes anew).
+  void forget_sku(const std::string& sku);
+  /// Appends shop_flash_sale_remaining and shop_flash_sale_purchased_units;
+  /// drops the sales that have ended by `now`.
+  void write(std::string& out, millis now);
 
 private:
-  mutable std::mutex mtx_;
-  std::map<std::string, std::shared_ptr<sale_gauge>> by_sale_;
+  std::mutex mtx_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<sale_gauge>> gauges_; // (sale, sku)
 };
 
 /// Counters of the entity population, one per node (read by /metrics).

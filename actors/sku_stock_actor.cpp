@@ -66,22 +66,23 @@ void mark_open_reservations(write_batch& ops, const sku_keys& k, size_t open_bef
     ops.push_back(erase_op(k.open));
 }
 
-/// Puts a sale of this SKU on /metrics (shop_flash_sale_*).
+/// Stores the published sales' current figures (after each commit).
+void refresh_published(sku_stock_state& st) {
+  for (auto& [sale_id, gauge] : st.published) {
+    if (auto* terms = st.book.find_sale(sale_id)) {
+      gauge->remaining.store(st.book.remaining(*terms), std::memory_order_relaxed);
+      gauge->purchased.store(st.book.taken(sale_id), std::memory_order_relaxed);
+    }
+  }
+}
+
+/// Puts a stored sale of this SKU on /metrics (shop_flash_sale_*).
 void publish_sale(sku_actor* self, const sale_terms& t) {
   auto& st = self->state;
   if (!st.core.ctx->metrics)
     return;
-  st.published.push_back({t.id, t.ends_at, st.core.ctx->metrics->sales.track(t.id, st.core.id)});
-}
-
-/// Stores the published sales' current figures (after each commit).
-void refresh_published(sku_stock_state& st) {
-  for (auto& p : st.published) {
-    if (auto* terms = st.book.find_sale(p.sale_id)) {
-      p.gauge->remaining.store(st.book.remaining(*terms), std::memory_order_relaxed);
-      p.gauge->purchased.store(st.book.taken(p.sale_id), std::memory_order_relaxed);
-    }
-  }
+  st.published.emplace_back(t.id, st.core.ctx->metrics->sales.track(t.id, st.core.id, t.ends_at));
+  refresh_published(st);
 }
 
 /// Writes an entry's new state (and the open-reservations marker).
@@ -298,15 +299,6 @@ caf::expected<size_t> upgrade_stock_ledgers(store& db, uint32_t shard_count) {
   return moved;
 }
 
-sku_stock_state::~sku_stock_state() {
-  if (published.empty() || !core.ctx || !core.ctx->metrics)
-    return;
-  auto now = now_millis();
-  for (auto& p : published)
-    if (p.ends_at <= now)
-      core.ctx->metrics->sales.forget(p.sale_id, p.gauge);
-}
-
 caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku) {
   sku_keys k{sku, ctx->shard_count};
   auto load = [self, ctx, k]() -> caf::error {
@@ -385,11 +377,13 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     st.book.finish_restore();
     if (st.book.open_reservations() > 0)
       arm_timer(self);
-    // Running sales go on /metrics; an ended one's counts were not all loaded.
+    // Running sales go on /metrics (anew: what an earlier activation put
+    // there may be gone from storage); an ended one's counts were not all loaded.
+    if (ctx->metrics)
+      ctx->metrics->sales.forget_sku(k.sku);
     for (auto& sale_id : sale_ids)
       if (auto* terms = st.book.find_sale(sale_id); terms->ends_at > now)
         publish_sale(self, *terms);
-    refresh_published(st);
     st.core.on_durable = [self] { refresh_published(self->state); };
     return caf::none;
   };
@@ -494,10 +488,14 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                              "sku '" + sku + "' has only " + std::to_string(st.book.available())
                                + " units available"));
         st.book.add_sale(c.terms);
-        publish_sale(self, c.terms); // its figures follow the commit
         write_batch ops;
         ops.push_back(put_op(k.sale(c.terms.id), encode(c.terms)));
         st.core.persist(handle(), std::move(ops));
+        // On /metrics once stored, before the answer (registered first).
+        st.core.after_commit([self, terms = c.terms](const caf::error* err) {
+          if (!err)
+            publish_sale(self, terms);
+        });
         return reply_durable(self, st.book.view(c.terms, now_millis()));
       },
       [=](const get_sale_stock& c) -> caf::result<sale_view> {

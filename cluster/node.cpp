@@ -83,7 +83,7 @@ void node::write_metrics(std::string& out) const {
           static_cast<double>(metrics->crashes.load()));
   counter("shop_entity_restarts_total", "Crashed entities restarted from durable state.",
           static_cast<double>(metrics->restarts.load()));
-  metrics->sales.write(out);
+  metrics->sales.write(out, now_millis());
   counter("shop_journal_groups_total", "Group commits (one WriteBatch, one WAL sync each).",
           static_cast<double>(jrnl->groups()));
   counter("shop_journal_batches_total", "Entity batches carried by group commits.",

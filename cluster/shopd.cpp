@@ -224,7 +224,7 @@ int main(int argc, char** argv) {
   shop::node node{cfg};
   if (auto err = node.start()) {
     spdlog::error("cannot start the node: {}", shop::describe(err).message);
-    return storage_stopped ? 3 : 1; // 3: a restart may well succeed
+    return 1;
   }
   if (!node.generated_admin_password().empty()) {
     std::printf("admin password (generated; printed only this once): %s\n",
@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
   if (auto err = edge.start(); !err.empty()) {
     spdlog::error("cannot start the edge: {}", err);
     node.stop();
-    return storage_stopped ? 3 : 1;
+    return 1;
   }
   // An IPv6 address goes in brackets in a URL (http://[::1]:8080).
   bool v6 = edge_cfg.http_host.find(':') != std::string::npos;

@@ -497,6 +497,8 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   static const decltype(c->cur.headers) no_headers;
   std::string trace_id;
   s.traceparent = c->srv->trace_context(headers_read ? c->cur.headers : no_headers, trace_id);
+  if (c->srv->access_log && headers_read)
+    s.request_line = c->cur.method + " " + c->cur.path;
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
     c->srv->observer("(refused)", status, std::chrono::microseconds{0});
@@ -638,6 +640,7 @@ int on_header_value(http_parser* p, const char* at, size_t n) {
 
 int on_headers_complete(http_parser* p) {
   auto c = conn_of(p);
+  c->cur.method = http_method_str(static_cast<http_method>(p->method)); // refusals log it too
   c->headers_done = true;
   // A field value excludes the whitespace around it (RFC 9110 5.5): the
   // parser drops the leading whitespace, this the trailing.
@@ -656,7 +659,6 @@ int on_headers_complete(http_parser* p) {
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
-  c->cur.method = http_method_str(static_cast<http_method>(p->method));
   // A client that waits for "100 Continue" before sending its body gets it at
   // once when the request's answer would be the next one written (RFC 9110
   // 10.1.1); with earlier answers outstanding it is left out, which the RFC

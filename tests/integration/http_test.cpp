@@ -243,7 +243,14 @@ TEST(Http, test_the_access_log_has_a_line_per_answer_with_its_ids) {
     auto begin = out.rfind('\n', i) + 1;
     return out.substr(begin, out.find('\n', i) - begin);
   };
-  ASSERT_TRUE(eventually(5s, [&] { return !line_of("find-me-2").empty(); })) << shopd.output();
+  // A refusal of the server itself, after the headers: its request line too.
+  EXPECT_EQ(c.request("POST", "/api/v1/users", std::string(70 * 1024, 'x'),
+                      {"X-Request-Id: find-me-3"})
+              .status,
+            413);
+  ASSERT_TRUE(eventually(5s, [&] { return !line_of("find-me-3").empty(); })) << shopd.output();
+  EXPECT_NE(line_of("find-me-3").find(R"("POST /api/v1/users" 413 )"), std::string::npos)
+    << line_of("find-me-3");
   auto first = line_of("find-me-1");
   EXPECT_NE(first.find(R"(access: 127.0.0.1 "GET /api/v1/products?q=red%22shoe" 200 )"),
             std::string::npos)
