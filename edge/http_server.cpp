@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -14,8 +15,10 @@
 
 #include <http_parser.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 namespace shop::edge {
@@ -117,6 +120,48 @@ void responder::send(http_response res) const {
 
 namespace {
 
+/// The access log's sink: lines collect in memory and go to stdout in one
+/// write per loop iteration (or per 64 KiB). spdlog's stdout sink flushes
+/// every line: one write syscall per answer, which cost the loop thread
+/// more than the rest of a /healthz (bench/RESULTS.md).
+class batched_stdout_sink final : public spdlog::sinks::base_sink<std::mutex> {
+protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    buf_.append(formatted.data(), formatted.size());
+    if (buf_.size() >= 64 * 1024)
+      flush_();
+  }
+  void flush_() override {
+    size_t done = 0;
+    while (done < buf_.size()) {
+      auto n = ::write(STDOUT_FILENO, buf_.data() + done, buf_.size() - done);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break; // stdout is gone: the lines are lost, the node goes on
+      done += static_cast<size_t>(n);
+    }
+    buf_.clear();
+  }
+
+private:
+  std::string buf_;
+};
+
+/// A logger for the access log with the process's log format (text or JSON,
+/// as set with spdlog::set_formatter) and a batched sink; not kept in
+/// spdlog's registry, so only the loop thread ever uses it.
+std::shared_ptr<spdlog::logger> make_access_logger() {
+  static std::atomic<int> made{0};
+  auto name = "access-" + std::to_string(made++);
+  auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<batched_stdout_sink>());
+  spdlog::initialize_logger(logger); // takes the registry's formatter and level
+  spdlog::drop(name);
+  return logger;
+}
+
 struct connection;
 
 uint64_t request_key(uint64_t conn_id, uint64_t seq) {
@@ -147,7 +192,7 @@ struct write_req {
 
 struct http_server::impl {
   http_limits limits;
-  bool access_log = false;
+  std::shared_ptr<spdlog::logger> access_log; // set when the access log is on
   request_handler handler;
   response_observer observer;
   iteration_hook after_reads;
@@ -447,9 +492,10 @@ void log_access(const connection* c, const slot& s, const http_response& res,
   // traceparent: 00-<trace id>-<span id>-<flags>
   auto trace = s.traceparent.size() >= 35 ? std::string_view{s.traceparent}.substr(3, 32)
                                           : std::string_view{"-"};
-  spdlog::info("access: {} \"{}\" {} {} {:.3f}ms request={} trace={}",
-               c->peer.empty() ? "-" : c->peer, target.empty() ? "-" : target, res.status,
-               res.body.size(), static_cast<double>(us) / 1000.0, request_id, trace);
+  c->srv->access_log->info("access: {} \"{}\" {} {} {:.3f}ms request={} trace={}",
+                           c->peer.empty() ? "-" : c->peer, target.empty() ? "-" : target,
+                           res.status, res.body.size(), static_cast<double>(us) / 1000.0,
+                           request_id, trace);
 }
 
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
@@ -926,7 +972,8 @@ http_server::http_server(http_limits limits, request_handler handler, response_o
                          iteration_hook after_reads, bool access_log)
   : impl_(std::make_unique<impl>()) {
   impl_->limits = limits;
-  impl_->access_log = access_log;
+  if (access_log)
+    impl_->access_log = make_access_logger();
   impl_->handler = std::move(handler);
   impl_->observer = std::move(observer);
   impl_->after_reads = std::move(after_reads);
@@ -992,6 +1039,8 @@ std::string http_server::start(const std::string& host, uint16_t port) {
     auto srv = static_cast<http_server::impl*>(h->data);
     if (srv->after_reads)
       srv->after_reads();
+    if (srv->access_log)
+      srv->access_log->flush(); // this iteration's lines, in one write
   });
   uv_timer_init(&i.loop, &i.deadline_timer);
   i.deadline_timer.data = impl_.get();
@@ -1011,6 +1060,8 @@ void http_server::stop() {
   impl_->stopped = true;
   uv_async_send(&impl_->stop_async);
   impl_->thread.join();
+  if (impl_->access_log)
+    impl_->access_log->flush(); // what the last loop iterations logged
 }
 
 } // namespace shop::edge
