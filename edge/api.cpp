@@ -773,6 +773,19 @@ void api::metrics(context& c) {
                       "Time from a request's arrival to its answer, by route.");
   for (auto& [route, h] : latency_)
     h->write(out, "shop_http_request_duration_seconds", "route=\"" + route + "\"");
+  // The rate limits (read here, on the loop thread that owns them).
+  write_metric_header(out, "shop_rate_limit_keys", "gauge",
+                      "Keys with a token bucket that is not full, by limit.");
+  write_sample(out, "shop_rate_limit_keys", R"(limit="user")",
+               static_cast<double>(users_limiter_.tracked()));
+  write_sample(out, "shop_rate_limit_keys", R"(limit="client")",
+               static_cast<double>(clients_limiter_.tracked()));
+  write_metric_header(out, "shop_rate_limit_untracked_total", "counter",
+                      "Requests let through without a bucket: the limit's 100,000 keys were in use.");
+  write_sample(out, "shop_rate_limit_untracked_total", R"(limit="user")",
+               static_cast<double>(users_limiter_.untracked()));
+  write_sample(out, "shop_rate_limit_untracked_total", R"(limit="client")",
+               static_cast<double>(clients_limiter_.untracked()));
   if (probe_.write_metrics)
     probe_.write_metrics(out);
   http_response res;

@@ -190,6 +190,9 @@ TEST(Http, test_a_user_past_the_rate_limit_gets_429_and_nothing_changes) {
               R"(shop_http_requests_total{route="POST /api/v1/flash-sales/{id}/purchase",status="429"} 1)"),
             std::string::npos)
     << metrics;
+  // Both users have a bucket that is not full; the client limit is off.
+  EXPECT_NE(metrics.find("\nshop_rate_limit_keys{limit=\"user\"} 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nshop_rate_limit_keys{limit=\"client\"} 0\n"), std::string::npos) << metrics;
 }
 
 // Per-client-address limit: every route counts, unknown ones too, except the
