@@ -25,7 +25,7 @@ struct sku_stock_state {
   receipt_cache receipt;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
-  /// This SKU's running sales on /metrics (sale_gauges), refreshed after
+  /// This SKU's sales not yet ended on /metrics (sale_gauges), refreshed after
   /// each commit. A passivated SKU's stay with their last figures (only the
   /// SKU changes them); the registry drops a sale once it has ended.
   std::vector<std::pair<std::string, std::shared_ptr<sale_gauge>>> published;

@@ -246,12 +246,12 @@ void sale_gauges::write(std::string& out, millis now) {
     return "sale=\"" + key.first + "\",sku=\"" + key.second + "\"";
   };
   write_metric_header(out, "shop_flash_sale_remaining", "gauge",
-                      "Units a running flash sale can still sell.");
+                      "Units a flash sale (not yet ended) can still sell.");
   for (auto& [key, g] : gauges_)
     write_sample(out, "shop_flash_sale_remaining", labels(key),
                  static_cast<double>(g->remaining.load(std::memory_order_relaxed)));
   write_metric_header(out, "shop_flash_sale_purchased_units", "gauge",
-                      "Units of a running flash sale held by its buyers, reserved or paid.");
+                      "Units of a flash sale (not yet ended) held by its buyers, reserved or paid.");
   for (auto& [key, g] : gauges_)
     write_sample(out, "shop_flash_sale_purchased_units", labels(key),
                  static_cast<double>(g->purchased.load(std::memory_order_relaxed)));

@@ -45,7 +45,7 @@ struct sale_gauge {
   std::atomic<int64_t> purchased{0}; ///< units held by its buyers (reserved or paid)
 };
 
-/// The running flash sales whose SKU has been active since the node started.
+/// The flash sales not yet ended whose SKU has been active since the node started.
 /// Thread-safe; one per node.
 class sale_gauges {
 public:
@@ -204,8 +204,8 @@ public:
   /// `on_durable` if set, then completes every waiter whose batch is durable
   /// by now.
   void on_commit_notice();
-  /// Called after each commit notice (once per group commit that carried a
-  /// batch of this entity), e.g. to publish figures.
+  /// Called after each commit notice (at most once per group commit that
+  /// carried a batch of this entity: notices are merged), e.g. to publish figures.
   std::function<void()> on_durable;
 
   /// Answers every held request with `err` (after a failed commit).

@@ -148,7 +148,8 @@ int main(int argc, char** argv) {
                "milliseconds, request id, trace id (costs CPU on the edge's thread)")
     ->envname("SHOP_ACCESS_LOG");
   app.add_flag("--fault-injection", edge_cfg.api.fault_injection,
-               "enable POST /api/v1/admin/fault-injection/crash (tests and drills only)")
+               "enable POST /api/v1/admin/fault-injection/crash and .../storage (tests and drills "
+               "only)")
     ->envname("SHOP_FAULT_INJECTION");
   opt("--request-timeout", request_timeout_s, "SHOP_REQUEST_TIMEOUT",
       "seconds the edge waits for an answer before 503")

@@ -39,7 +39,7 @@ public:
   /// go ahead, else how long until the bucket holds a token again.
   std::chrono::milliseconds take(std::string_view key, clock::time_point now);
 
-  /// Keys with a bucket that is not full.
+  /// Keys with a bucket (full ones are dropped as the sweep reaches them).
   size_t tracked() const noexcept { return buckets_.size(); }
   /// Keys let through untracked because `max_keys` buckets were in use.
   uint64_t untracked() const noexcept { return untracked_; }

@@ -90,7 +90,9 @@ public:
 
   /// After a failed write: asks RocksDB to take writes again (DB::Resume,
   /// which flushes the memtables to new files when an error stopped writes)
-  /// and says what came of it. Unless `accepting`, `why` gets RocksDB's error.
+  /// and says what came of it. Unless `accepting`, `why` gets RocksDB's error;
+  /// after a failed write that was the first of its WAL file, `stopped` at
+  /// once without asking RocksDB (see write_all), with that reason.
   [[nodiscard]] write_state resume(std::string* why = nullptr);
 
   /// A RocksDB integer property such as "rocksdb.estimate-num-keys"; 0 if unknown.
