@@ -774,18 +774,17 @@ void api::metrics(context& c) {
   for (auto& [route, h] : latency_)
     h->write(out, "shop_http_request_duration_seconds", "route=\"" + route + "\"");
   // The rate limits (read here, on the loop thread that owns them).
+  const std::pair<const char*, const rate_limiter*> limits[] = {
+    {R"(limit="user")", &users_limiter_}, {R"(limit="client")", &clients_limiter_}};
   write_metric_header(out, "shop_rate_limit_keys", "gauge",
-                      "Keys with a token bucket that is not full, by limit.");
-  write_sample(out, "shop_rate_limit_keys", R"(limit="user")",
-               static_cast<double>(users_limiter_.tracked()));
-  write_sample(out, "shop_rate_limit_keys", R"(limit="client")",
-               static_cast<double>(clients_limiter_.tracked()));
+                      "Keys with a token bucket (full ones are dropped as the sweep reaches them).");
+  for (auto [label, limiter] : limits)
+    write_sample(out, "shop_rate_limit_keys", label, static_cast<double>(limiter->tracked()));
   write_metric_header(out, "shop_rate_limit_untracked_total", "counter",
                       "Requests let through without a bucket: the limit's 100,000 keys were in use.");
-  write_sample(out, "shop_rate_limit_untracked_total", R"(limit="user")",
-               static_cast<double>(users_limiter_.untracked()));
-  write_sample(out, "shop_rate_limit_untracked_total", R"(limit="client")",
-               static_cast<double>(clients_limiter_.untracked()));
+  for (auto [label, limiter] : limits)
+    write_sample(out, "shop_rate_limit_untracked_total", label,
+                 static_cast<double>(limiter->untracked()));
   if (probe_.write_metrics)
     probe_.write_metrics(out);
   http_response res;

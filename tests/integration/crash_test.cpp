@@ -284,8 +284,7 @@ TEST(Crash, test_a_node_is_ready_again_without_traffic_once_storage_takes_writes
   auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({"groups":3})",
                      {bearer(admin)});
   ASSERT_EQ(r.status, 202) << r.body;
-  auto failed = c.request("POST", "/api/v1/flash-sales/sale-d2/purchase", R"({"quantity":1})",
-                          {bearer(tokens[0])});
+  auto failed = purchase(c, tokens[0], "sale-d2");
   EXPECT_EQ(failed.status, 503) << failed.body;
   EXPECT_EQ(c.request("GET", "/readyz").status, 503);
   auto metric = [&](const std::string& line) {
@@ -297,8 +296,7 @@ TEST(Crash, test_a_node_is_ready_again_without_traffic_once_storage_takes_writes
   EXPECT_TRUE(metric("\nshop_journal_healthy 1\n"));
   EXPECT_TRUE(metric("\nshop_journal_failures_total 3\n"));
   EXPECT_EQ(get_inventory(c, "disk-2"), (inventory{100, 0, 0}));
-  EXPECT_EQ(c.request("POST", "/api/v1/flash-sales/sale-d2/purchase", R"({"quantity":1})",
-                      {bearer(tokens[0])}).status, 201);
+  EXPECT_EQ(purchase(c, tokens[0], "sale-d2").status, 201);
 }
 
 
@@ -321,10 +319,7 @@ TEST(Crash, test_a_full_disk_refuses_purchases_until_space_is_freed_then_they_go
   auto admin = shopd.admin_token();
   create_product_and_sale(c, admin, "disk-4", 1000, "sale-d4", 1000, 1000);
   auto tokens = make_users(shopd.port(), "full_", 1);
-  auto buy = [&](http_client& client) {
-    return client.request("POST", "/api/v1/flash-sales/sale-d4/purchase", R"({"quantity":1})",
-                          {bearer(tokens[0])});
-  };
+  auto buy = [&](http_client& client) { return purchase(client, tokens[0], "sale-d4"); };
   ASSERT_EQ(buy(c).status, 201);
   int64_t acknowledged = 1;
   small_disk::fill(dir.path() + "/the-rest");
@@ -367,8 +362,7 @@ TEST(Crash, test_a_node_whose_storage_fails_for_good_exits_3_and_restarts_with_e
   create_product_and_sale(c, admin, "disk-3", 100, "sale-d3", 100, 10);
   auto tokens = make_users(shopd.port(), "fatal_", 6);
   auto buy = [&](http_client& client, const std::string& token) {
-    return client.request("POST", "/api/v1/flash-sales/sale-d3/purchase", R"({"quantity":1})",
-                          {bearer(token)});
+    return purchase(client, token, "sale-d3");
   };
   std::vector<std::string> orders;
   for (int i = 0; i < 5; ++i) {

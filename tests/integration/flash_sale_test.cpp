@@ -20,15 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-http_result purchase(http_client& c, const std::string& token, const std::string& sale,
-                     int quantity = 1, const std::string& key = {}) {
-  std::vector<std::string> headers{bearer(token)};
-  if (!key.empty())
-    headers.push_back("Idempotency-Key: " + key);
-  return c.request("POST", "/api/v1/flash-sales/" + sale + "/purchase",
-                   R"({"quantity":)" + std::to_string(quantity) + "}", headers);
-}
-
 /// Pays an order through the sandbox gateway (shopd runs with --sandbox-payments).
 void pay(http_client& c, const std::string& token, const std::string& order_id) {
   auto r = c.request("POST", "/api/v1/orders/" + order_id + "/pay", R"({"method":"card"})",

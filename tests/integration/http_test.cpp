@@ -162,10 +162,7 @@ TEST(Http, test_a_user_past_the_rate_limit_gets_429_and_nothing_changes) {
   auto admin = shopd.admin_token();
   create_product_and_sale(c, admin, "rl-1", 100, "sale-rl", 100, 10);
   auto tokens = make_users(shopd.port(), "limited_", 2);
-  auto buy = [&](const std::string& token) {
-    return c.request("POST", "/api/v1/flash-sales/sale-rl/purchase", R"({"quantity":1})",
-                     {bearer(token)});
-  };
+  auto buy = [&](const std::string& token) { return purchase(c, token, "sale-rl"); };
   // Logging in took none of the burst (a route without a token). Cheap reads
   // use it up, so the refusal comes well within the 2 s a token takes.
   for (int i = 0; i < 3; ++i)
