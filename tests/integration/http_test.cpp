@@ -13,7 +13,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <thread>
+
+#include <simdjson.h>
 
 #include "tests/fixtures/shopd_process.hpp"
 
@@ -267,4 +270,33 @@ TEST(Http, test_the_access_log_has_a_line_per_answer_with_its_ids) {
   EXPECT_EQ(c2.request("GET", "/healthz").status, 200);
   ASSERT_TRUE(quiet.stop());
   EXPECT_EQ(quiet.output().find("access:"), std::string::npos) << quiet.output();
+}
+
+// With --log-format json the access log's lines are JSON objects like every
+// other log line (its sink takes the process's log format).
+TEST(Http, test_access_log_lines_follow_the_json_log_format) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--access-log", "--log-format", "json"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_EQ(c.request("GET", "/healthz", "", {"X-Request-Id: json-line-1"}).status, 200);
+  ASSERT_TRUE(eventually(5s, [&] {
+    return shopd.output().find("request=json-line-1") != std::string::npos;
+  }));
+  std::istringstream out{shopd.output()};
+  simdjson::dom::parser parser;
+  int access_lines = 0;
+  for (std::string line; std::getline(out, line);) {
+    if (line.find("access:") == std::string::npos)
+      continue;
+    ++access_lines;
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(line).get(doc), simdjson::SUCCESS) << line;
+    std::string_view msg, level;
+    ASSERT_EQ(doc["msg"].get(msg), simdjson::SUCCESS) << line;
+    ASSERT_EQ(doc["level"].get(level), simdjson::SUCCESS) << line;
+    EXPECT_EQ(level, "info");
+    EXPECT_NE(msg.find(R"(access: 127.0.0.1 "GET /healthz" 200 )"), std::string_view::npos) << msg;
+  }
+  EXPECT_EQ(access_lines, 1);
 }
