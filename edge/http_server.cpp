@@ -226,6 +226,9 @@ struct http_server::impl {
   /// releases the in-flight slot, exactly once.
   std::unordered_set<uint64_t> outstanding;
   uv_timer_t deadline_timer;
+  uv_timer_t drain_timer;
+  bool draining = false; // stop() began: answer what is in flight, take nothing new
+  bool finished = false; // every handle closed: the loop ends
   /// The completions being answered (loop thread). Swapped with the shared
   /// queue, so both vectors keep their capacity from one iteration to the next.
   std::vector<responder::shared::item> replies;
@@ -356,17 +359,22 @@ void on_closed(uv_handle_t* h) {
     delete c;
 }
 
+void finish_stop(http_server::impl* srv);
+
 void close_connection(connection* c) {
   if (c->closing)
     return;
   c->closing = true;
   if (c->in_parse)
     return; // finished by on_read once http_parser_execute returns
-  c->srv->conns.erase(c->id);
-  c->srv->connections.fetch_sub(1);
+  auto srv = c->srv;
+  srv->conns.erase(c->id);
+  srv->connections.fetch_sub(1);
   uv_timer_stop(&c->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
+  if (srv->draining && srv->conns.empty())
+    finish_stop(srv); // the last one drained
 }
 
 size_t unanswered(const connection* c) {
@@ -948,22 +956,63 @@ void on_deadlines(uv_timer_t* t) {
   }
 }
 
-void on_stop(uv_async_t* a) {
-  auto srv = static_cast<http_server::impl*>(a->data);
+/// The end of a stop: closes every handle left, so the loop ends. Answers
+/// that come later are dropped.
+void finish_stop(http_server::impl* srv) {
+  if (srv->finished)
+    return;
+  srv->finished = true;
   {
     std::lock_guard<std::mutex> guard{srv->shared->mtx};
     srv->shared->closed = true;
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&srv->listener), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->reply_async), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->deadline_timer), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->drain_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->check), nullptr);
   std::vector<connection*> all;
   for (auto& [id, c] : srv->conns)
     all.push_back(c);
   for (auto c : all)
     close_connection(c);
+}
+
+/// A connection at a stop: reads and runs nothing more (requests read but
+/// not parsed yet never ran); closes once the requests it has in flight are
+/// answered and written, the last answer saying `Connection: close`.
+void drain(connection* c) {
+  c->refuse_more = true;
+  c->paused = false;
+  c->unparsed.clear();
+  update_reading(c);
+  if (unanswered(c) == 0 && c->pending_writes == 0) {
+    close_connection(c);
+    return;
+  }
+  if (unanswered(c) > 0)
+    c->slots[c->next_seq - 1].keep_alive = false; // flush closes after writing it
+  c->close_when_drained = true;
+}
+
+void on_stop(uv_async_t* a) {
+  auto srv = static_cast<http_server::impl*>(a->data);
+  srv->draining = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->listener), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
+  // The request deadlines go on: every request in flight is answered, by its
+  // handler or with the timeout's 503; the drain timer bounds the writes.
+  uv_timer_start(
+    &srv->drain_timer,
+    [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); },
+    static_cast<uint64_t>(std::max<int64_t>(0, srv->limits.drain_timeout.count())), 0);
+  std::vector<connection*> all;
+  for (auto& [id, c] : srv->conns)
+    all.push_back(c);
+  for (auto c : all)
+    if (!srv->finished)
+      drain(c);
+  if (srv->conns.empty())
+    finish_stop(srv);
 }
 
 } // namespace
@@ -1042,6 +1091,8 @@ std::string http_server::start(const std::string& host, uint16_t port) {
     if (srv->access_log)
       srv->access_log->flush(); // this iteration's lines, in one write
   });
+  uv_timer_init(&i.loop, &i.drain_timer);
+  i.drain_timer.data = impl_.get();
   uv_timer_init(&i.loop, &i.deadline_timer);
   i.deadline_timer.data = impl_.get();
   auto tick = static_cast<uint64_t>(std::clamp<int64_t>(i.limits.request_timeout.count() / 10, 10, 100));

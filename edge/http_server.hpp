@@ -38,6 +38,9 @@ struct http_limits {
   size_t max_pipelined = 256;
   /// A request not answered by its handler within this time gets 503. Default: 5 s.
   std::chrono::milliseconds request_timeout{5'000};
+  /// How long stop() waits for the answers of requests in flight (and their
+  /// writes) before it closes what is left. Default: 5 s.
+  std::chrono::milliseconds drain_timeout{5'000};
 };
 
 struct http_request {
@@ -125,7 +128,10 @@ public:
   /// Binds and starts the loop thread. Returns an error text, or empty on success.
   [[nodiscard]] std::string start(const std::string& host, uint16_t port);
 
-  /// Stops accepting, closes every connection and joins the loop thread. Idempotent.
+  /// Stops accepting and reading, answers what is in flight (the last answer
+  /// on each connection says `Connection: close`) for up to
+  /// `limits.drain_timeout`, closes every connection and joins the loop
+  /// thread. Idempotent.
   void stop();
 
   /// The bound port (useful when started on port 0).

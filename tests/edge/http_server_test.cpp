@@ -484,3 +484,57 @@ TEST(TraceContext, test_a_refused_request_keeps_its_trace) {
   EXPECT_EQ(header_of(stream, "traceparent").substr(3, 32), trace) << stream;
   EXPECT_EQ(h.dispatched.load(), 0);
 }
+
+// A stop (SIGTERM) during traffic: requests already handed to the handler are
+// answered, the last answer of each connection says `Connection: close`, and
+// only then is the connection closed; no new connection is taken meanwhile,
+// and an idle connection is closed at once.
+TEST(HttpServer, test_stop_answers_the_requests_in_flight_then_closes) {
+  held_server s;
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  raw_client idle{server.port()};
+  ASSERT_TRUE(idle.connected());
+  c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (h.dispatched < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(h.dispatched, 2);
+  auto began = std::chrono::steady_clock::now();
+  std::thread stopper{[&] { server.stop(); }};
+  idle.read_to_eof(2000ms);
+  EXPECT_TRUE(idle.saw_eof()); // nothing in flight: closed at once
+  raw_client late{server.port()};
+  EXPECT_FALSE(late.connected()); // the listener is closed
+  h.answer_all();
+  auto stream = c.read_to_eof(3000ms);
+  stopper.join();
+  EXPECT_TRUE(c.saw_eof());
+  EXPECT_EQ(bodies(stream), (std::vector<std::string>{"/a", "/b"}));
+  auto second = stream.find("HTTP/1.1", stream.find("HTTP/1.1") + 1);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_EQ(stream.find("Connection: close"), stream.find("Connection: close", second))
+    << "only the last answer closes: " << stream;
+  EXPECT_NE(stream.find("Connection: close", second), std::string::npos) << stream;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 4s); // not the drain timeout
+}
+
+// What the handler never answers is answered by the request timeout (503), and
+// the stop ends then, within the drain timeout.
+TEST(HttpServer, test_stop_waits_no_longer_than_the_request_timeout_for_an_answer) {
+  http_limits limits;
+  limits.request_timeout = 300ms;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  c.send("GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (h.dispatched < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  auto began = std::chrono::steady_clock::now();
+  server.stop();
+  auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_LT(took, 3s);
+  auto stream = c.read_to_eof(2000ms);
+  EXPECT_EQ(stream.rfind("HTTP/1.1 503", 0), 0u) << stream;
+  EXPECT_NE(stream.find("Connection: close"), std::string::npos) << stream;
+}
