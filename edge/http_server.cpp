@@ -989,8 +989,15 @@ void drain(connection* c) {
     close_connection(c);
     return;
   }
-  if (unanswered(c) > 0)
-    c->slots[c->next_seq - 1].keep_alive = false; // flush closes after writing it
+  if (auto last = c->slots.find(c->next_seq - 1); unanswered(c) > 0 && last != c->slots.end()) {
+    auto& s = last->second;
+    // Its answer, when written, closes the connection (flush); one already
+    // serialized (waiting behind an earlier one) gets the header added.
+    if (s.done && s.keep_alive)
+      if (auto end = s.bytes.find("\r\n\r\n"); end != std::string::npos)
+        s.bytes.insert(end + 2, "Connection: close\r\n");
+    s.keep_alive = false;
+  }
   c->close_when_drained = true;
 }
 
@@ -1000,11 +1007,14 @@ void on_stop(uv_async_t* a) {
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->listener), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
   // The request deadlines go on: every request in flight is answered, by its
-  // handler or with the timeout's 503; the drain timer bounds the writes.
+  // handler or with the timeout's 503, within the request timeout (plus a
+  // deadline tick); the drain timer then gives the writes `drain_timeout`.
+  auto limit = srv->limits.request_timeout + std::chrono::milliseconds{100}
+               + srv->limits.drain_timeout;
   uv_timer_start(
     &srv->drain_timer,
     [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); },
-    static_cast<uint64_t>(std::max<int64_t>(0, srv->limits.drain_timeout.count())), 0);
+    static_cast<uint64_t>(std::max<int64_t>(0, limit.count())), 0);
   std::vector<connection*> all;
   for (auto& [id, c] : srv->conns)
     all.push_back(c);

@@ -38,9 +38,11 @@ struct http_limits {
   size_t max_pipelined = 256;
   /// A request not answered by its handler within this time gets 503. Default: 5 s.
   std::chrono::milliseconds request_timeout{5'000};
-  /// How long stop() waits for the answers of requests in flight (and their
-  /// writes) before it closes what is left. Default: 5 s.
-  std::chrono::milliseconds drain_timeout{5'000};
+  /// At a stop, every request in flight is answered within the request
+  /// timeout (its handler's answer or the 503); stop() then waits this much
+  /// longer for the answers to be written before it closes what is left.
+  /// Default: 1 s.
+  std::chrono::milliseconds drain_timeout{1'000};
 };
 
 struct http_request {
@@ -129,9 +131,10 @@ public:
   [[nodiscard]] std::string start(const std::string& host, uint16_t port);
 
   /// Stops accepting and reading, answers what is in flight (the last answer
-  /// on each connection says `Connection: close`) for up to
-  /// `limits.drain_timeout`, closes every connection and joins the loop
-  /// thread. Idempotent.
+  /// on each connection says `Connection: close`), closes each connection once
+  /// its answers are written, and after `request_timeout` + 100 ms +
+  /// `drain_timeout` at most, every connection left; joins the loop thread.
+  /// Idempotent.
   void stop();
 
   /// The bound port (useful when started on port 0).

@@ -530,6 +530,7 @@ TEST(HttpServer, test_stop_waits_no_longer_than_the_request_timeout_for_an_answe
   auto deadline = std::chrono::steady_clock::now() + 5s;
   while (h.dispatched < 1 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(h.dispatched, 1);
   auto began = std::chrono::steady_clock::now();
   server.stop();
   auto took = std::chrono::steady_clock::now() - began;
