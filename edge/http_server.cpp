@@ -322,6 +322,10 @@ struct connection {
                                    // bytes uv_try_write could not send at once)
   int open_handles = 2;
   std::string peer; // the client's IP address, read once at accept
+  /// After the last answer: the write side is shut down, and what the client
+  /// still sends is read and dropped until it closes (close_gracefully).
+  bool lingering = false;
+  uv_shutdown_t shutdown_req;
 };
 
 void close_connection(connection* c);
@@ -386,17 +390,59 @@ void start_reading(connection* c);
 
 /// After a half-close: close once every request is answered and written
 /// (closing earlier would cancel queued writes).
+/// How long a connection closed after its last answer reads and drops what
+/// its client still sends, waiting for the client to close.
+constexpr uint64_t linger_ms = 2000;
+
+/// Closes a connection whose last answer is written: first its write side
+/// (FIN, after every queued write), then it reads and drops what the client
+/// still sends until the client closes or `linger_ms` passes. Closing a
+/// socket with unread bytes (a refused upload, requests pipelined after the
+/// last one run) sends a reset instead, and a reset can destroy the answer
+/// before the client has read it.
+void close_gracefully(connection* c) {
+  if (c->closing || c->lingering)
+    return;
+  if (c->eof) { // the client sent all it will: nothing is left unread
+    close_connection(c);
+    return;
+  }
+  c->lingering = true;
+  c->refuse_more = true;
+  c->paused = false;
+  c->unparsed.clear();
+  uv_timer_start(
+    &c->timer, [](uv_timer_t* t) { close_connection(static_cast<connection*>(t->data)); },
+    linger_ms, 0);
+  c->shutdown_req.data = c;
+  auto rc = uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp),
+                        [](uv_shutdown_t* req, int status) {
+                          if (status < 0) // also UV_ECANCELED when closed meanwhile
+                            close_connection(static_cast<connection*>(req->data));
+                        });
+  if (rc != 0) {
+    close_connection(c);
+    return;
+  }
+  if (!c->reading) {
+    c->reading = true;
+    start_reading(c);
+  }
+}
+
 void close_if_drained(connection* c) {
   if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0 && !c->paused)
-    close_connection(c);
+    close_gracefully(c);
 }
 
 void on_written(uv_write_t* req, int status) {
   auto w = static_cast<write_req*>(req->data);
   auto c = w->conn;
   --c->pending_writes;
-  if (status < 0 || w->close_after)
+  if (status < 0)
     close_connection(c);
+  else if (w->close_after)
+    close_gracefully(c);
   else {
     update_reading(c);
     close_if_drained(c);
@@ -466,7 +512,7 @@ void flush(connection* c) {
       return;
     case write_result::sent: // what on_written does for a queued write
       if (close_after) {
-        close_connection(c);
+        close_gracefully(c);
         return;
       }
       update_reading(c);
@@ -571,7 +617,7 @@ bool has_room(const connection* c) {
 void parse(connection* c, const char* data, size_t n);
 
 void update_reading(connection* c) {
-  if (c->closing)
+  if (c->closing || c->lingering)
     return;
   if (c->paused && !c->in_parse && !c->refuse_more && has_room(c)) {
     // Go on with the requests that arrived while the parser was stopped
@@ -615,7 +661,7 @@ void on_timer(uv_timer_t* t) {
 }
 
 void arm_timer(connection* c) {
-  if (c->closing)
+  if (c->closing || c->lingering) // a lingering connection keeps its linger timer
     return;
   auto& l = c->srv->limits;
   if (c->in_message)
@@ -853,6 +899,11 @@ void parse(connection* c, const char* data, size_t n) {
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto c = static_cast<connection*>(stream->data);
+  if (c->lingering) { // read and dropped; the client's close ends it
+    if (nread < 0)
+      close_connection(c);
+    return;
+  }
   if (nread == UV_EOF) {
     // Half-closed: the client sent all it will; answer what it asked (also
     // requests still waiting in `unparsed`), then close.
@@ -986,7 +1037,7 @@ void drain(connection* c) {
   c->unparsed.clear();
   update_reading(c);
   if (unanswered(c) == 0 && c->pending_writes == 0) {
-    close_connection(c);
+    close_gracefully(c);
     return;
   }
   if (auto last = c->slots.find(c->next_seq - 1); unanswered(c) > 0 && last != c->slots.end()) {

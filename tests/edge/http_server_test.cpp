@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
@@ -110,6 +111,8 @@ public:
         continue;
       char tmp[16384];
       auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n < 0 && errno == ECONNRESET)
+        reset_ = true;
       if (n <= 0)
         eof_ = true;
       else
@@ -124,11 +127,14 @@ public:
   }
 
   bool saw_eof() const { return eof_; }
+  /// The connection ended with a reset (RST), not an orderly close (FIN).
+  bool saw_reset() const { return reset_; }
 
 private:
   int fd_;
   std::string buf_;
   bool eof_ = false;
+  bool reset_ = false;
 };
 
 /// Answer bodies in the order they appear in `stream` (the handlers' answers
@@ -538,4 +544,25 @@ TEST(HttpServer, test_stop_waits_no_longer_than_the_request_timeout_for_an_answe
   auto stream = c.read_to_eof(2000ms);
   EXPECT_EQ(stream.rfind("HTTP/1.1 503", 0), 0u) << stream;
   EXPECT_NE(stream.find("Connection: close"), std::string::npos) << stream;
+}
+
+// A request refused with bytes of it still unread (here a body over the limit,
+// announced and partly sent) is answered, then the connection ends with an
+// orderly close. Closing a socket with unread bytes sends a reset instead,
+// and a reset can destroy the answer before the client reads it: over a real
+// network the client would never see its 413.
+TEST(HttpServer, test_a_refused_upload_is_answered_then_closed_without_a_reset) {
+  held_server s;
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  // The client sends its whole upload before it reads anything, as clients do.
+  std::thread uploader{[&c] {
+    c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+           + std::string(1000000, 'x'));
+  }};
+  auto stream = c.read_to_eof(5000ms);
+  uploader.join();
+  EXPECT_EQ(stream.rfind("HTTP/1.1 413", 0), 0u) << stream.substr(0, 200);
+  EXPECT_TRUE(c.saw_eof());
+  EXPECT_FALSE(c.saw_reset()) << "the server reset the connection instead of closing it";
 }
