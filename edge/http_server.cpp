@@ -378,7 +378,8 @@ void close_connection(connection* c) {
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
   if (srv->draining && srv->conns.empty())
-    finish_stop(srv); // the last one drained
+    finish_stop(srv); // the last one drained (lingering ones included: their
+                      // answers are safe from a reset only once they close)
 }
 
 size_t unanswered(const connection* c) {
@@ -388,8 +389,6 @@ size_t unanswered(const connection* c) {
 void update_reading(connection* c);
 void start_reading(connection* c);
 
-/// After a half-close: close once every request is answered and written
-/// (closing earlier would cancel queued writes).
 /// How long a connection closed after its last answer reads and drops what
 /// its client still sends, waiting for the client to close.
 constexpr uint64_t linger_ms = 2000;
@@ -430,6 +429,8 @@ void close_gracefully(connection* c) {
   }
 }
 
+/// After a half-close (or at a stop): close once every request is answered
+/// and written (closing earlier would cancel queued writes).
 void close_if_drained(connection* c) {
   if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0 && !c->paused)
     close_gracefully(c);
@@ -634,10 +635,10 @@ void update_reading(connection* c) {
       if (c->srv->after_reads)
         c->srv->after_reads();
     }
-    if (c->closing)
+    if (c->closing || c->lingering)
       return;
     close_if_drained(c); // a half-closed client may have had nothing more to ask
-    if (c->closing)
+    if (c->closing || c->lingering)
       return;
   }
   bool want = !c->refuse_more && !c->eof && !c->paused && has_room(c);
@@ -890,7 +891,7 @@ void parse(connection* c, const char* data, size_t n) {
       refuse(c, 400, "bad_request",
              std::string{"malformed HTTP request: "} + http_errno_description(err));
     c->in_message = false;
-    if (c->reading) {
+    if (c->reading && !c->lingering) { // a lingering one reads on, and drops
       uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
       c->reading = false;
     }
@@ -1037,7 +1038,7 @@ void drain(connection* c) {
   c->unparsed.clear();
   update_reading(c);
   if (unanswered(c) == 0 && c->pending_writes == 0) {
-    close_gracefully(c);
+    close_connection(c); // idle: nothing of it is in flight
     return;
   }
   if (auto last = c->slots.find(c->next_seq - 1); unanswered(c) > 0 && last != c->slots.end()) {

@@ -86,13 +86,15 @@ public:
 
   bool connected() const { return fd_ >= 0; }
 
-  void send(const std::string& bytes) {
+  /// Sends all of `bytes`; false if the connection failed first.
+  bool send(const std::string& bytes) {
     for (size_t sent = 0; sent < bytes.size();) {
       auto n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
       if (n <= 0)
-        return;
+        return false;
       sent += static_cast<size_t>(n);
     }
+    return true;
   }
 
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
@@ -556,12 +558,19 @@ TEST(HttpServer, test_a_refused_upload_is_answered_then_closed_without_a_reset) 
   auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   // The client sends its whole upload before it reads anything, as clients do.
-  std::thread uploader{[&c] {
-    c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
-           + std::string(1000000, 'x'));
+  // The server reads and drops the rest, so the upload goes through quickly
+  // (a server that stopped reading would leave it blocked, then reset).
+  auto began = std::chrono::steady_clock::now();
+  bool uploaded = false;
+  std::thread uploader{[&c, &uploaded] {
+    uploaded = c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+                      + std::string(1000000, 'x'));
   }};
-  auto stream = c.read_to_eof(5000ms);
+  auto stream = c.read_until([](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; });
   uploader.join();
+  EXPECT_TRUE(uploaded);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 1500ms);
+  c.read_to_eof(5000ms);
   EXPECT_EQ(stream.rfind("HTTP/1.1 413", 0), 0u) << stream.substr(0, 200);
   EXPECT_TRUE(c.saw_eof());
   EXPECT_FALSE(c.saw_reset()) << "the server reset the connection instead of closing it";
