@@ -73,12 +73,13 @@ int64_t now_secs() {
 
 } // namespace
 
-http_response error_response(const caf::error& err, const std::string& request_id) {
+http_response error_response(const caf::error& err, const std::string& request_id,
+                             std::chrono::seconds retry_after) {
   auto info = describe(err);
   auto res = json_response(http_status(info.code),
                            error_json(to_code(info.code), info.message, request_id));
   if (res.status == 503 || res.status == 429)
-    res.headers.emplace_back("Retry-After", "1");
+    res.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));
   return res;
 }
 
@@ -119,11 +120,9 @@ namespace {
 
 /// 429 `rate_limited`, with Retry-After in whole seconds (at least 1).
 void refuse_for(api::context& ctx, std::chrono::milliseconds wait, std::string message) {
-  auto res = error_response(make_error(errc::rate_limited, std::move(message)), ctx.r.request_id());
-  auto secs = std::to_string(std::max<int64_t>(1, (wait.count() + 999) / 1000));
-  for (auto& [name, value] : res.headers)
-    if (name == "Retry-After")
-      value = secs;
+  auto secs = std::chrono::seconds{std::max<int64_t>(1, (wait.count() + 999) / 1000)};
+  auto res =
+    error_response(make_error(errc::rate_limited, std::move(message)), ctx.r.request_id(), secs);
   res.route = ctx.route;
   ctx.r.send(std::move(res));
 }

@@ -128,7 +128,9 @@ private:
   std::map<std::string, std::unique_ptr<latency_histogram>> latency_;
 };
 
-/// The JSON error response of API.md for `err` (adds Retry-After to 429 and 503).
-http_response error_response(const caf::error& err, const std::string& request_id);
+/// The JSON error response of API.md for `err`; 429 and 503 carry
+/// `Retry-After: <retry_after>`.
+http_response error_response(const caf::error& err, const std::string& request_id,
+                             std::chrono::seconds retry_after = std::chrono::seconds{1});
 
 } // namespace shop::edge

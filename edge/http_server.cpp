@@ -389,6 +389,14 @@ size_t unanswered(const connection* c) {
 void update_reading(connection* c);
 void start_reading(connection* c);
 
+/// Runs no request of the connection after those already handed on: what
+/// was read and not parsed yet (while the parser waited) is dropped unrun.
+void stop_taking_requests(connection* c) {
+  c->refuse_more = true;
+  c->paused = false;
+  c->unparsed.clear();
+}
+
 /// How long a connection closed after its last answer reads and drops what
 /// its client still sends, waiting for the client to close.
 constexpr uint64_t linger_ms = 2000;
@@ -407,9 +415,7 @@ void close_gracefully(connection* c) {
     return;
   }
   c->lingering = true;
-  c->refuse_more = true;
-  c->paused = false;
-  c->unparsed.clear();
+  stop_taking_requests(c);
   uv_timer_start(
     &c->timer, [](uv_timer_t* t) { close_connection(static_cast<connection*>(t->data)); },
     linger_ms, 0);
@@ -525,6 +531,11 @@ void flush(connection* c) {
   arm_timer(c);
 }
 
+/// What the access log shows of the request being read: method and target.
+std::string request_line_of(const connection* c) {
+  return c->cur.method + " " + c->cur.path;
+}
+
 /// One access log line: the client, what it asked, the answer, the ids.
 void log_access(const connection* c, const slot& s, const http_response& res,
                 const std::string& request_id) {
@@ -599,7 +610,7 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   std::string trace_id;
   s.traceparent = c->srv->trace_context(headers_read ? c->cur.headers : no_headers, trace_id);
   if (c->srv->access_log && headers_read)
-    s.request_line = c->cur.method + " " + c->cur.path;
+    s.request_line = request_line_of(c);
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
     c->srv->observer("(refused)", status, std::chrono::microseconds{0});
@@ -803,21 +814,19 @@ int on_message_complete(http_parser* p) {
   auto seq = c->next_seq++;
   bool keep_alive = http_should_keep_alive(p) != 0;
   auto& req = c->cur;
+  // The request timeout runs from here: a slow upload is the read timeout's
+  // business, and a request must not be past its deadline before it runs.
+  req.received = std::chrono::steady_clock::now();
   {
     auto& s = c->slots[seq]; // not kept: an answer given at once erases it
     s.keep_alive = keep_alive;
     s.head = p->method == HTTP_HEAD;
     s.traceparent = srv->trace_context(req.headers, req.trace_id);
     if (srv->access_log) {
-      s.request_line.append(http_method_str(static_cast<http_method>(p->method)))
-        .append(" ")
-        .append(req.path); // the target, query included (split off below)
-      s.received = std::chrono::steady_clock::now();
+      s.request_line = request_line_of(c); // the query still in the path (split off below)
+      s.received = req.received;
     }
   }
-  // The request timeout runs from here: a slow upload is the read timeout's
-  // business, and a request must not be past its deadline before it runs.
-  req.received = std::chrono::steady_clock::now();
   req.peer = c->peer;
   if (auto q = req.path.find('?'); q != std::string::npos) {
     req.query = req.path.substr(q + 1);
@@ -1008,6 +1017,14 @@ void on_deadlines(uv_timer_t* t) {
   }
 }
 
+/// The open connections, copied: closing one changes `conns`.
+std::vector<connection*> connections_of(const http_server::impl* srv) {
+  std::vector<connection*> all;
+  for (auto& [id, c] : srv->conns)
+    all.push_back(c);
+  return all;
+}
+
 /// The end of a stop: closes every handle left, so the loop ends. Answers
 /// that come later are dropped.
 void finish_stop(http_server::impl* srv) {
@@ -1022,10 +1039,7 @@ void finish_stop(http_server::impl* srv) {
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->deadline_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->drain_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->check), nullptr);
-  std::vector<connection*> all;
-  for (auto& [id, c] : srv->conns)
-    all.push_back(c);
-  for (auto c : all)
+  for (auto c : connections_of(srv))
     close_connection(c);
 }
 
@@ -1033,9 +1047,7 @@ void finish_stop(http_server::impl* srv) {
 /// not parsed yet never ran); closes once the requests it has in flight are
 /// answered and written, the last answer saying `Connection: close`.
 void drain(connection* c) {
-  c->refuse_more = true;
-  c->paused = false;
-  c->unparsed.clear();
+  stop_taking_requests(c);
   update_reading(c);
   if (unanswered(c) == 0 && c->pending_writes == 0) {
     close_connection(c); // idle: nothing of it is in flight
@@ -1067,10 +1079,7 @@ void on_stop(uv_async_t* a) {
     &srv->drain_timer,
     [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); },
     static_cast<uint64_t>(std::max<int64_t>(0, limit.count())), 0);
-  std::vector<connection*> all;
-  for (auto& [id, c] : srv->conns)
-    all.push_back(c);
-  for (auto c : all)
+  for (auto c : connections_of(srv))
     if (!srv->finished)
       drain(c);
   if (srv->conns.empty())
