@@ -49,8 +49,9 @@ struct node_config {
   uint32_t shards = 64;
   /// `text` or `json`. Default: text.
   std::string log_format = "text";
-  /// CAF scheduler threads; 0 picks usable cores (the CPU affinity) - 1 (the edge's loop thread and
-  /// the journal's writer thread need a core too), at least 1. Default: 0.
+  /// CAF scheduler threads; 0 picks the CPUs shopd may run on (its affinity)
+  /// - 1 (the edge's loop thread and the journal's writer thread need a core
+  /// too), at least 1. Default: 0.
   size_t workers = 0;
   /// CAF scheduler policy: `sharing` (one queue, idle workers block) or
   /// `stealing` (idle workers poll, then sleep; the polling costs CPU that

@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
   opt("--log-format", cfg.log_format, "SHOP_LOG_FORMAT", "text or json")
     ->check(CLI::IsMember({"text", "json"}));
   opt("--workers", cfg.workers, "SHOP_WORKERS",
-      "actor scheduler threads (0: usable cores - 1, at least 1; usable: the CPU affinity, as taskset sets it)")
+      "actor scheduler threads (0: the CPUs shopd may run on - 1, at least 1)")
     ->check(decimal)
     ->check(CLI::Range(0, 256));
   opt("--scheduler-policy", cfg.scheduler_policy, "SHOP_SCHEDULER_POLICY",
