@@ -15,17 +15,14 @@
 
 namespace shop {
 
-namespace {
-
-/// The CPUs this process may run on: its affinity mask (taskset, cgroup
-/// cpusets), which std::thread::hardware_concurrency() ignores; that counts
-/// every online CPU of the machine.
 size_t usable_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
     return static_cast<size_t>(CPU_COUNT(&set));
   return std::max<size_t>(1, std::thread::hardware_concurrency()); // 0: unknown
 }
+
+namespace {
 
 struct node_system_config : caf::actor_system_config {
   node_system_config(size_t workers, const std::string& policy) {

@@ -104,4 +104,10 @@ private:
   std::string generated_password_;
 };
 
+/// The CPUs the calling thread may run on: its affinity mask (taskset, a
+/// cgroup cpuset), which std::thread::hardware_concurrency() ignores (that
+/// counts every online CPU of the machine). At least 1. `--workers 0` starts
+/// this - 1 workers, counted when the node starts.
+size_t usable_cores();
+
 } // namespace shop
