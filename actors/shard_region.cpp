@@ -198,9 +198,9 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](clear_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
     [=](checkout& c) {
       // The order id: a keyed hash of (user, key) for a retry-safe request,
-      // else random. The empty sale id keeps these apart from flash-sale orders.
+      // else a new time-ordered one. The empty sale id keeps these apart from flash-sale orders.
       auto id = c.idempotency_key.empty()
-                  ? random_id_hex(16)
+                  ? new_order_id()
                   : derive_order_id(self->state.ctx->order_secret, c.user_id, {},
                                     c.idempotency_key);
       route(self, k::order, id, place_order{id, std::move(c)});

@@ -530,7 +530,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                                "this Idempotency-Key was already used for a different request"));
           }
         } else {
-          order_id = random_id_hex(16);
+          order_id = new_order_id();
         }
         auto now = now_millis();
         if (auto err = st.book.check_purchase(*terms, req.user_id, req.quantity, now))

@@ -1,5 +1,6 @@
 #include "protocols/crypto.hpp"
 
+#include <chrono>
 #include <stdexcept>
 
 #include <openssl/crypto.h>
@@ -51,6 +52,16 @@ std::string random_id_hex(size_t n) {
   std::string_view out{reinterpret_cast<const char*>(p.bytes + p.used), n};
   p.used += n; // each byte is handed out once
   return to_hex(out);
+}
+
+std::string new_order_id() {
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  char time[6]; // big-endian, so that the hex sorts like the number
+  for (int i = 5; i >= 0; --i, millis >>= 8)
+    time[i] = static_cast<char>(millis & 0xff);
+  return to_hex({time, sizeof(time)}) + random_id_hex(10);
 }
 
 std::string base64url_encode(std::string_view in) {

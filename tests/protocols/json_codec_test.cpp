@@ -1,5 +1,7 @@
+#include <chrono>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -344,4 +346,26 @@ TEST(Crypto, test_random_ids_are_hex_and_never_repeat_across_pool_refills) {
   }
   EXPECT_EQ(random_id_hex(0), "");
   EXPECT_THROW((void)random_id_hex(65), std::invalid_argument);
+}
+
+TEST(Crypto, test_new_order_ids_begin_with_their_time_and_sort_by_it) {
+  auto millis = [] {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+  };
+  auto before = millis();
+  auto first = new_order_id();
+  auto after = millis();
+  ASSERT_EQ(first.size(), 32u);
+  ASSERT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos);
+  auto stamped = std::stoull(first.substr(0, 12), nullptr, 16);
+  EXPECT_GE(stamped, before);
+  EXPECT_LE(stamped, after);
+  std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  auto later = new_order_id();
+  EXPECT_LT(first, later); // storage inserts it after the first one
+  std::set<std::string> seen{first, later};
+  for (int i = 0; i < 1000; ++i) // the same millisecond: the random part tells them apart
+    ASSERT_TRUE(seen.insert(new_order_id()).second);
 }
