@@ -61,7 +61,7 @@ std::string new_order_id() {
   char time[6]; // big-endian, so that the hex sorts like the number
   for (int i = 5; i >= 0; --i, millis >>= 8)
     time[i] = static_cast<char>(millis & 0xff);
-  return to_hex({time, sizeof(time)}) + random_id_hex(10);
+  return to_hex({time, sizeof(time)}) + random_id_hex(12);
 }
 
 std::string base64url_encode(std::string_view in) {

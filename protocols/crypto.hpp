@@ -21,11 +21,12 @@ namespace shop {
 /// never forks). `n` is at most 64.
 [[nodiscard]] std::string random_id_hex(size_t n);
 
-/// A new order's id when no Idempotency-Key names it: 32 hex digits, the
-/// first 12 the time in milliseconds since 1970, then 80 random bits (from
-/// random_id_hex). Ids made later sort later, so storage inserts a new order
-/// next to the previous ones instead of at a random place (storage/store.cpp).
-/// Still unguessable; the time it shows is the order's `created_at` anyway.
+/// A new order's id when no Idempotency-Key names it: 36 hex digits, the
+/// first 12 the time in milliseconds since 1970, then 96 random bits (from
+/// random_id_hex; API.md asks for at least 96). Ids made later sort later, so
+/// storage inserts a new order next to the previous ones instead of at a
+/// random place (storage/store.cpp). Still unguessable and not sequential; the
+/// time it shows is the order's `created_at` anyway.
 [[nodiscard]] std::string new_order_id();
 
 [[nodiscard]] std::string base64url_encode(std::string_view bytes);

@@ -76,14 +76,17 @@ TEST(SegmentedMap, test_answers_as_a_map_does_across_its_split) {
 }
 
 TEST(SegmentedMap, test_a_big_map_spreads_evenly_over_its_segments) {
-  // Order ids as the stock ledger keys them: 32 hex digits.
+  // Order ids as the stock ledger keys them (new_order_id): 12 hex digits of
+  // time, shared by the ids of one millisecond, then 24 random ones.
   segmented_map<std::string, int> m;
   std::mt19937_64 rng{7};
   constexpr size_t n = 200'000;
-  char id[33];
+  constexpr unsigned long long start_ms = 1'790'000'000'000;
+  char id[37];
   for (size_t i = 0; i < n; ++i) {
-    std::snprintf(id, sizeof(id), "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                  static_cast<unsigned long long>(rng()));
+    std::snprintf(id, sizeof(id), "%012llx%016llx%08llx", start_ms + i / 50,
+                  static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng() & 0xffffffff));
     m[id] = static_cast<int>(i);
   }
   EXPECT_EQ(m.size(), n);

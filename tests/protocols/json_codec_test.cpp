@@ -357,7 +357,7 @@ TEST(Crypto, test_new_order_ids_begin_with_their_time_and_sort_by_it) {
   auto before = millis();
   auto first = new_order_id();
   auto after = millis();
-  ASSERT_EQ(first.size(), 32u);
+  ASSERT_EQ(first.size(), 36u); // 12 digits of time, 96 random bits
   ASSERT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos);
   auto stamped = std::stoull(first.substr(0, 12), nullptr, 16);
   EXPECT_GE(stamped, before);
