@@ -32,6 +32,10 @@ struct node_config {
   std::string admin_password;
   /// Default: sync (fsync per group commit).
   durability mode = durability::sync;
+  /// MiB of each zero-filled file prepared for RocksDB's WAL, so that a WAL
+  /// fsync writes no metadata (storage/prepared_wal.hpp); 0: none. Only with
+  /// durability `sync` (`async` syncs no WAL per commit). Default: 40.
+  uint32_t prepared_wal_mb = 40;
   /// Seconds an order waits for payment. Default: 900.
   double payment_timeout_s = 900;
   /// argon2id memory cost as log2(KiB); lower only for tests and benches. Default: 15 (32 MiB).

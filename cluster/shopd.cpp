@@ -109,6 +109,11 @@ int main(int argc, char** argv) {
   opt("--durability", durability, "SHOP_DURABILITY",
       "sync: fsync the WAL per group commit; async: WAL without fsync")
     ->check(CLI::IsMember({"sync", "async"}));
+  opt("--prepared-wal-mb", cfg.prepared_wal_mb, "SHOP_PREPARED_WAL_MB",
+      "MiB of each zero-filled file made ready for RocksDB's WAL, so that a WAL fsync writes "
+      "no metadata (0: none; only with --durability sync)")
+    ->check(decimal)
+    ->check(CLI::Range(0, 4096));
   opt("--payment-timeout", cfg.payment_timeout_s, "SHOP_PAYMENT_TIMEOUT",
       "seconds an order waits for payment before it expires")
     ->check(finite_seconds)

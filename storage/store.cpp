@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocols/errc.hpp"
+#include "storage/prepared_wal.hpp"
 
 namespace shop {
 namespace {
@@ -167,6 +168,18 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   if (::mkdir(opts.path.c_str(), 0700) != 0 && errno != EEXIST)
     return make_error(errc::unavailable,
                       "cannot create the data dir " + opts.path + ": " + std::strerror(errno));
+  // WAL files written with zeros ahead of use: a WAL fsync then writes no
+  // metadata (storage/prepared_wal.hpp).
+  std::shared_ptr<prepared_wal_fs> wal_fs;
+  std::unique_ptr<rocksdb::Env> env;
+  if (opts.prepared_wal_bytes > 0) {
+    wal_fs = std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), opts.path,
+                                               opts.prepared_wal_bytes);
+    env = rocksdb::NewCompositeEnv(wal_fs);
+    o.env = env.get();
+  } else {
+    prepared_wal_fs::remove_files(opts.path);
+  }
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) {
@@ -176,8 +189,11 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
     return to_error(s, "cannot open RocksDB at " + opts.path
                          + (locked ? " (is another shopd running on this data dir?)" : ""));
   }
-  return std::shared_ptr<store>{
+  std::shared_ptr<store> db{
     new store(std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
+  db->wal_fs_ = std::move(wal_fs);
+  db->env_ = std::move(env);
+  return db;
 }
 
 caf::expected<bool> store::get(std::string_view key, std::string& out) const {
@@ -284,6 +300,8 @@ uint64_t store::counter(store_counter c) const {
     case store_counter::compaction_read_bytes:
       return stats_->getTickerCount(rocksdb::COMPACT_READ_BYTES);
     case store_counter::write_stall_micros: return stats_->getTickerCount(rocksdb::STALL_MICROS);
+    case store_counter::prepared_wal_files: return wal_fs_ ? wal_fs_->prepared_wals() : 0;
+    case store_counter::plain_wal_files: return wal_fs_ ? wal_fs_->plain_wals() : 0;
   }
   return 0;
 }

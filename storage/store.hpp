@@ -15,6 +15,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class Statistics;
 } // namespace rocksdb
 
@@ -43,6 +44,8 @@ enum class store_counter {
   compaction_written_bytes, ///< SST bytes written by compactions
   compaction_read_bytes,    ///< SST bytes read by compactions
   write_stall_micros,       ///< time writes were delayed or stopped by RocksDB
+  prepared_wal_files,       ///< WAL files begun from a prepared (zero-filled) file
+  plain_wal_files,          ///< WAL files begun empty (none was prepared)
 };
 
 /// Whether RocksDB takes writes after one failed (its "background error").
@@ -57,9 +60,15 @@ enum class write_state : uint8_t {
   stopped,
 };
 
+class prepared_wal_fs;
+
 struct store_options {
   /// The RocksDB directory; created when missing. Default: ./data
   std::string path = "./data";
+  /// Size of the zero-filled files prepared for the WAL (storage/prepared_wal.hpp);
+  /// 0: none, RocksDB's WAL files begin empty. The default holds a whole WAL
+  /// file (one 32 MiB memtable's writes).
+  uint64_t prepared_wal_bytes = 40ull << 20;
 };
 
 class store {
@@ -106,6 +115,9 @@ public:
 private:
   store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistics> stats,
         std::string path);
+  // Declared before db_: the database is closed before its file system goes.
+  std::shared_ptr<prepared_wal_fs> wal_fs_;
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Statistics> stats_;
   std::string path_;

@@ -79,6 +79,7 @@ curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v purchase='{route="POST /api/v
   /^shop_rocksdb_write_stall_seconds_total/ { st = $2 } /^shop_rocksdb_l0_files/ { l0 = $2 }
   /^shop_rocksdb_pending_compaction_bytes/ { p = $2 }
   /^shop_journal_commit_duration_seconds_sum/ { cs = $2 } /^shop_journal_commit_duration_seconds_count/ { cn = $2 }
+  /^shop_wal_files_total\{start="prepared"\}/ { wp = $2 } /^shop_wal_files_total\{start="empty"\}/ { we = $2 }
   index($0, "shop_http_request_duration_seconds_sum" purchase " ") == 1 { ps = $NF }
   index($0, "shop_http_request_duration_seconds_count" purchase " ") == 1 { pn = $NF }
   END {
@@ -86,6 +87,7 @@ curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v purchase='{route="POST /api/v
     # Arrival (the request parsed) to answer handed to the kernel, as shopd sees it: the
     # rest of what wrk measures is time in sockets, in wrk and in the edge queue before parsing.
     if (pn > 0) printf "purchases: %.0f us mean inside shopd\n", ps * 1e6 / pn
+    printf "wal: %d files begun from a prepared file, %d empty\n", wp, we
     printf "rocksdb: flushes wrote %.0f MiB, compactions %.0f MiB; write stalls %.2f s; now %d L0 files, %.0f MiB pending compaction\n",
       f / 1048576, c / 1048576, st, l0, p / 1048576
   }'

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -108,6 +109,65 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
   EXPECT_GE(inv.reserved, acked_units);
   auto sale = c.request("GET", "/api/v1/flash-sales/sale-k");
   EXPECT_EQ(std::stoll(json_field(sale.body, "remaining")), stock - inv.reserved - inv.sold);
+}
+
+// The same, with the WAL written over prepared zero-filled files
+// (storage/prepared_wal.hpp): each kill leaves a WAL whose records end in
+// zeros (or one that outgrew its file), which recovery must read to the last
+// acknowledged order. Small files, so that a burst fills one.
+TEST(Crash, test_kill9_while_the_wal_is_a_prepared_file_loses_no_acknowledged_order) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--prepared-wal-mb", "1"}};
+  ASSERT_TRUE(shopd.start());
+  constexpr int64_t stock = 100000;
+  auto tokens = make_users(shopd.port(), "zero_", 100);
+  acked_orders acked;
+  {
+    http_client c{shopd.port()};
+    create_product_and_sale(c, shopd.admin_token(), "crash-z", stock, "sale-z", stock, 10000);
+    // Past a quarter of a file (~256 KiB of WAL), shopd prepares two; a
+    // `.tmp` one is still being written.
+    auto prepared = [&] {
+      for (auto& e : std::filesystem::directory_iterator(dir.path())) {
+        auto name = e.path().filename().string();
+        if (name.rfind("wal-spare-", 0) == 0 && name.find(".tmp") == std::string::npos)
+          return true;
+      }
+      return false;
+    };
+    size_t n = 0;
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!prepared() && std::chrono::steady_clock::now() < deadline) {
+      auto& token = tokens[n++ % tokens.size()];
+      auto r = c.request("POST", "/api/v1/flash-sales/sale-z/purchase", R"({"quantity":1})",
+                         {bearer(token)});
+      ASSERT_EQ(r.status, 201) << r.body;
+      acked.emplace_back(json_field(r.body, "order_id"), token);
+    }
+    ASSERT_TRUE(prepared());
+  }
+  // From this start on, each WAL is begun from a prepared file while one is ready.
+  ASSERT_TRUE(shopd.restart());
+  {
+    http_client c{shopd.port()};
+    auto metrics = c.request("GET", "/metrics").body;
+    EXPECT_NE(metrics.find("shop_wal_files_total{start=\"prepared\"} 1\n"), std::string::npos)
+      << metrics;
+  }
+  ASSERT_TRUE(kill9_during_bursts(
+    shopd, 24,
+    [&](http_client& c, int t, size_t n) {
+      auto& token = tokens[(static_cast<size_t>(t) * 7 + n) % tokens.size()];
+      return std::make_pair(c.request("POST", "/api/v1/flash-sales/sale-z/purchase",
+                                      R"({"quantity":1})", {bearer(token)}),
+                            token);
+    },
+    acked));
+  http_client c{shopd.port()};
+  expect_acked_orders(c, acked, "pending_payment");
+  auto inv = get_inventory(c, "crash-z");
+  EXPECT_EQ(inv.available + inv.reserved + inv.sold, stock);
+  EXPECT_GE(inv.reserved, static_cast<int64_t>(acked.size()));
 }
 
 TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservation) {
