@@ -248,3 +248,31 @@ TEST(PreparedWal, test_a_wal_ending_in_zeros_before_another_wal_is_replayed_with
     EXPECT_EQ(got, "after the switch");
   }
 }
+
+TEST(PreparedWal, test_a_prepared_file_gone_missing_means_an_empty_wal_not_an_error) {
+  // E.g. an operator deleted it while the node ran.
+  test::temp_dir dir;
+  auto data = dir.path() + "/data";
+  fs::create_directories(data);
+  auto wal_fs = std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), data,
+                                                  prepared_bytes);
+  wal_fs->note_wal_size(prepared_bytes);
+  ASSERT_TRUE(eventually([&] { return wal_fs->ready() == 2; }));
+  for (auto& p : files_named(data, "wal-spare-"))
+    fs::remove(p);
+  auto env = rocksdb::NewCompositeEnv(wal_fs);
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.env = env.get();
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, data, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db{raw};
+  EXPECT_EQ(wal_fs->prepared_wals(), 0u);
+  EXPECT_EQ(wal_fs->plain_wals(), 1u);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  ASSERT_TRUE(db->Put(synced, "k", "v").ok());
+  std::string got;
+  ASSERT_TRUE(db->Get({}, "k", &got).ok());
+  EXPECT_EQ(got, "v");
+}
