@@ -96,6 +96,21 @@ store_ptr open_with_a_prepared_wal(const std::string& dir) {
   return *db;
 }
 
+/// For tests that drive RocksDB directly: the file system for a new data
+/// dir `data`, with two prepared files ready (null, and a test failure, if
+/// they are not made in time).
+std::shared_ptr<prepared_wal_fs> file_system_with_two_ready(const std::string& data) {
+  fs::create_directories(data);
+  auto wal_fs =
+    std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), data, prepared_bytes);
+  wal_fs->note_wal_size(prepared_bytes); // as if a WAL had filled: prepare now
+  if (!eventually([&] { return wal_fs->ready() == 2; })) {
+    ADD_FAILURE() << "no prepared files in " << data;
+    return nullptr;
+  }
+  return wal_fs;
+}
+
 } // namespace
 
 TEST(PreparedWal, test_a_crash_recovers_every_synced_write_from_a_wal_with_a_zero_tail) {
@@ -202,11 +217,8 @@ TEST(PreparedWal, test_a_start_that_prepares_none_removes_the_files_left_by_one_
 TEST(PreparedWal, test_a_wal_ending_in_zeros_before_another_wal_is_replayed_with_it) {
   test::temp_dir dir;
   auto data = dir.path() + "/data";
-  fs::create_directories(data);
-  auto wal_fs = std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), data,
-                                                  prepared_bytes);
-  wal_fs->note_wal_size(prepared_bytes); // as if a WAL had filled: prepare now
-  ASSERT_TRUE(eventually([&] { return wal_fs->ready() == 2; }));
+  auto wal_fs = file_system_with_two_ready(data);
+  ASSERT_TRUE(wal_fs);
   auto env = rocksdb::NewCompositeEnv(wal_fs);
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -253,11 +265,8 @@ TEST(PreparedWal, test_a_prepared_file_gone_missing_means_an_empty_wal_not_an_er
   // E.g. an operator deleted it while the node ran.
   test::temp_dir dir;
   auto data = dir.path() + "/data";
-  fs::create_directories(data);
-  auto wal_fs = std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), data,
-                                                  prepared_bytes);
-  wal_fs->note_wal_size(prepared_bytes);
-  ASSERT_TRUE(eventually([&] { return wal_fs->ready() == 2; }));
+  auto wal_fs = file_system_with_two_ready(data);
+  ASSERT_TRUE(wal_fs);
   for (auto& p : files_named(data, "wal-spare-"))
     fs::remove(p);
   auto env = rocksdb::NewCompositeEnv(wal_fs);
