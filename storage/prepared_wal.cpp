@@ -223,10 +223,6 @@ private:
   prepared_wal_fs* fs_;
 };
 
-} // namespace
-
-namespace {
-
 /// The names of the prepared files (complete or not) in `dir`.
 std::vector<std::string> prepared_files(const std::string& dir) {
   std::vector<std::string> names;
@@ -298,12 +294,12 @@ size_t prepared_wal_fs::ready() const {
 }
 
 void prepared_wal_fs::note_wal_size(uint64_t bytes) {
-  if (bytes < file_bytes_ / 4 || wanted_flag_.load(std::memory_order_relaxed))
+  if (bytes < file_bytes_ / 4 || wanted_.load(std::memory_order_relaxed))
     return;
   {
+    // Set under the lock, so that the maker cannot miss it between its look and its wait.
     std::lock_guard<std::mutex> guard{mtx_};
-    wanted_ = true;
-    wanted_flag_.store(true, std::memory_order_relaxed);
+    wanted_.store(true, std::memory_order_relaxed);
   }
   cv_.notify_all();
 }
@@ -376,7 +372,7 @@ void prepared_wal_fs::run() {
           read_ahead = true;
           break;
         }
-        if (!wanted_ || ready_.size() >= ahead)
+        if (!wanted_.load(std::memory_order_relaxed) || ready_.size() >= ahead)
           cv_.wait(guard);
         else if (std::chrono::steady_clock::now() < retry_at) // after a failure
           cv_.wait_until(guard, retry_at);

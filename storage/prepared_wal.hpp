@@ -99,9 +99,10 @@ private:
   std::deque<std::string> ready_; // paths of complete prepared files
   std::deque<std::string> to_read_ahead_; // WAL files just begun from one
   uint64_t next_id_ = 0;          // for the next file's name
-  bool wanted_ = false;           // a WAL passed the threshold: keep `ahead` ready
   bool stopping_ = false;
-  std::atomic<bool> wanted_flag_{false}; // wanted_, readable without the lock
+  /// A WAL passed the threshold: keep `ahead` ready. Set under `mtx_`; read
+  /// without it on every append.
+  std::atomic<bool> wanted_{false};
   std::atomic<uint64_t> prepared_wals_{0};
   std::atomic<uint64_t> plain_wals_{0};
   std::thread maker_;
