@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 HTTP_PORT ?= 8080
 DATA_DIR ?= ./data
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test test-sanitize bench clean
 
 all: build
 
@@ -26,6 +26,16 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 600
+
+# Every test again, shopd included, under AddressSanitizer and UBSan (any
+# finding fails the test). Its own build directory; slower, not in `make test`.
+SANITIZE_DIR ?= build-sanitize
+test-sanitize: deps
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOP_SANITIZE=ON
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp \
+	  ctest --output-on-failure -j 2 --timeout 1200
 
 clean:
 	rm -rf $(BUILD_DIR)
