@@ -1,7 +1,9 @@
 #include "cluster/node.hpp"
 
 #include <sched.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -20,6 +22,36 @@ size_t usable_cores() {
   if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
     return static_cast<size_t>(CPU_COUNT(&set));
   return std::max<size_t>(1, std::thread::hardware_concurrency()); // 0: unknown
+}
+
+fd_plan divide_file_descriptors(uint64_t limit) {
+  fd_plan plan;
+  plan.limit = plan.found = limit;
+  constexpr uint64_t storage_others = 128, spare = 32;
+  auto storage = std::clamp<uint64_t>(limit / 4, 256, 16'384);
+  plan.storage_open_files = static_cast<int>(storage - storage_others);
+  auto clients = limit > storage + spare ? limit - storage - spare : 0;
+  // Of `clients`, 1/17 (at least 16) is the room to refuse in (http_limits).
+  plan.connections = clients > 16 ? static_cast<size_t>((clients - 16) * 16 / 17) : 0;
+  return plan;
+}
+
+fd_plan plan_file_descriptors() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return divide_file_descriptors(1024);
+  auto found = static_cast<uint64_t>(rl.rlim_cur);
+  if (rl.rlim_cur != rl.rlim_max) {
+    auto raised = rl;
+    // An unlimited hard limit still stops at the kernel's fs.nr_open.
+    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1u << 20 : rl.rlim_max;
+    while (::setrlimit(RLIMIT_NOFILE, &raised) != 0 && raised.rlim_cur > rl.rlim_cur)
+      raised.rlim_cur = std::max(rl.rlim_cur, raised.rlim_cur / 2);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  auto plan = divide_file_descriptors(static_cast<uint64_t>(rl.rlim_cur));
+  plan.found = found;
+  return plan;
 }
 
 namespace {
@@ -222,7 +254,7 @@ caf::error node::start() {
   // Prepared WAL files shorten the WAL's fsyncs; `async` makes none per commit.
   auto prepared_wal_bytes =
     cfg.mode == durability::sync ? static_cast<uint64_t>(cfg.prepared_wal_mb) << 20 : 0;
-  auto db = store::open(store_options{cfg.data_dir, prepared_wal_bytes});
+  auto db = store::open(store_options{cfg.data_dir, prepared_wal_bytes, cfg.storage_open_files});
   if (!db)
     return db.error();
   i.db = *db;

@@ -63,6 +63,9 @@ struct node_config {
   std::string scheduler_policy = "sharing";
   /// Password hashing threads. Default: 2.
   size_t hashers = 2;
+  /// SST files RocksDB keeps open (its table cache); -1: all of them.
+  /// shopd sets it from the open-file limit (fd_plan). Default: -1.
+  int storage_open_files = -1;
   /// Called once, on the journal's thread, if storage refuses writes until
   /// it is opened again (a fatal RocksDB error): only a restart recovers.
   /// shopd stops and exits with status 3. Default: none (the node stays up,
@@ -113,5 +116,34 @@ private:
 /// counts every online CPU of the machine). At least 1. `--workers 0` starts
 /// this - 1 workers, counted when the node starts.
 size_t usable_cores();
+
+/// How a node spends its file descriptors (RLIMIT_NOFILE). Storage comes
+/// first: RocksDB must always be able to open its next WAL or SST file, or it
+/// stops taking writes, and a burst of clients must never cause that. So
+/// client connections get only what storage leaves.
+struct fd_plan {
+  /// The soft open-file limit the node runs with.
+  uint64_t limit = 0;
+  /// The soft limit found at start, before raising it to the hard limit.
+  uint64_t found = 0;
+  /// SST files RocksDB may keep open (node_config::storage_open_files); its
+  /// WAL, MANIFEST and the files being written come on top, from `limit`.
+  int storage_open_files = 0;
+  /// Client connections served (http_limits::max_connections); a few more
+  /// are held only to answer 503 (http_server.hpp).
+  size_t connections = 0;
+};
+
+/// Divides `limit` descriptors: a quarter (256 to 16,384) for storage, of
+/// which 128 for its WAL, MANIFEST, files being written and the node's
+/// other descriptors, the table cache the rest; 32 spare; the rest for
+/// client connections, 1/17 of it held only to refuse. Throws nothing; a
+/// limit too small for a node gives 0 connections.
+fd_plan divide_file_descriptors(uint64_t limit);
+
+/// Raises this process's soft open-file limit to its hard limit (a login
+/// shell's 1,024 would let a thousand clients starve RocksDB of files) and
+/// divides it.
+fd_plan plan_file_descriptors();
 
 } // namespace shop

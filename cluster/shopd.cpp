@@ -164,6 +164,12 @@ int main(int argc, char** argv) {
       "requests in flight before new ones get 503")
     ->check(decimal)
     ->check(CLI::Range(1, 10'000'000));
+  size_t max_connections = 0;
+  opt("--max-connections", max_connections, "SHOP_MAX_CONNECTIONS",
+      "client connections served at once; past it, new ones get 503 (0: as many as the "
+      "open-file limit leaves after storage's share)")
+    ->check(decimal)
+    ->check(CLI::Range(0, 10'000'000));
   opt("--max-body-bytes", edge_cfg.limits.max_body_bytes, "SHOP_MAX_BODY_BYTES",
       "largest request body (413 beyond)")
     ->check(decimal)
@@ -205,6 +211,28 @@ int main(int argc, char** argv) {
       R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","node":")" + cfg.node_id + R"(","msg":"%*"})");
     spdlog::set_formatter(std::move(formatter));
   }
+
+  // File descriptors: storage's share first, so that no number of clients
+  // can leave RocksDB without a file to open (cluster/node.hpp, fd_plan).
+  auto fds = shop::plan_file_descriptors();
+  if (fds.connections == 0) {
+    spdlog::error("cannot start: the open-file limit ({}) is too small for a node; raise it "
+                  "(ulimit -n, systemd's LimitNOFILE)",
+                  fds.limit);
+    return 1;
+  }
+  if (max_connections > fds.connections) {
+    spdlog::error("cannot start: --max-connections {} needs more file descriptors than the "
+                  "open-file limit ({}) leaves after storage's share: {} connections at most; "
+                  "raise the limit (ulimit -n, systemd's LimitNOFILE) or lower the option",
+                  max_connections, fds.limit, fds.connections);
+    return 1;
+  }
+  edge_cfg.limits.max_connections = max_connections > 0 ? max_connections : fds.connections;
+  cfg.storage_open_files = fds.storage_open_files;
+  spdlog::info("shopd: open-file limit {}{}: up to {} client connections, {} SST files open",
+               fds.limit, fds.found != fds.limit ? fmt::format(" (raised from {})", fds.found) : "",
+               edge_cfg.limits.max_connections, fds.storage_open_files);
 
   // Block the stop signals before any thread starts; main waits for them below.
   sigset_t stop_signals;

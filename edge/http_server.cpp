@@ -212,6 +212,9 @@ struct http_server::impl {
   bool stopped = false;
   std::atomic<size_t> inflight{0};
   std::atomic<size_t> connections{0};
+  std::atomic<uint64_t> refused_connections{0};
+  /// When the last warning about refused connections was logged.
+  std::chrono::steady_clock::time_point refusal_logged{};
   /// Requests handed to the handler, oldest first (one timeout for all, so
   /// deadlines are in order): the loop answers 503 for those past due.
   struct deadline {
@@ -309,6 +312,7 @@ struct connection {
   bool closing = false;
   bool in_parse = false;
   bool refuse_more = false; // after an error or a last request: nothing more is read or run
+  bool over_capacity = false; // past max_connections: its first request is answered 503, its last
   bool close_when_drained = false; // the client half-closed: answer, then close
   bool eof = false;                // the client sent all it will
   bool headers_done = false;       // later header callbacks are a chunked body's trailers
@@ -812,7 +816,7 @@ int on_message_complete(http_parser* p) {
   auto srv = c->srv;
   c->in_message = false;
   auto seq = c->next_seq++;
-  bool keep_alive = http_should_keep_alive(p) != 0;
+  bool keep_alive = !c->over_capacity && http_should_keep_alive(p) != 0;
   auto& req = c->cur;
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
@@ -835,7 +839,13 @@ int on_message_complete(http_parser* p) {
   auto rid = req.header("x-request-id");
   req.request_id = valid_request_id(rid) ? std::string{rid} : srv->next_request_id();
   responder r{srv->shared, c->id, seq, req.request_id, req.received};
-  if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
+  if (c->over_capacity) {
+    auto res = server_error(503, "unavailable", "the node has as many connections as it serves; retry",
+                            req.request_id);
+    if (srv->observer)
+      srv->observer("(shed)", 503, std::chrono::microseconds{0});
+    fill_slot(c, seq, res, req.request_id);
+  } else if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
     auto res = server_error(503, "unavailable", "the node is at capacity; retry", req.request_id);
     if (srv->observer)
       srv->observer("(shed)", 503, std::chrono::microseconds{0});
@@ -949,6 +959,27 @@ void on_connection(uv_stream_t* server, int status) {
     uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
     return;
+  }
+  if (auto cap = srv->limits.max_connections; cap > 0 && srv->connections.load() >= cap) {
+    // Past the connections this node serves: the client hears 503 on its
+    // first request, while there is room to say it in; past that room the
+    // connection is closed at once. Either way its descriptor is not one
+    // that storage needs (cluster/node.hpp, fd_plan).
+    srv->refused_connections.fetch_add(1, std::memory_order_relaxed);
+    auto now = std::chrono::steady_clock::now();
+    if (now - srv->refusal_logged > std::chrono::seconds{10}) {
+      srv->refusal_logged = now;
+      spdlog::warn("edge: {} client connections open, {} served at most (--max-connections); "
+                   "refusing new ones ({} so far)",
+                   srv->connections.load(), cap, srv->refused_connections.load());
+    }
+    if (srv->connections.load() >= cap + std::max<size_t>(16, cap / 16)) {
+      c->closing = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
+      return;
+    }
+    c->over_capacity = true;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   sockaddr_storage addr{};
@@ -1113,6 +1144,10 @@ http_server::http_server(http_limits limits, request_handler handler, response_o
 
 size_t http_server::inflight() const noexcept {
   return impl_->inflight.load(std::memory_order_relaxed);
+}
+
+uint64_t http_server::refused_connections() const noexcept {
+  return impl_->refused_connections.load(std::memory_order_relaxed);
 }
 
 size_t http_server::connections() const noexcept {

@@ -34,6 +34,12 @@ struct http_limits {
   std::chrono::milliseconds idle_timeout{60'000};
   /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
   size_t max_inflight = 20'000;
+  /// Client connections served at once; 0: no limit. Past it, up to 1/16 of
+  /// it more (at least 16) are held only to answer their first request 503
+  /// `unavailable` with `Connection: close`, and further ones are closed
+  /// at once: the descriptors storage needs are never handed to clients.
+  /// shopd sets it from the open-file limit (cluster/node.hpp, fd_plan). Default: 0.
+  size_t max_connections = 0;
   /// Unanswered pipelined requests per connection before reading pauses. Default: 256.
   size_t max_pipelined = 256;
   /// A request not answered by its handler within this time gets 503. Default: 5 s.
@@ -144,6 +150,9 @@ public:
   size_t inflight() const noexcept;
   /// Open client connections.
   size_t connections() const noexcept;
+  /// Connections refused since the start, past `max_connections`: answered
+  /// 503, or closed at once when even the room to refuse in was taken.
+  uint64_t refused_connections() const noexcept;
 
   struct impl;
 

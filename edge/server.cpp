@@ -22,6 +22,13 @@ std::string server::start() {
                    static_cast<double>(http_->inflight()));
       write_metric(out, "shop_http_connections", "gauge", "Open client connections.",
                    static_cast<double>(http_->connections()));
+      if (cfg_.limits.max_connections > 0)
+        write_metric(out, "shop_http_connections_max", "gauge",
+                     "Client connections served at most (--max-connections).",
+                     static_cast<double>(cfg_.limits.max_connections));
+      write_metric(out, "shop_http_connections_refused_total", "counter",
+                   "Connections refused past --max-connections (answered 503, or closed).",
+                   static_cast<double>(http_->refused_connections()));
     }
   };
   api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(),

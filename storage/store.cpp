@@ -113,6 +113,7 @@ store::~store() {
 caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   rocksdb::Options o;
   o.create_if_missing = true;
+  o.max_open_files = opts.max_open_files;
   o.IncreaseParallelism(2);
   o.OptimizeLevelStyleCompaction();
   // Memtables of 32 MiB, each flushed on its own (the default of that call is

@@ -69,6 +69,9 @@ struct store_options {
   /// 0: none, RocksDB's WAL files begin empty. The default holds a whole WAL
   /// file (one 32 MiB memtable's writes).
   uint64_t prepared_wal_bytes = 40ull << 20;
+  /// SST files kept open (RocksDB's max_open_files); -1: every one. Its WAL,
+  /// MANIFEST and the files being written are not counted.
+  int max_open_files = -1;
 };
 
 class store {

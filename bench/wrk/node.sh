@@ -2,12 +2,13 @@
 # fresh data dir under /tmp, stopped (and its files removed) when the script exits.
 #   start_shopd [prefix...] SHOPD [extra options]   e.g. start_shopd taskset -c 0-7 build/cluster/shopd
 # sets DATA, WORK (scratch; the node's log is $WORK/shopd.log), PID and B (the API's base URL).
+# KEEP_LOG=<file> copies the node's log there when the script exits.
 # The node: --password-hash-cost 3, admin password bench-admin-pw, and a payment timeout
 # of a day (no reservation expires during a run).
 
 stop_shopd() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-  rm -rf "${DATA:-}" "${WORK:-}"
+  [ -n "${KEEP_LOG:-}" ] && cp "$WORK/shopd.log" "$KEEP_LOG"; rm -rf "${DATA:-}" "${WORK:-}"
 }
 
 start_shopd() {

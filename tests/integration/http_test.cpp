@@ -300,3 +300,91 @@ TEST(Http, test_access_log_lines_follow_the_json_log_format) {
   }
   EXPECT_EQ(access_lines, 1);
 }
+
+namespace {
+
+/// A connected loopback socket that sends nothing (yet).
+int connect_idle(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// A /metrics figure, read through `c` (-1 if absent).
+double metric(http_client& c, const std::string& name) {
+  auto body = c.request("GET", "/metrics").body;
+  auto at = body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::strtod(body.c_str() + at + name.size() + 2, nullptr);
+}
+
+} // namespace
+
+// Past --max-connections a client hears 503 on its first request (then the
+// connection closes), and past the room to say that in, its connection is
+// closed at once; the node keeps serving the connections it has, storage
+// included, and new ones again once some close. (shopd sets the limit from
+// its open-file limit, so that clients can never take the descriptors
+// RocksDB needs for its next file: test_file_descriptors_go_to_storage_first.)
+TEST(Http, test_connections_past_the_limit_are_refused_and_the_node_keeps_serving) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--max-connections", "20"}};
+  ASSERT_TRUE(shopd.start());
+  http_client keeper{shopd.port()}; // one of the 20, kept alive throughout
+  auto admin = shopd.admin_token();  // its connection closed again
+  create_product_and_sale(keeper, admin, "conn-1", 100, "sale-conn", 50, 2);
+  auto user = make_users(shopd.port(), "conn_", 1, 1)[0];
+  ASSERT_EQ(metric(keeper, "shop_http_connections_max"), 20);
+  // Only the keeper's connection left open (the others close as they go).
+  ASSERT_TRUE(eventually(5s, [&] { return metric(keeper, "shop_http_connections") == 1; }));
+  std::vector<int> idle;
+  auto open_until = [&](double open) {
+    while (metric(keeper, "shop_http_connections") < open) {
+      int fd = connect_idle(shopd.port());
+      ASSERT_GE(fd, 0);
+      idle.push_back(fd);
+      ASSERT_TRUE(eventually(5s, [&] {
+        return metric(keeper, "shop_http_connections") >= static_cast<double>(idle.size()) + 1;
+      }));
+    }
+  };
+  open_until(20);
+  // The 21st: answered 503 with Retry-After, then closed.
+  http_client extra{shopd.port()};
+  auto refused = extra.request("GET", "/healthz");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json_field(refused.body, "error.code"), "unavailable");
+  EXPECT_FALSE(json_field(refused.body, "error.request_id").empty());
+  EXPECT_FALSE(refused.header("retry-after").empty());
+  EXPECT_EQ(refused.header("connection"), "close");
+  // Room to refuse in: 16 more held at once (max(16, 20 / 16)); the next one
+  // is closed without a word.
+  open_until(36);
+  int past = connect_idle(shopd.port());
+  ASSERT_GE(past, 0);
+  std::string ping = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ::send(past, ping.data(), ping.size(), MSG_NOSIGNAL);
+  pollfd pfd{past, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 5000), 1) << "closed at once, not left hanging";
+  char byte;
+  EXPECT_LE(::recv(past, &byte, 1, 0), 0) << "no answer, only the close";
+  ::close(past);
+  EXPECT_GE(metric(keeper, "shop_http_connections_refused_total"), 2);
+  // The connections it serves go on, storage included.
+  auto bought = keeper.request("POST", "/api/v1/flash-sales/sale-conn/purchase",
+                               R"({"quantity":1})", {bearer(user)});
+  EXPECT_EQ(bought.status, 201) << bought.body;
+  // Once clients leave, new connections are served again.
+  for (int fd : idle)
+    ::close(fd);
+  ASSERT_TRUE(eventually(5s, [&] { return metric(keeper, "shop_http_connections") <= 1; }));
+  http_client later{shopd.port()};
+  EXPECT_EQ(later.request("GET", "/healthz").status, 200);
+  EXPECT_EQ(get_inventory(later, "conn-1"), (inventory{99, 1, 0}));
+}

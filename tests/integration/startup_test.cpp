@@ -172,6 +172,9 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
                                         {"--rate-limit-user", "-1"},
                                         {"--rate-limit-client", "1e-300"},
                                         {"--rate-limit-client-burst", "0.5"},
+                                        {"--max-connections", "-1"},
+                                        // more than any open-file limit leaves for clients
+                                        {"--max-connections", "10000000"},
                                         {"--no-such-flag", "1"}}) {
     shopd_process shopd{dir.path(), args};
     EXPECT_LT(refused_start(shopd).count(), 10000) << args[0];
