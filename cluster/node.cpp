@@ -37,19 +37,20 @@ fd_plan divide_file_descriptors(uint64_t limit) {
 }
 
 fd_plan plan_file_descriptors() {
+  // The default of fs.nr_open: more than one edge thread could use.
+  constexpr rlim_t most = 1u << 20;
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0)
     return divide_file_descriptors(1024);
   auto found = static_cast<uint64_t>(rl.rlim_cur);
-  if (rl.rlim_cur != rl.rlim_max) {
-    auto raised = rl;
-    // An unlimited hard limit still stops at the kernel's fs.nr_open.
-    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1u << 20 : rl.rlim_max;
-    while (::setrlimit(RLIMIT_NOFILE, &raised) != 0 && raised.rlim_cur > rl.rlim_cur)
-      raised.rlim_cur = std::max(rl.rlim_cur, raised.rlim_cur / 2);
-    ::getrlimit(RLIMIT_NOFILE, &rl);
+  auto want = std::min(rl.rlim_max, most); // Linux's hard limit is never above fs.nr_open
+  if (rl.rlim_cur < want) {
+    rlimit raised{want, rl.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+      rl.rlim_cur = want;
   }
-  auto plan = divide_file_descriptors(static_cast<uint64_t>(rl.rlim_cur));
+  auto plan = divide_file_descriptors(std::min(rl.rlim_cur, most));
+  plan.limit = static_cast<uint64_t>(rl.rlim_cur);
   plan.found = found;
   return plan;
 }

@@ -141,9 +141,9 @@ struct fd_plan {
 /// limit too small for a node gives 0 connections.
 fd_plan divide_file_descriptors(uint64_t limit);
 
-/// Raises this process's soft open-file limit to its hard limit (a login
-/// shell's 1,024 would let a thousand clients starve RocksDB of files) and
-/// divides it.
+/// Raises this process's soft open-file limit to its hard limit, up to
+/// 1,048,576 (a login shell's 1,024 would let a thousand clients starve
+/// RocksDB of files), and divides it (at most 1,048,576 of it).
 fd_plan plan_file_descriptors();
 
 } // namespace shop

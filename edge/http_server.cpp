@@ -213,6 +213,8 @@ struct http_server::impl {
   std::atomic<size_t> inflight{0};
   std::atomic<size_t> connections{0};
   std::atomic<uint64_t> refused_connections{0};
+  /// Open connections past max_connections, being refused (loop thread).
+  size_t refusing = 0;
   /// When the last warning about refused connections was logged.
   std::chrono::steady_clock::time_point refusal_logged{};
   /// Requests handed to the handler, oldest first (one timeout for all, so
@@ -312,7 +314,7 @@ struct connection {
   bool closing = false;
   bool in_parse = false;
   bool refuse_more = false; // after an error or a last request: nothing more is read or run
-  bool over_capacity = false; // past max_connections: its first request is answered 503, its last
+  bool over_capacity = false; // past max_connections: its first request is refused with 503
   bool close_when_drained = false; // the client half-closed: answer, then close
   bool eof = false;                // the client sent all it will
   bool headers_done = false;       // later header callbacks are a chunked body's trailers
@@ -378,6 +380,8 @@ void close_connection(connection* c) {
   auto srv = c->srv;
   srv->conns.erase(c->id);
   srv->connections.fetch_sub(1);
+  if (c->over_capacity)
+    --srv->refusing;
   uv_timer_stop(&c->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
@@ -598,7 +602,8 @@ bool valid_request_id(std::string_view id);
 
 /// Answers a request the server itself refuses (limits, malformed input),
 /// then closes the connection: the rest of its byte stream cannot be trusted.
-void refuse(connection* c, int status, std::string_view code, std::string_view message) {
+void refuse(connection* c, int status, std::string_view code, std::string_view message,
+            const char* route = "(refused)") {
   auto seq = c->next_seq++;
   auto& s = c->slots[seq];
   s.keep_alive = false;
@@ -608,6 +613,7 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   // The client's X-Request-Id and trace context when the refused request got
   // past its headers (before that, a value may be cut short between two reads).
   bool headers_read = c->in_message && c->headers_done;
+  s.head = headers_read && c->parser.method == HTTP_HEAD;
   auto client_rid = headers_read ? c->cur.header("x-request-id") : std::string_view{};
   auto rid = valid_request_id(client_rid) ? std::string{client_rid} : c->srv->next_request_id();
   static const decltype(c->cur.headers) no_headers;
@@ -617,7 +623,7 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
     s.request_line = request_line_of(c);
   auto res = server_error(status, code, message, rid);
   if (c->srv->observer)
-    c->srv->observer("(refused)", status, std::chrono::microseconds{0});
+    c->srv->observer(route, status, std::chrono::microseconds{0});
   fill_slot(c, seq, res, rid);
 }
 
@@ -680,10 +686,15 @@ void arm_timer(connection* c) {
   if (c->closing || c->lingering) // a lingering connection keeps its linger timer
     return;
   auto& l = c->srv->limits;
+  // A connection being refused gets a moment to say what it wants: it holds
+  // a descriptor of the few set aside for refusing.
+  auto wait = [&](std::chrono::milliseconds t) {
+    return static_cast<uint64_t>((c->over_capacity ? std::min(t, l.refusing_timeout) : t).count());
+  };
   if (c->in_message)
-    uv_timer_start(&c->timer, on_timer, static_cast<uint64_t>(l.read_timeout.count()), 0);
+    uv_timer_start(&c->timer, on_timer, wait(l.read_timeout), 0);
   else if (unanswered(c) == 0)
-    uv_timer_start(&c->timer, on_timer, static_cast<uint64_t>(l.idle_timeout.count()), 0);
+    uv_timer_start(&c->timer, on_timer, wait(l.idle_timeout), 0);
   else
     uv_timer_stop(&c->timer); // waiting on our own answers, not on the client
 }
@@ -764,6 +775,10 @@ int on_headers_complete(http_parser* p) {
     auto end = value.find_last_not_of(" \t");
     value.resize(end == std::string::npos ? 0 : end + 1);
   }
+  if (c->over_capacity) {
+    c->error_status = 503; // before its body: no upload for an answer known now
+    return -1;
+  }
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)
@@ -772,6 +787,7 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 400; // no tunnels here; refused before any handler runs
     return -1;
   }
+
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
@@ -816,7 +832,7 @@ int on_message_complete(http_parser* p) {
   auto srv = c->srv;
   c->in_message = false;
   auto seq = c->next_seq++;
-  bool keep_alive = !c->over_capacity && http_should_keep_alive(p) != 0;
+  bool keep_alive = http_should_keep_alive(p) != 0;
   auto& req = c->cur;
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
@@ -839,13 +855,7 @@ int on_message_complete(http_parser* p) {
   auto rid = req.header("x-request-id");
   req.request_id = valid_request_id(rid) ? std::string{rid} : srv->next_request_id();
   responder r{srv->shared, c->id, seq, req.request_id, req.received};
-  if (c->over_capacity) {
-    auto res = server_error(503, "unavailable", "the node has as many connections as it serves; retry",
-                            req.request_id);
-    if (srv->observer)
-      srv->observer("(shed)", 503, std::chrono::microseconds{0});
-    fill_slot(c, seq, res, req.request_id);
-  } else if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
+  if (srv->inflight.load(std::memory_order_relaxed) >= srv->limits.max_inflight) {
     auto res = server_error(503, "unavailable", "the node is at capacity; retry", req.request_id);
     if (srv->observer)
       srv->observer("(shed)", 503, std::chrono::microseconds{0});
@@ -902,7 +912,10 @@ void parse(connection* c, const char* data, size_t n) {
     return;
   }
   if (err != HPE_OK || c->parser.upgrade) {
-    if (c->error_status == 413)
+    if (c->error_status == 503)
+      refuse(c, 503, "unavailable", "the node has as many connections as it serves; retry",
+             "(shed)");
+    else if (c->error_status == 413)
       refuse(c, 413, "payload_too_large", "the request body is too large");
     else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
       refuse(c, 431, "header_too_large", "the request headers are too large or too many");
@@ -960,9 +973,11 @@ void on_connection(uv_stream_t* server, int status) {
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
     return;
   }
-  if (auto cap = srv->limits.max_connections; cap > 0 && srv->connections.load() >= cap) {
+  if (auto cap = srv->limits.max_connections;
+      cap > 0 && srv->connections.load() - srv->refusing >= cap) {
     // Past the connections this node serves: the client hears 503 on its
-    // first request, while there is room to say it in; past that room the
+    // first request, while there is room to say it in (1/16 of the cap, at
+    // least 16 connections being refused at once); past that room the
     // connection is closed at once. Either way its descriptor is not one
     // that storage needs (cluster/node.hpp, fd_plan).
     srv->refused_connections.fetch_add(1, std::memory_order_relaxed);
@@ -973,13 +988,14 @@ void on_connection(uv_stream_t* server, int status) {
                    "refusing new ones ({} so far)",
                    srv->connections.load(), cap, srv->refused_connections.load());
     }
-    if (srv->connections.load() >= cap + std::max<size_t>(16, cap / 16)) {
+    if (srv->refusing >= std::max<size_t>(16, cap / 16)) {
       c->closing = true;
       uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
       uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
       return;
     }
     c->over_capacity = true;
+    ++srv->refusing;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   sockaddr_storage addr{};

@@ -35,11 +35,15 @@ struct http_limits {
   /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
   size_t max_inflight = 20'000;
   /// Client connections served at once; 0: no limit. Past it, up to 1/16 of
-  /// it more (at least 16) are held only to answer their first request 503
-  /// `unavailable` with `Connection: close`, and further ones are closed
-  /// at once: the descriptors storage needs are never handed to clients.
+  /// it more (at least 16) are held only to answer their first request, once
+  /// its headers are in, 503 `unavailable` with `Connection: close` (closed
+  /// after `refusing_timeout` without them), and further ones are closed at once: the
+  /// descriptors storage needs are never handed to clients.
   /// shopd sets it from the open-file limit (cluster/node.hpp, fd_plan). Default: 0.
   size_t max_connections = 0;
+  /// A connection being refused (past max_connections) that has not sent its
+  /// request's headers within this is closed. Default: 1 s.
+  std::chrono::milliseconds refusing_timeout{1'000};
   /// Unanswered pipelined requests per connection before reading pauses. Default: 256.
   size_t max_pipelined = 256;
   /// A request not answered by its handler within this time gets 503. Default: 5 s.

@@ -69,8 +69,7 @@ TEST(Node, test_the_soft_open_file_limit_is_raised_to_the_hard_one) {
   EXPECT_EQ(plan.found, 1024u);
   EXPECT_GT(plan.limit, 1024u);
   EXPECT_EQ(plan.limit, static_cast<uint64_t>(after.rlim_cur));
-  if (before.rlim_max != RLIM_INFINITY) {
-    EXPECT_EQ(after.rlim_cur, before.rlim_max);
-  }
-  EXPECT_EQ(plan.connections, shop::divide_file_descriptors(plan.limit).connections);
+  EXPECT_EQ(after.rlim_cur, std::min<rlim_t>(before.rlim_max, 1u << 20));
+  EXPECT_EQ(plan.connections,
+            shop::divide_file_descriptors(std::min<uint64_t>(plan.limit, 1u << 20)).connections);
 }

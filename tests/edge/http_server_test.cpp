@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -574,4 +575,81 @@ TEST(HttpServer, test_a_refused_upload_is_answered_then_closed_without_a_reset) 
   EXPECT_EQ(stream.rfind("HTTP/1.1 413", 0), 0u) << stream.substr(0, 200);
   EXPECT_TRUE(c.saw_eof());
   EXPECT_FALSE(c.saw_reset()) << "the server reset the connection instead of closing it";
+}
+
+// Past max_connections a connection is refused, never served: 503 as soon as
+// its headers are in (no "100 Continue", no upload read), then closed. While
+// 1/16 of the cap (at least 16) are being refused, new ones are closed at
+// once; one that says nothing goes after refusing_timeout; and those being
+// refused never count against the connections served.
+TEST(HttpServer, test_connections_past_the_limit_are_refused_without_holding_the_room) {
+  http_limits limits;
+  limits.max_connections = 2;
+  limits.refusing_timeout = 2s; // the steps below while the room is full take milliseconds
+  server_under_test s{limits, [](http_request& req, responder r) {
+                        http_response res;
+                        res.body = req.path;
+                        r.send(std::move(res));
+                      }};
+  auto port = s.server.port();
+  auto wait_connections = [&](size_t n) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (s.server.connections() != n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+    return s.server.connections() == n;
+  };
+  auto served = [&](raw_client& c, const std::string& path) { // its answer is the next body
+    auto before = bodies(c.read_until([](const std::string&) { return true; })).size();
+    c.send("GET " + path + " HTTP/1.1\r\n\r\n");
+    auto got = bodies(c.read_until([&](const std::string& b) { return bodies(b).size() > before; }));
+    return got.size() == before + 1 && got.back() == path;
+  };
+  raw_client a{port};
+  auto b = std::make_unique<raw_client>(port);
+  ASSERT_TRUE(served(a, "/a"));
+  ASSERT_TRUE(served(*b, "/b"));
+  // The third: refused before its body, which it was about to upload.
+  {
+    raw_client c{port};
+    c.send("POST /c HTTP/1.1\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n");
+    auto stream = c.read_to_eof();
+    EXPECT_EQ(stream.rfind("HTTP/1.1 503 ", 0), 0u) << stream;
+    EXPECT_NE(stream.find("Connection: close\r\n"), std::string::npos) << stream;
+    EXPECT_NE(stream.find("\"code\":\"unavailable\""), std::string::npos) << stream;
+    EXPECT_TRUE(c.saw_eof());
+  }
+  ASSERT_TRUE(wait_connections(2));
+  // The room to refuse in: 16 connections that say nothing.
+  std::vector<std::unique_ptr<raw_client>> silent;
+  for (int i = 0; i < 16; ++i)
+    silent.push_back(std::make_unique<raw_client>(port));
+  ASSERT_TRUE(wait_connections(18));
+  {
+    raw_client past{port};
+    past.send("GET /past HTTP/1.1\r\n\r\n");
+    auto stream = past.read_to_eof();
+    EXPECT_TRUE(past.saw_eof());
+    EXPECT_EQ(stream.find("HTTP/1.1"), std::string::npos) << "closed without an answer: " << stream;
+  }
+  EXPECT_EQ(s.server.refused_connections(), 18u);
+  // A served connection that leaves makes room for a new one to be served,
+  // however many are being refused.
+  b.reset();
+  ASSERT_TRUE(wait_connections(17));
+  raw_client d{port};
+  EXPECT_TRUE(served(d, "/d"));
+  // The silent ones are closed after refusing_timeout...
+  for (auto& c : silent) {
+    c->read_to_eof(5s);
+    EXPECT_TRUE(c->saw_eof());
+  }
+  ASSERT_TRUE(wait_connections(2));
+  // ...the room is free again, and the two served connections still are.
+  {
+    raw_client again{port};
+    again.send("GET /again HTTP/1.1\r\n\r\n");
+    EXPECT_EQ(again.read_to_eof().rfind("HTTP/1.1 503 ", 0), 0u);
+  }
+  EXPECT_TRUE(served(a, "/a2"));
+  EXPECT_TRUE(served(d, "/d2"));
 }
