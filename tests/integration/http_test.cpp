@@ -25,12 +25,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A loopback TCP connection with a small receive buffer, so the server's
-/// answers back up in its send buffer unless the test reads them.
-int connect_small_window(uint16_t port) {
+/// A loopback TCP connection; with `rcvbuf`, a receive buffer that small.
+int connect_loopback(uint16_t port, int rcvbuf = 0) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  int rcvbuf = 4096;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  if (rcvbuf > 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -40,6 +39,12 @@ int connect_small_window(uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+/// A small receive buffer, so the server's answers back up in its send
+/// buffer unless the test reads them.
+int connect_small_window(uint16_t port) {
+  return connect_loopback(port, 4096);
 }
 
 struct response {
@@ -303,20 +308,6 @@ TEST(Http, test_access_log_lines_follow_the_json_log_format) {
 
 namespace {
 
-/// A connected loopback socket that sends nothing (yet).
-int connect_idle(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 /// A /metrics figure, read through `c` (-1 if absent).
 double metric(http_client& c, const std::string& name) {
   auto body = c.request("GET", "/metrics").body;
@@ -345,7 +336,7 @@ TEST(Http, test_connections_past_the_limit_are_refused_and_the_node_keeps_servin
   ASSERT_TRUE(eventually(5s, [&] { return metric(keeper, "shop_http_connections") == 1; }));
   std::vector<int> idle;
   while (idle.size() < 19) {
-    int fd = connect_idle(shopd.port());
+    int fd = connect_loopback(shopd.port()); // sends nothing
     ASSERT_GE(fd, 0);
     idle.push_back(fd);
   }
