@@ -787,7 +787,6 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 400; // no tunnels here; refused before any handler runs
     return -1;
   }
-
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
