@@ -7,6 +7,8 @@
 //   shop-bench shop --target URL[,URL...] --admin-password PW --users N --products P
 //              --connections C [--rate R] [--duration D] [--mix ...] [--pay-share S]
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -210,6 +212,19 @@ int run_flash_sale(const common_flags& f, const std::vector<target>& targets, fl
 
 } // namespace
 
+/// Raises the soft open-file limit to the hard one; returns the soft limit.
+uint64_t raise_open_file_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised{rl.rlim_max, rl.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+      rl.rlim_cur = rl.rlim_max;
+  }
+  return static_cast<uint64_t>(rl.rlim_cur);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"shop-bench: load tests for shopd (closed or open loop, with a post-run audit)"};
   app.require_subcommand(1);
@@ -249,6 +264,16 @@ int main(int argc, char** argv) {
   shop_cmd->add_option("--payment-secret", sf.payment_secret, "without the node's sandbox gateway: sign payment callbacks with this key");
   shop_cmd->add_option("--run-id", sf.run_id, "suffix of created ids (default: random)");
   CLI11_PARSE(app, argc, argv);
+  // Every connection is a file descriptor: a login shell's soft limit
+  // (1,024) would fail the 1,000th connect with a bare EMFILE.
+  auto fd_limit = raise_open_file_limit();
+  if (f.connections + 64 > fd_limit) {
+    std::fprintf(stderr,
+                 "--connections %zu needs more file descriptors than the open-file limit allows "
+                 "(%llu, with 64 for everything else); raise it (ulimit -n) or use fewer\n",
+                 static_cast<size_t>(f.connections), static_cast<unsigned long long>(fd_limit));
+    return 2;
+  }
   std::vector<target> targets;
   if (!parse_targets(f.targets, targets)) {
     std::fprintf(stderr, "bad --target '%s': expected http://host:port[,http://host:port...]\n", f.targets.c_str());

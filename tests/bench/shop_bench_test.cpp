@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -97,9 +99,11 @@ struct run_result {
   std::string output;
 };
 
-run_result run_bench(const std::string& args) {
+/// Runs shop-bench with `args`; `shell_prefix` runs first in the same shell
+/// (e.g. a `ulimit`).
+run_result run_bench(const std::string& args, const std::string& shell_prefix = {}) {
   run_result r;
-  auto cmd = std::string{SHOP_BENCH_PATH} + " " + args + " 2>&1";
+  auto cmd = shell_prefix + std::string{SHOP_BENCH_PATH} + " " + args + " 2>&1";
   auto pipe = popen(cmd.c_str(), "r");
   char buf[4096];
   while (auto n = fread(buf, 1, sizeof(buf), pipe))
@@ -173,6 +177,27 @@ TEST(LoadEngine, test_open_loop_with_fewer_connections_than_targets_still_finish
     },
     [&](const request&, const response& res) { answered += res.status == 200 ? 1 : 0; });
   EXPECT_GT(answered, 50);
+}
+
+// Each connection is a file descriptor. shop-bench raises its soft limit to
+// the hard one (a login shell's 1,024 would fail the 1,000th connect), and
+// says so plainly when the hard limit is too low for --connections.
+TEST(LoadEngine, test_connections_beyond_the_open_file_limit_are_a_clear_error) {
+  fake_http_server ok{[](const std::string&, const std::string&, const std::string&) { return fake_reply{}; }};
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 1024)
+    GTEST_SKIP() << "the hard limit (" << rl.rlim_max << ") is below this test's connections";
+  auto raised = run_bench("http --target " + ok.url() + " --connections 400 --duration 0.3",
+                          "ulimit -S -n 256 && ");
+  EXPECT_EQ(raised.exit_code, 0) << raised.output;
+  auto too_many = run_bench("http --target " + ok.url() + " --connections 400 --duration 0.3",
+                            "ulimit -n 256 && ");
+  EXPECT_EQ(too_many.exit_code, 2) << too_many.output;
+  EXPECT_NE(too_many.output.find("--connections 400 needs more file descriptors than the "
+                                 "open-file limit allows (256"),
+            std::string::npos)
+    << too_many.output;
 }
 
 TEST(Audit, test_a_flash_sale_against_shopd_passes_the_audit) {
