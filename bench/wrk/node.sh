@@ -6,6 +6,10 @@
 # The node: --password-hash-cost 3, admin password bench-admin-pw, and a payment timeout
 # of a day (no reservation expires during a run).
 
+# wrk holds a descriptor per connection: a login shell's soft limit (1,024)
+# would cap the connections a run can ask for. (shopd raises its own.)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 stop_shopd() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   [ -n "${KEEP_LOG:-}" ] && cp "$WORK/shopd.log" "$KEEP_LOG"; rm -rf "${DATA:-}" "${WORK:-}"
