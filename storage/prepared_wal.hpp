@@ -14,7 +14,10 @@
 // from offset 0. When RocksDB closes the file it is cut to what was written,
 // so a closed WAL is an ordinary one. After a crash the live WAL ends in
 // zeros: RocksDB's log reader takes a zero header as padding and reads on to
-// the end of the file, so recovery finds exactly the records written.
+// the end of the file, so recovery finds exactly the records written. A
+// write torn by a power cut (its header written, its payload not all) fails
+// its checksum in the middle of the file; point-in-time recovery, the store's
+// mode, ends the records there, where the stricter modes refuse to open.
 //
 // Writes made without a sync (none in `sync` mode's journal) lose one
 // property on a power loss: their pages may reach the disk out of order, and

@@ -157,7 +157,10 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<kind_and_shard>();
   o.allow_concurrent_memtable_write = false;
   // After a crash, recover every write whose WAL record is complete; a torn
-  // tail record is an unacknowledged write and is dropped.
+  // tail record is an unacknowledged write and is dropped. Prepared WAL files
+  // need this mode: there a write torn by a power cut is followed by zeros, not
+  // by the end of the file, and kTolerateCorruptedTailRecords refuses to open
+  // (tests/storage/prepared_wal_test.cpp, "torn").
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   o.info_log = std::make_shared<rocksdb_to_spdlog>();
   rocksdb::BlockBasedTableOptions table;

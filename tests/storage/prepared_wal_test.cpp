@@ -19,8 +19,10 @@
 #include "storage/prepared_wal.hpp"
 #include "storage/store.hpp"
 #include "tests/fixtures/shopd_process.hpp"
+#include "tests/fixtures/wal_file.hpp"
 
 using namespace shop;
+using shop::test::live_wal;
 namespace fs = std::filesystem;
 
 namespace {
@@ -38,12 +40,6 @@ std::vector<fs::path> files_named(const std::string& dir, const std::string& pre
   }
   std::sort(out.begin(), out.end());
   return out;
-}
-
-/// The WAL file RocksDB writes to now: the highest-numbered one.
-fs::path live_wal(const std::string& dir) {
-  auto logs = files_named(dir, "0", ".log");
-  return logs.empty() ? fs::path{} : logs.back();
 }
 
 bool eventually(const std::function<bool()>& pred) {
@@ -203,6 +199,75 @@ TEST(PreparedWal, test_a_start_that_prepares_none_removes_the_files_left_by_one_
   EXPECT_TRUE(files_named(data, "wal-spare-").empty());
   std::string value;
   EXPECT_TRUE(*(*db)->get("k/pre/0", value));
+}
+
+namespace {
+
+/// A power cut, unlike a kill -9, can tear the write that was in flight: the
+/// WAL's records then end in one whose header is there and whose payload is
+/// only partly. That write was never acknowledged (its sync had not
+/// returned), so recovery drops it and keeps every write before it; and the
+/// store that recovery leaves must recover in full from the next crash too.
+/// `prepared`: the size of prepared WAL files, 0 for none.
+void expect_a_torn_write_dropped_and_every_synced_one_kept(const std::string& base,
+                                                           uint64_t prepared) {
+  auto data = base + "/data";
+  store_ptr db;
+  if (prepared > 0)
+    db = open_with_a_prepared_wal(data);
+  else if (auto opened = store::open({data, 0}))
+    db = *opened;
+  ASSERT_TRUE(db);
+  for (int i = 0; i < 200; ++i)
+    ASSERT_FALSE(db->write({put_op("k/synced/" + std::to_string(i), std::to_string(i))}, true));
+  auto name = fs::path{live_wal(data)}.filename();
+  ASSERT_FALSE(name.empty());
+  auto crashed = base + "/crashed";
+  copy_as_crashed(data, crashed);
+  db.reset();
+  auto wal = (fs::path{crashed} / name).string();
+  auto end = test::wal_records_end(wal);
+  ASSERT_GT(end, 0u);
+  EXPECT_EQ(test::tear_next_wal_write(wal), end);
+  if (prepared > 0)
+    EXPECT_EQ(fs::file_size(wal), prepared); // zeros after the torn write
+  else
+    EXPECT_EQ(fs::file_size(wal), end + 7 + 200); // the file ends inside it
+
+  auto recovered = store::open({crashed, prepared});
+  ASSERT_TRUE(recovered);
+  std::string value;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(*(*recovered)->get("k/synced/" + std::to_string(i), value)) << i;
+    EXPECT_EQ(value, std::to_string(i));
+  }
+  for (int i = 0; i < 100; ++i)
+    ASSERT_FALSE(
+      (*recovered)->write({put_op("k/after/" + std::to_string(i), std::to_string(i))}, true));
+  auto crashed_again = base + "/crashed-again";
+  copy_as_crashed(crashed, crashed_again);
+  recovered->reset();
+
+  auto again = store::open({crashed_again, prepared});
+  ASSERT_TRUE(again);
+  for (int i = 0; i < 200; ++i)
+    ASSERT_TRUE(*(*again)->get("k/synced/" + std::to_string(i), value)) << i;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(*(*again)->get("k/after/" + std::to_string(i), value)) << i;
+    EXPECT_EQ(value, std::to_string(i));
+  }
+}
+
+} // namespace
+
+TEST(PreparedWal, test_a_write_torn_by_a_power_cut_in_a_prepared_wal_is_dropped_alone) {
+  test::temp_dir dir;
+  expect_a_torn_write_dropped_and_every_synced_one_kept(dir.path(), prepared_bytes);
+}
+
+TEST(PreparedWal, test_a_write_torn_by_a_power_cut_at_the_end_of_a_plain_wal_is_dropped_alone) {
+  test::temp_dir dir;
+  expect_a_torn_write_dropped_and_every_synced_one_kept(dir.path(), 0);
 }
 
 // The window after a WAL switch: the old WAL file stays open (so not yet cut
