@@ -176,14 +176,17 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   // metadata (storage/prepared_wal.hpp).
   std::shared_ptr<prepared_wal_fs> wal_fs;
   std::unique_ptr<rocksdb::Env> env;
+  auto base_fs = opts.file_system ? opts.file_system : rocksdb::FileSystem::Default();
   if (opts.prepared_wal_bytes > 0) {
-    wal_fs = std::make_shared<prepared_wal_fs>(rocksdb::FileSystem::Default(), opts.path,
-                                               opts.prepared_wal_bytes);
+    wal_fs = std::make_shared<prepared_wal_fs>(base_fs, opts.path, opts.prepared_wal_bytes);
     env = rocksdb::NewCompositeEnv(wal_fs);
-    o.env = env.get();
   } else {
     prepared_wal_fs::remove_files(opts.path);
+    if (opts.file_system)
+      env = rocksdb::NewCompositeEnv(opts.file_system);
   }
+  if (env)
+    o.env = env.get();
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) {

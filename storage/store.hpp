@@ -16,6 +16,7 @@
 namespace rocksdb {
 class DB;
 class Env;
+class FileSystem;
 class Statistics;
 } // namespace rocksdb
 
@@ -72,6 +73,9 @@ struct store_options {
   /// SST files kept open (RocksDB's max_open_files); -1: every one. Its WAL,
   /// MANIFEST and the files being written are not counted.
   int max_open_files = -1;
+  /// The file system RocksDB works on; null: the operating system's. (Tests
+  /// put one here that fails on purpose.)
+  std::shared_ptr<rocksdb::FileSystem> file_system = nullptr;
 };
 
 class store {

@@ -11,6 +11,8 @@
 #include <mutex>
 #include <thread>
 
+#include <rocksdb/file_system.h>
+
 #include "storage/journal.hpp"
 #include "storage/keys.hpp"
 #include "tests/fixtures/shopd_process.hpp"
@@ -49,6 +51,25 @@ bool within(std::chrono::milliseconds limit, const std::function<bool()>& pred) 
   }
   return true;
 }
+
+/// The operating system's file system, except that creating an SST file
+/// fails while `failing` is set: RocksDB's flushes and compactions fail, its
+/// WAL writes go on.
+class sst_refusing_fs final : public rocksdb::FileSystemWrapper {
+public:
+  sst_refusing_fs() : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "SstRefusingFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& opts,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (failing && name.size() > 4 && name.compare(name.size() - 4, 4, ".sst") == 0)
+      return rocksdb::IOStatus::IOError("test: cannot create " + name);
+    return target()->NewWritableFile(name, opts, result, dbg);
+  }
+
+  std::atomic<bool> failing{false};
+};
 
 } // namespace
 
@@ -335,6 +356,57 @@ TEST(Journal, test_a_journal_whose_storage_stops_for_good_tells_its_owner_once) 
   std::this_thread::sleep_for(2 * journal::probe_interval);
   EXPECT_EQ(told.load(), 1);
   EXPECT_FALSE(j.healthy());
+}
+
+// A flush runs in the background after the write that filled its memtable;
+// when it fails after the last write, no write comes to fail and show it.
+// The journal's idle check must: within its interval it probes storage, and
+// RocksDB, which takes no writes after a failed flush until the database is
+// opened again, makes that probe stop the journal, which tells its owner
+// (shopd exits 3 then, and its restart replays the WAL). Nothing written is
+// lost.
+TEST(Journal, test_a_flush_that_fails_after_the_last_write_is_found_without_traffic) {
+  test::temp_dir dir;
+  auto fs = std::make_shared<sst_refusing_fs>();
+  store_options opts{dir.path(), 0};
+  opts.file_system = fs;
+  std::string value(64 << 10, 'v');
+  int written = 0;
+  {
+    auto db = store::open(opts);
+    ASSERT_TRUE(db);
+    std::atomic<int> told{0};
+    journal j{*db, durability::sync, [&](const std::string&) { ++told; }};
+    fs->failing = true;
+    // Write until the memtable is full and switched: its flush begins (and
+    // fails) in the background; nothing is written after that.
+    for (; written < 1000 && (*db)->int_property("rocksdb.num-immutable-mem-table") == 0
+           && (*db)->int_property("rocksdb.background-errors") == 0;
+         ++written) {
+      std::promise<bool> done;
+      j.submit({put_op("k/" + std::to_string(written), value)},
+               [&](bool ok) { done.set_value(ok); });
+      ASSERT_TRUE(done.get_future().get()) << written;
+    }
+    ASSERT_LT(written, 1000);
+    ASSERT_TRUE(within(std::chrono::seconds{5},
+                       [&] { return (*db)->int_property("rocksdb.background-errors") > 0; }));
+    EXPECT_TRUE(j.healthy()); // no write has failed
+    EXPECT_TRUE(within(journal::background_check_interval + 2 * journal::probe_interval,
+                       [&] { return told.load() > 0; }));
+    EXPECT_EQ(j.health(), journal_health::stopped);
+    EXPECT_FALSE(j.healthy());
+    std::this_thread::sleep_for(2 * journal::probe_interval);
+    EXPECT_EQ(told.load(), 1);
+  }
+  // Opened again, as the restart does: every write is there, and writes go on.
+  fs->failing = false;
+  auto db = store::open(opts);
+  ASSERT_TRUE(db);
+  std::string got;
+  for (int i = 0; i < written; ++i)
+    ASSERT_TRUE(*(*db)->get("k/" + std::to_string(i), got)) << i;
+  EXPECT_FALSE((*db)->write({put_op("k/next", "v")}, true));
 }
 
 // RocksDB 7.8 resumes after a full disk without switching to a new WAL file
