@@ -1,7 +1,8 @@
 // catalog: GET /products. One per node, not an entity: it pages through the
 // product records in storage (each written by its SKU entity, so only
 // committed products are seen), filters them by the query, and asks the
-// page's SKUs for their live stock.
+// page's SKUs for their live stock. A SKU that does not answer (quarantined,
+// or not within ask_timeout) leaves its product on the page, stock unknown.
 //
 // Order: storage order (by shard, then SKU), stable across pages. The cursor
 // is the last product of a page, so products created meanwhile are neither
@@ -96,7 +97,6 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
       }
       struct join {
         product_page page;
-        caf::error failure;
         size_t pending = 0;
       };
       auto j = std::make_shared<join>();
@@ -118,7 +118,7 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
           if (!decode(v, p))
             return true; // not served; the SKU entity reports it when activated
           if (matches(query, p.name))
-            j->page.items.push_back(product_view{std::move(p), {}});
+            j->page.items.push_back(catalog_item{product_view{std::move(p), {}}});
           return true;
         },
         start);
@@ -132,24 +132,21 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
         rp.deliver(std::move(j->page));
         return rp;
       }
+      // One SKU in trouble (quarantined after crashes, or slow) must not take
+      // the whole page down: its product is listed as stored, stock unknown.
       j->pending = j->page.items.size();
       for (size_t i = 0; i < j->page.items.size(); ++i)
-        self->request(ctx->region, ctx->ask_timeout, get_product{j->page.items[i].product.sku})
+        self->request(ctx->region, ctx->ask_timeout, get_product{j->page.items[i].view.product.sku})
           .then(
             [rp, j, i](product_view& live) mutable {
-              j->page.items[i] = std::move(live);
-              if (--j->pending > 0)
-                return;
-              if (j->failure)
-                rp.deliver(j->failure);
-              else
+              j->page.items[i].view = std::move(live);
+              if (--j->pending == 0)
                 rp.deliver(std::move(j->page));
             },
-            [rp, j](caf::error& err) mutable {
-              if (!j->failure)
-                j->failure = std::move(err);
+            [rp, j, i](caf::error&) mutable {
+              j->page.items[i].stock_known = false;
               if (--j->pending == 0)
-                rp.deliver(j->failure);
+                rp.deliver(std::move(j->page));
             });
       return rp;
     },

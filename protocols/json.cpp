@@ -914,7 +914,22 @@ std::string to_json(const product_page& x) {
   for (size_t i = 0; i < x.items.size(); ++i) {
     if (i > 0)
       out.push_back(',');
-    out += to_json(x.items[i]);
+    auto& item = x.items[i];
+    if (item.stock_known) {
+      out += to_json(item.view);
+      continue;
+    }
+    json_writer w;
+    w.begin_object()
+      .field("sku", item.view.product.sku)
+      .field("name", item.view.product.name)
+      .field("price_cents", item.view.product.price_cents)
+      .field("description", item.view.product.description);
+    w.key("available").null();
+    w.key("reserved").null();
+    w.key("sold").null();
+    w.end_object();
+    out += w.take();
   }
   out += "],";
   json_writer w;

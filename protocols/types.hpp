@@ -174,9 +174,18 @@ struct cart_view {
   int64_t total_cents = 0;
 };
 
+/// One product of a catalog page.
+struct catalog_item {
+  product_view view;
+  /// False when its SKU did not tell its live stock (quarantined after
+  /// crashes, or not in time): the product as stored is listed, its stock
+  /// counts are unknown.
+  bool stock_known = true;
+};
+
 /// One page of GET /products.
 struct product_page {
-  std::vector<product_view> items;
+  std::vector<catalog_item> items;
   /// Opaque; empty on the last page.
   std::string next_cursor;
 };
@@ -399,6 +408,10 @@ typename Inspector::result_type inspect(Inspector& f, cart_record& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
   return f(caf::meta::type_name("shop::cart_view"), x.items, x.total_cents);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, catalog_item& x) {
+  return f(caf::meta::type_name("shop::catalog_item"), x.view, x.stock_known);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, product_page& x) {

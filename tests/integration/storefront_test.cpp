@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -143,6 +144,70 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
     EXPECT_EQ(json_field(res.body, "error.code"), "validation_failed") << bad;
   }
   EXPECT_EQ(c.request("GET", "/api/v1/products?q=%zz").status, 400);
+}
+
+// A SKU in trouble (here: crashed past its restart budget, so quarantined)
+// cannot tell its live stock. The catalog still lists its product, as stored,
+// with its stock counts null; the other products keep their live stock.
+TEST(Catalog, test_a_page_lists_a_quarantined_skus_product_with_its_stock_unknown) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "lamp-a", "Desk Lamp", 2500, 4);
+  create_product(c, admin, "lamp-b", "Floor Lamp", 7900, 2);
+  create_product(c, admin, "lamp-c", "Table Lamp", 3100, 6);
+  // Over 5 crashes within 10 s: quarantined, its commands 503 (1 s at first,
+  // then 2 s, 4 s ... for each crash after a quarantine). Each crash is sent
+  // after the last one's restart: one sent to the dying activation is none.
+  uint64_t crashes = 0;
+  auto quarantine = [&] {
+    while (c.request("GET", "/api/v1/products/lamp-b").status != 503) {
+      EXPECT_EQ(c.request("POST", "/api/v1/admin/fault-injection/crash",
+                          R"({"kind":"sku","id":"lamp-b"})", {bearer(admin)})
+                  .status,
+                202);
+      auto line = "shop_entity_crashes_total " + std::to_string(++crashes) + "\n";
+      if (!eventually(5s, [&] {
+            return c.request("GET", "/metrics").body.find(line) != std::string::npos;
+          }) || crashes > 20)
+        return false;
+    }
+    return true;
+  };
+  // The page is read while the SKU is quarantined: 503 before and after it.
+  http_result r;
+  bool during = false;
+  for (int attempt = 0; attempt < 3 && !during; ++attempt) {
+    ASSERT_TRUE(quarantine());
+    r = c.request("GET", "/api/v1/products?q=lamp");
+    during = c.request("GET", "/api/v1/products/lamp-b").status == 503;
+  }
+  ASSERT_TRUE(during);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(column(r.body, "items", "sku").size(), 3u) << r.body;
+  // sku -> field -> value (the page is in storage order, not by name).
+  std::map<std::string, std::map<std::string, std::string>> items;
+  auto skus = column(r.body, "items", "sku");
+  for (auto field : {"name", "price_cents", "available", "reserved", "sold"}) {
+    auto values = column(r.body, "items", field);
+    for (size_t i = 0; i < skus.size(); ++i)
+      items[skus[i]][field] = values[i];
+  }
+  EXPECT_EQ(items["lamp-a"]["available"], "4");
+  EXPECT_EQ(items["lamp-c"]["available"], "6");
+  EXPECT_EQ(items["lamp-c"]["sold"], "0");
+  EXPECT_EQ(items["lamp-b"]["name"], "Floor Lamp");
+  EXPECT_EQ(items["lamp-b"]["price_cents"], "7900");
+  EXPECT_EQ(items["lamp-b"]["available"], "null");
+  EXPECT_EQ(items["lamp-b"]["reserved"], "null");
+  EXPECT_EQ(items["lamp-b"]["sold"], "null");
+  // Out of quarantine it restarts from storage and reports its stock again.
+  ASSERT_TRUE(eventually(10s, [&] {
+    auto again = c.request("GET", "/api/v1/products?q=floor");
+    return again.status == 200 && column(again.body, "items", "available") == std::vector<std::string>{"2"};
+  }));
 }
 
 TEST(Cart, test_lines_are_priced_now_updated_removed_and_cleared) {
