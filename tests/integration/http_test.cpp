@@ -306,17 +306,6 @@ TEST(Http, test_access_log_lines_follow_the_json_log_format) {
   EXPECT_EQ(access_lines, 1);
 }
 
-namespace {
-
-/// A /metrics figure, read through `c` (-1 if absent).
-double metric(http_client& c, const std::string& name) {
-  auto body = c.request("GET", "/metrics").body;
-  auto at = body.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::strtod(body.c_str() + at + name.size() + 2, nullptr);
-}
-
-} // namespace
-
 // Past --max-connections a client hears 503 on its first request, then the
 // connection closes; the node keeps serving the connections it has, storage
 // included, and new ones again once some close. (shopd sets the limit from

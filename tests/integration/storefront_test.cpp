@@ -161,17 +161,16 @@ TEST(Catalog, test_a_page_lists_a_quarantined_skus_product_with_its_stock_unknow
   // Over 5 crashes within 10 s: quarantined, its commands 503 (1 s at first,
   // then 2 s, 4 s ... for each crash after a quarantine). Each crash is sent
   // after the last one's restart: one sent to the dying activation is none.
-  uint64_t crashes = 0;
+  double crashes = 0;
   auto quarantine = [&] {
     while (c.request("GET", "/api/v1/products/lamp-b").status != 503) {
       EXPECT_EQ(c.request("POST", "/api/v1/admin/fault-injection/crash",
                           R"({"kind":"sku","id":"lamp-b"})", {bearer(admin)})
                   .status,
                 202);
-      auto line = "shop_entity_crashes_total " + std::to_string(++crashes) + "\n";
-      if (!eventually(5s, [&] {
-            return c.request("GET", "/metrics").body.find(line) != std::string::npos;
-          }) || crashes > 20)
+      ++crashes;
+      if (!eventually(5s, [&] { return metric(c, "shop_entity_crashes_total") == crashes; })
+          || crashes > 20)
         return false;
     }
     return true;
