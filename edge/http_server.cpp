@@ -230,6 +230,14 @@ struct http_server::impl {
   /// by the deadline), keyed by (conn id, seq): whichever answer comes first
   /// releases the in-flight slot, exactly once.
   std::unordered_set<uint64_t> outstanding;
+  /// With the access log on: the outstanding requests whose client went away
+  /// before their answer (a reset), keyed like `outstanding`, so that their
+  /// answer is still logged. At most one per outstanding request.
+  struct orphan {
+    std::string peer;
+    slot s;
+  };
+  std::unordered_map<uint64_t, orphan> orphans;
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;
   bool draining = false; // stop() began: answer what is in flight, take nothing new
@@ -378,6 +386,11 @@ void close_connection(connection* c) {
   if (c->in_parse)
     return; // finished by on_read once http_parser_execute returns
   auto srv = c->srv;
+  if (srv->access_log) // requests still being worked on: log their answers when they come
+    for (auto& [seq, s] : c->slots)
+      if (!s.done && srv->outstanding.count(request_key(c->id, seq)) > 0)
+        srv->orphans.emplace(request_key(c->id, seq),
+                             http_server::impl::orphan{c->peer, std::move(s)});
   srv->conns.erase(c->id);
   srv->connections.fetch_sub(1);
   if (c->over_capacity)
@@ -544,9 +557,11 @@ std::string request_line_of(const connection* c) {
   return c->cur.method + " " + c->cur.path;
 }
 
-/// One access log line: the client, what it asked, the answer, the ids.
-void log_access(const connection* c, const slot& s, const http_response& res,
-                const std::string& request_id) {
+/// One access log line: the client, what it asked, the answer, the ids;
+/// `client=gone` when the client went away before the answer.
+void log_access(http_server::impl* srv, std::string_view peer, const slot& s,
+                const http_response& res, const std::string& request_id,
+                bool client_gone = false) {
   // The target as sent, with bytes that could confuse a log reader escaped.
   std::string target;
   for (unsigned char ch : s.request_line) {
@@ -566,10 +581,10 @@ void log_access(const connection* c, const slot& s, const http_response& res,
   // traceparent: 00-<trace id>-<span id>-<flags>
   auto trace = s.traceparent.size() >= 35 ? std::string_view{s.traceparent}.substr(3, 32)
                                           : std::string_view{"-"};
-  c->srv->access_log->info("access: {} \"{}\" {} {} {:.3f}ms request={} trace={}",
-                           c->peer.empty() ? "-" : c->peer, target.empty() ? "-" : target,
-                           res.status, res.body.size(), static_cast<double>(us) / 1000.0,
-                           request_id, trace);
+  srv->access_log->info("access: {} \"{}\" {} {} {:.3f}ms request={} trace={}{}",
+                        peer.empty() ? "-" : peer, target.empty() ? "-" : target, res.status,
+                        res.body.size(), static_cast<double>(us) / 1000.0, request_id, trace,
+                        client_gone ? " client=gone" : "");
 }
 
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
@@ -578,7 +593,7 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
   if (i == c->slots.end() || i->second.done)
     return; // already answered (e.g. timed out) or written
   if (c->srv->access_log)
-    log_access(c, i->second, res, request_id);
+    log_access(c->srv, c->peer, i->second, res, request_id);
   i->second.bytes =
     serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
@@ -1015,6 +1030,16 @@ void on_connection(uv_stream_t* server, int status) {
   arm_timer(c);
 }
 
+/// Logs the answer to a request whose client went away, if it was kept.
+void log_orphan(http_server::impl* srv, uint64_t key, const http_response& res,
+                const std::string& request_id) {
+  auto o = srv->orphans.find(key);
+  if (o == srv->orphans.end())
+    return;
+  log_access(srv, o->second.peer, o->second.s, res, request_id, true);
+  srv->orphans.erase(o);
+}
+
 void on_replies(uv_async_t* a) {
   auto srv = static_cast<http_server::impl*>(a->data);
   auto& items = srv->replies; // empty: cleared after the last round
@@ -1031,8 +1056,10 @@ void on_replies(uv_async_t* a) {
       srv->observer(it.res.route, it.res.status,
                     std::chrono::duration_cast<std::chrono::microseconds>(now - it.received));
     auto c = srv->conns.find(it.conn_id);
-    if (c != srv->conns.end()) // the client may have gone
+    if (c != srv->conns.end())
       fill_slot(c->second, it.seq, it.res, it.request_id);
+    else if (!srv->orphans.empty()) // the client went away; the answer is still logged
+      log_orphan(srv, request_key(it.conn_id, it.seq), it.res, it.request_id);
   }
   items.clear();
 }
@@ -1049,13 +1076,16 @@ void on_deadlines(uv_timer_t* t) {
       continue; // answered in time
     // No answer in time: release the in-flight slot now, once.
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
+    auto res = server_error(503, "unavailable", "no answer in time; retry", d.request_id);
     auto c = srv->conns.find(d.conn_id);
-    if (c == srv->conns.end())
-      continue; // the client is gone
+    if (c == srv->conns.end()) { // the client is gone
+      if (!srv->orphans.empty())
+        log_orphan(srv, request_key(d.conn_id, d.seq), res, d.request_id);
+      continue;
+    }
     auto slot = c->second->slots.find(d.seq);
     if (slot == c->second->slots.end() || slot->second.done)
       continue;
-    auto res = server_error(503, "unavailable", "no answer in time; retry", d.request_id);
     if (srv->observer)
       srv->observer("(timeout)", 503, std::chrono::duration_cast<std::chrono::microseconds>(
                                         now - (d.at - srv->limits.request_timeout)));

@@ -277,6 +277,55 @@ TEST(Http, test_the_access_log_has_a_line_per_answer_with_its_ids) {
   EXPECT_EQ(quiet.output().find("access:"), std::string::npos) << quiet.output();
 }
 
+// A client that goes away (a reset) while its request is being worked on
+// still gets its line in the access log once the answer is made, marked
+// `client=gone`: the request was applied or refused all the same (a purchase
+// may have created an order), and the log must say so.
+TEST(Http, test_the_access_log_keeps_the_answer_of_a_client_that_went_away) {
+  temp_dir dir;
+  // A slow password hash (64 MiB), so the login is still being worked on
+  // when its client resets the connection.
+  shopd_process shopd{dir.path(), {"--access-log", "--password-hash-cost", "16"}};
+  ASSERT_TRUE(shopd.start());
+  {
+    http_client c{shopd.port()};
+    ASSERT_EQ(c.request("POST", "/api/v1/users",
+                        R"({"username":"gone_user","password":"password-1"})")
+                .status,
+              201);
+  }
+  int fd = connect_loopback(shopd.port());
+  ASSERT_GE(fd, 0);
+  std::string body = R"({"username":"gone_user","password":"password-1"})";
+  std::string request = "POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nX-Request-Id: gone-1\r\n"
+                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  std::this_thread::sleep_for(20ms); // read by the node, the hash under way
+  linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+  ::close(fd); // RST
+  std::string line;
+  ASSERT_TRUE(eventually(10s, [&] {
+    auto out = shopd.output();
+    auto i = out.find("request=gone-1");
+    if (i == std::string::npos)
+      return false;
+    auto begin = out.rfind('\n', i) + 1;
+    line = out.substr(begin, out.find('\n', i) - begin);
+    return true;
+  })) << shopd.output();
+  EXPECT_NE(line.find(R"(access: 127.0.0.1 "POST /api/v1/auth/login" 200 )"), std::string::npos)
+    << line;
+  EXPECT_NE(line.find(" client=gone"), std::string::npos) << line;
+  // Answers that reach their client are not marked.
+  http_client c{shopd.port()};
+  EXPECT_EQ(c.request("GET", "/healthz", "", {"X-Request-Id: here-1"}).status, 200);
+  ASSERT_TRUE(eventually(5s, [&] { return shopd.output().find("request=here-1") != std::string::npos; }));
+  auto out = shopd.output();
+  auto i = out.find("request=here-1");
+  EXPECT_EQ(out.substr(i, out.find('\n', i) - i).find("client=gone"), std::string::npos);
+}
+
 // With --log-format json the access log's lines are JSON objects like every
 // other log line (its sink takes the process's log format).
 TEST(Http, test_access_log_lines_follow_the_json_log_format) {
