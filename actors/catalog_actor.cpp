@@ -2,7 +2,7 @@
 // product records in storage (each written by its SKU entity, so only
 // committed products are seen), filters them by the query, and asks the
 // page's SKUs for their live stock. A SKU that does not answer (quarantined,
-// or not within ask_timeout) leaves its product on the page, stock unknown.
+// or not within `stock_timeout`) leaves its product on the page, stock unknown.
 //
 // Order: storage order (by shard, then SKU), stable across pages. The cursor
 // is the last product of a page, so products created meanwhile are neither
@@ -10,8 +10,11 @@
 // a rare query may return a short (even empty) page with a cursor to go on.
 
 #include <cctype>
+#include <chrono>
+#include <memory>
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 
 #include "actors/entities.hpp"
 #include "protocols/record_codec.hpp"
@@ -22,6 +25,12 @@ namespace shop {
 namespace {
 
 constexpr size_t max_scanned = 5000;
+/// How long a page waits for a SKU's live stock: well within the edge's
+/// request timeout (5 s by default), so that one slow SKU (loading a long
+/// history after a restart, say) costs its stock figures, not the page.
+constexpr auto stock_timeout = std::chrono::seconds{1};
+/// At most one warning per this interval about products listed without stock.
+constexpr auto warn_interval = std::chrono::seconds{10};
 constexpr size_t shard_digits = 4;
 
 std::vector<std::string> words_of(std::string_view text) {
@@ -85,6 +94,8 @@ std::string catalog_key(std::string_view cursor) {
 } // namespace
 
 caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
+  // When the last warning about products listed without stock was logged.
+  auto warned = std::make_shared<std::chrono::steady_clock::time_point>();
   return {
     [=](const list_products& c) -> caf::result<product_page> {
       auto rp = self->make_response_promise<product_page>();
@@ -135,19 +146,27 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
       // One SKU in trouble (quarantined after crashes, or slow) must not take
       // the whole page down: its product is listed as stored, stock unknown.
       j->pending = j->page.items.size();
-      for (size_t i = 0; i < j->page.items.size(); ++i)
-        self->request(ctx->region, ctx->ask_timeout, get_product{j->page.items[i].view.product.sku})
+      for (size_t i = 0; i < j->page.items.size(); ++i) {
+        auto& sku = j->page.items[i].view.product.sku;
+        self->request(ctx->region, stock_timeout, get_product{sku})
           .then(
             [rp, j, i](product_view& live) mutable {
               j->page.items[i].view = std::move(live);
               if (--j->pending == 0)
                 rp.deliver(std::move(j->page));
             },
-            [rp, j, i](caf::error&) mutable {
+            [rp, j, i, warned](caf::error& err) mutable {
               j->page.items[i].stock_known = false;
+              auto now = std::chrono::steady_clock::now();
+              if (now - *warned >= warn_interval) {
+                *warned = now;
+                spdlog::warn("catalog: product {} listed without its stock: {}",
+                             j->page.items[i].view.product.sku, describe(err).message);
+              }
               if (--j->pending == 0)
                 rp.deliver(std::move(j->page));
             });
+      }
       return rp;
     },
   };

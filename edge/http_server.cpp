@@ -379,6 +379,12 @@ void on_closed(uv_handle_t* h) {
 
 void finish_stop(http_server::impl* srv);
 
+/// A stop may finish: every connection closed, and every request whose
+/// client went away answered (so that the access log has its line).
+bool drained(const http_server::impl* srv) {
+  return srv->draining && srv->conns.empty() && srv->orphans.empty();
+}
+
 void close_connection(connection* c) {
   if (c->closing)
     return;
@@ -398,7 +404,7 @@ void close_connection(connection* c) {
   uv_timer_stop(&c->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);
-  if (srv->draining && srv->conns.empty())
+  if (drained(srv))
     finish_stop(srv); // the last one drained (lingering ones included: their
                       // answers are safe from a reset only once they close)
 }
@@ -1038,6 +1044,8 @@ void log_orphan(http_server::impl* srv, uint64_t key, const http_response& res,
     return;
   log_access(srv, o->second.peer, o->second.s, res, request_id, true);
   srv->orphans.erase(o);
+  if (drained(srv))
+    finish_stop(srv);
 }
 
 void on_replies(uv_async_t* a) {
@@ -1076,16 +1084,19 @@ void on_deadlines(uv_timer_t* t) {
       continue; // answered in time
     // No answer in time: release the in-flight slot now, once.
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
-    auto res = server_error(503, "unavailable", "no answer in time; retry", d.request_id);
+    auto timed_out = [&] {
+      return server_error(503, "unavailable", "no answer in time; retry", d.request_id);
+    };
     auto c = srv->conns.find(d.conn_id);
     if (c == srv->conns.end()) { // the client is gone
       if (!srv->orphans.empty())
-        log_orphan(srv, request_key(d.conn_id, d.seq), res, d.request_id);
+        log_orphan(srv, request_key(d.conn_id, d.seq), timed_out(), d.request_id);
       continue;
     }
     auto slot = c->second->slots.find(d.seq);
     if (slot == c->second->slots.end() || slot->second.done)
       continue;
+    auto res = timed_out();
     if (srv->observer)
       srv->observer("(timeout)", 503, std::chrono::duration_cast<std::chrono::microseconds>(
                                         now - (d.at - srv->limits.request_timeout)));
@@ -1158,7 +1169,7 @@ void on_stop(uv_async_t* a) {
   for (auto c : connections_of(srv))
     if (!srv->finished)
       drain(c);
-  if (srv->conns.empty())
+  if (drained(srv))
     finish_stop(srv);
 }
 

@@ -839,18 +839,34 @@ std::string to_json(const inventory_view& x) {
   return w.take();
 }
 
-std::string to_json(const product_view& x) {
+namespace {
+
+/// A product with its stock counts, or with them null when `stock` is null
+/// (unknown: a catalog page whose SKU did not answer).
+std::string product_json(const product_record& p, const inventory_view* stock) {
   json_writer w;
   w.begin_object()
-    .field("sku", x.product.sku)
-    .field("name", x.product.name)
-    .field("price_cents", x.product.price_cents)
-    .field("description", x.product.description)
-    .field("available", x.inventory.available)
-    .field("reserved", x.inventory.reserved)
-    .field("sold", x.inventory.sold)
-    .end_object();
+    .field("sku", p.sku)
+    .field("name", p.name)
+    .field("price_cents", p.price_cents)
+    .field("description", p.description);
+  if (stock) {
+    w.field("available", stock->available)
+      .field("reserved", stock->reserved)
+      .field("sold", stock->sold);
+  } else {
+    w.key("available").null();
+    w.key("reserved").null();
+    w.key("sold").null();
+  }
+  w.end_object();
   return w.take();
+}
+
+} // namespace
+
+std::string to_json(const product_view& x) {
+  return product_json(x.product, &x.inventory);
 }
 
 std::string to_json(const sale_view& x) {
@@ -915,21 +931,7 @@ std::string to_json(const product_page& x) {
     if (i > 0)
       out.push_back(',');
     auto& item = x.items[i];
-    if (item.stock_known) {
-      out += to_json(item.view);
-      continue;
-    }
-    json_writer w;
-    w.begin_object()
-      .field("sku", item.view.product.sku)
-      .field("name", item.view.product.name)
-      .field("price_cents", item.view.product.price_cents)
-      .field("description", item.view.product.description);
-    w.key("available").null();
-    w.key("reserved").null();
-    w.key("sold").null();
-    w.end_object();
-    out += w.take();
+    out += product_json(item.view.product, item.stock_known ? &item.view.inventory : nullptr);
   }
   out += "],";
   json_writer w;

@@ -74,7 +74,8 @@ struct store_options {
   /// MANIFEST and the files being written are not counted.
   int max_open_files = -1;
   /// The file system RocksDB works on; null: the operating system's. (Tests
-  /// put one here that fails on purpose.)
+  /// put one here that fails on purpose.) Prepared WAL files are written and
+  /// renamed with POSIX calls of their own, not through it.
   std::shared_ptr<rocksdb::FileSystem> file_system = nullptr;
 };
 
