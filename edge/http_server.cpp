@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <unordered_set>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -164,9 +165,21 @@ std::shared_ptr<spdlog::logger> make_access_logger() {
 
 struct connection;
 
-uint64_t request_key(uint64_t conn_id, uint64_t seq) {
-  return (conn_id << 32) ^ seq; // conn ids and per-connection seqs stay below 2^32
-}
+/// A request handed to the handler: its connection's id and its place in
+/// the connection. (Both grow for as long as the node runs.)
+struct request_key {
+  uint64_t conn_id = 0;
+  uint64_t seq = 0;
+  bool operator==(const request_key& o) const noexcept {
+    return conn_id == o.conn_id && seq == o.seq;
+  }
+};
+
+struct request_key_hash {
+  size_t operator()(const request_key& k) const noexcept {
+    return std::hash<uint64_t>{}(k.conn_id * 0x9e3779b97f4a7c15ull ^ k.seq);
+  }
+};
 
 /// One response slot per request, in arrival order.
 struct slot {
@@ -217,6 +230,8 @@ struct http_server::impl {
   size_t refusing = 0;
   /// When the last warning about refused connections was logged.
   std::chrono::steady_clock::time_point refusal_logged{};
+  /// When the last warning about a client that does not read was logged.
+  std::chrono::steady_clock::time_point slow_reader_logged{};
   /// Requests handed to the handler, oldest first (one timeout for all, so
   /// deadlines are in order): the loop answers 503 for those past due.
   struct deadline {
@@ -229,7 +244,7 @@ struct http_server::impl {
   /// Requests handed to the handler and not yet answered (by the handler or
   /// by the deadline), keyed by (conn id, seq): whichever answer comes first
   /// releases the in-flight slot, exactly once.
-  std::unordered_set<uint64_t> outstanding;
+  std::unordered_set<request_key, request_key_hash> outstanding;
   /// With the access log on: the outstanding requests whose client went away
   /// before their answer (a reset), keyed like `outstanding`, so that their
   /// answer is still logged. At most one per outstanding request.
@@ -237,7 +252,7 @@ struct http_server::impl {
     std::string peer;
     slot s;
   };
-  std::unordered_map<uint64_t, orphan> orphans;
+  std::unordered_map<request_key, orphan, request_key_hash> orphans;
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;
   bool draining = false; // stop() began: answer what is in flight, take nothing new
@@ -334,6 +349,7 @@ struct connection {
   std::string unparsed;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
+  size_t queued_at_timer = 0;      // write_queue_size when the write timeout was armed
   int open_handles = 2;
   std::string peer; // the client's IP address, read once at accept
   /// After the last answer: the write side is shut down, and what the client
@@ -394,8 +410,8 @@ void close_connection(connection* c) {
   auto srv = c->srv;
   if (srv->access_log) // requests still being worked on: log their answers when they come
     for (auto& [seq, s] : c->slots)
-      if (!s.done && srv->outstanding.count(request_key(c->id, seq)) > 0)
-        srv->orphans.emplace(request_key(c->id, seq),
+      if (!s.done && srv->outstanding.count(request_key{c->id, seq}) > 0)
+        srv->orphans.emplace(request_key{c->id, seq},
                              http_server::impl::orphan{c->peer, std::move(s)});
   srv->conns.erase(c->id);
   srv->connections.fetch_sub(1);
@@ -465,7 +481,10 @@ void close_gracefully(connection* c) {
 /// After a half-close (or at a stop): close once every request is answered
 /// and written (closing earlier would cancel queued writes).
 void close_if_drained(connection* c) {
-  if (c->close_when_drained && unanswered(c) == 0 && c->pending_writes == 0 && !c->paused)
+  // Not while parsing: requests later in the bytes being parsed are still to
+  // come (parse() looks again when it is done).
+  if (c->close_when_drained && !c->in_parse && unanswered(c) == 0 && c->pending_writes == 0
+      && !c->paused)
     close_gracefully(c);
 }
 
@@ -480,6 +499,7 @@ void on_written(uv_write_t* req, int status) {
   else {
     update_reading(c);
     close_if_drained(c);
+    arm_timer(c); // the write timeout ends, or starts over: the client reads
   }
   delete w;
 }
@@ -593,6 +613,29 @@ void log_access(http_server::impl* srv, std::string_view peer, const slot& s,
                         client_gone ? " client=gone" : "");
 }
 
+/// The bytes of answers the client has not taken: queued for its socket, and
+/// finished behind an earlier one still being worked on.
+size_t unread_answer_bytes(const connection* c) {
+  size_t n = c->tcp.write_queue_size;
+  for (auto& [seq, s] : c->slots)
+    if (s.done)
+      n += s.bytes.size();
+  return n;
+}
+
+/// Closes a connection whose client does not read its answers (they would
+/// pile up in memory); warns at most every 10 s.
+void close_slow_reader(connection* c) {
+  auto srv = c->srv;
+  auto now = std::chrono::steady_clock::now();
+  if (now - srv->slow_reader_logged >= std::chrono::seconds{10}) {
+    srv->slow_reader_logged = now;
+    spdlog::warn("edge: closed a connection from {} holding {} bytes of answers it does not read",
+                 c->peer.empty() ? "-" : c->peer, unread_answer_bytes(c));
+  }
+  close_connection(c);
+}
+
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
                const std::string& request_id) {
   auto i = c->slots.find(seq);
@@ -604,6 +647,8 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
     serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
   flush(c);
+  if (!c->closing && unread_answer_bytes(c) > c->srv->limits.max_unread_answer_bytes)
+    close_slow_reader(c);
 }
 
 /// An answer the server gives itself, in API.md's error shape. `message`
@@ -698,6 +743,11 @@ void on_timer(uv_timer_t* t) {
   if (c->in_message) {
     refuse(c, 408, "request_timeout", "the request did not arrive in time");
     c->in_message = false;
+  } else if (c->pending_writes > 0) {
+    if (c->tcp.write_queue_size < c->queued_at_timer)
+      arm_timer(c); // the client took some: it gets another write timeout
+    else
+      close_connection(c); // it took nothing of its answers for the whole timeout
   } else if (unanswered(c) == 0) {
     close_connection(c);
   }
@@ -712,18 +762,41 @@ void arm_timer(connection* c) {
   auto wait = [&](std::chrono::milliseconds t) {
     return static_cast<uint64_t>((c->over_capacity ? std::min(t, l.refusing_timeout) : t).count());
   };
-  if (c->in_message)
+  if (c->in_message) {
     uv_timer_start(&c->timer, on_timer, wait(l.read_timeout), 0);
-  else if (unanswered(c) == 0)
+  } else if (c->pending_writes > 0) { // waiting on the client to read
+    c->queued_at_timer = c->tcp.write_queue_size;
+    uv_timer_start(&c->timer, on_timer, wait(l.write_timeout), 0);
+  } else if (unanswered(c) == 0) {
     uv_timer_start(&c->timer, on_timer, wait(l.idle_timeout), 0);
-  else
+  } else {
     uv_timer_stop(&c->timer); // waiting on our own answers, not on the client
+  }
 }
 
 // -- http_parser callbacks ----------------------------------------------------
 
 connection* conn_of(http_parser* p) {
   return static_cast<connection*>(p->data);
+}
+
+/// http_parser's own cap on a request's head (80 KiB unless set) counts
+/// every byte of it: whitespace and line ends too, which count_header_bytes
+/// does not see (the target, and the header names and values, are what it
+/// counts). So the parser is capped near the limit too, with room for the
+/// separators of `max_headers` lines (": " and CRLF) and the request line's:
+/// a head padded with whitespace is refused (431) there. The cap is one for
+/// the whole process: the largest any server here asked for.
+void cap_parser_head_size(const http_limits& limits) {
+  static std::mutex mtx;
+  static uint64_t largest = 0;
+  auto wanted = static_cast<uint64_t>(limits.max_header_bytes) + 4 * limits.max_headers + 64;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (wanted <= largest)
+    return;
+  largest = wanted;
+  http_parser_set_max_header_size(
+    static_cast<uint32_t>(std::min<uint64_t>(largest, std::numeric_limits<uint32_t>::max())));
 }
 
 int count_header_bytes(connection* c, size_t n) {
@@ -882,7 +955,7 @@ int on_message_complete(http_parser* p) {
     fill_slot(c, seq, res, req.request_id);
   } else {
     srv->inflight.fetch_add(1, std::memory_order_relaxed);
-    srv->outstanding.insert(request_key(c->id, seq));
+    srv->outstanding.insert(request_key{c->id, seq});
     srv->deadlines.push_back(
       {req.received + srv->limits.request_timeout, c->id, seq, req.request_id});
     srv->handler(req, std::move(r));
@@ -929,24 +1002,27 @@ void parse(connection* c, const char* data, size_t n) {
     if (c->paused) // else it was the last request: the rest is dropped
       c->unparsed.assign(data + parsed, n - parsed);
     update_reading(c);
+    close_if_drained(c); // a half-closed client whose requests were all answered while parsing
     return;
   }
-  if (err != HPE_OK || c->parser.upgrade) {
-    if (c->error_status == 503)
-      refuse(c, 503, "unavailable", "the node has as many connections as it serves; retry",
-             "(shed)");
-    else if (c->error_status == 413)
-      refuse(c, 413, "payload_too_large", "the request body is too large");
-    else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
-      refuse(c, 431, "header_too_large", "the request headers are too large or too many");
-    else
-      refuse(c, 400, "bad_request",
-             std::string{"malformed HTTP request: "} + http_errno_description(err));
-    c->in_message = false;
-    if (c->reading && !c->lingering) { // a lingering one reads on, and drops
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
-      c->reading = false;
-    }
+  if (err == HPE_OK && !c->parser.upgrade) {
+    close_if_drained(c);
+    return;
+  }
+  if (c->error_status == 503)
+    refuse(c, 503, "unavailable", "the node has as many connections as it serves; retry",
+           "(shed)");
+  else if (c->error_status == 413)
+    refuse(c, 413, "payload_too_large", "the request body is too large");
+  else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
+    refuse(c, 431, "header_too_large", "the request headers are too large or too many");
+  else
+    refuse(c, 400, "bad_request",
+           std::string{"malformed HTTP request: "} + http_errno_description(err));
+  c->in_message = false;
+  if (c->reading && !c->lingering) { // a lingering one reads on, and drops
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+    c->reading = false;
   }
 }
 
@@ -1037,7 +1113,7 @@ void on_connection(uv_stream_t* server, int status) {
 }
 
 /// Logs the answer to a request whose client went away, if it was kept.
-void log_orphan(http_server::impl* srv, uint64_t key, const http_response& res,
+void log_orphan(http_server::impl* srv, request_key key, const http_response& res,
                 const std::string& request_id) {
   auto o = srv->orphans.find(key);
   if (o == srv->orphans.end())
@@ -1057,7 +1133,7 @@ void on_replies(uv_async_t* a) {
   }
   auto now = std::chrono::steady_clock::now();
   for (auto& it : items) {
-    if (srv->outstanding.erase(request_key(it.conn_id, it.seq)) == 0)
+    if (srv->outstanding.erase(request_key{it.conn_id, it.seq}) == 0)
       continue; // answered with 503 by the deadline already
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
     if (srv->observer)
@@ -1067,7 +1143,7 @@ void on_replies(uv_async_t* a) {
     if (c != srv->conns.end())
       fill_slot(c->second, it.seq, it.res, it.request_id);
     else if (!srv->orphans.empty()) // the client went away; the answer is still logged
-      log_orphan(srv, request_key(it.conn_id, it.seq), it.res, it.request_id);
+      log_orphan(srv, request_key{it.conn_id, it.seq}, it.res, it.request_id);
   }
   items.clear();
 }
@@ -1080,7 +1156,7 @@ void on_deadlines(uv_timer_t* t) {
   while (!srv->deadlines.empty() && srv->deadlines.front().at <= now) {
     auto d = std::move(srv->deadlines.front());
     srv->deadlines.pop_front();
-    if (srv->outstanding.erase(request_key(d.conn_id, d.seq)) == 0)
+    if (srv->outstanding.erase(request_key{d.conn_id, d.seq}) == 0)
       continue; // answered in time
     // No answer in time: release the in-flight slot now, once.
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
@@ -1090,7 +1166,7 @@ void on_deadlines(uv_timer_t* t) {
     auto c = srv->conns.find(d.conn_id);
     if (c == srv->conns.end()) { // the client is gone
       if (!srv->orphans.empty())
-        log_orphan(srv, request_key(d.conn_id, d.seq), timed_out(), d.request_id);
+        log_orphan(srv, request_key{d.conn_id, d.seq}, timed_out(), d.request_id);
       continue;
     }
     auto slot = c->second->slots.find(d.seq);
@@ -1179,6 +1255,7 @@ http_server::http_server(http_limits limits, request_handler handler, response_o
                          iteration_hook after_reads, bool access_log)
   : impl_(std::make_unique<impl>()) {
   impl_->limits = limits;
+  cap_parser_head_size(limits);
   if (access_log)
     impl_->access_log = make_access_logger();
   impl_->handler = std::move(handler);

@@ -32,6 +32,15 @@ struct http_limits {
   std::chrono::milliseconds read_timeout{10'000};
   /// A keep-alive connection without requests is closed after this. Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};
+  /// A connection whose written answers the client takes none of for this
+  /// long is closed (any progress restarts it). Default: 30 s.
+  std::chrono::milliseconds write_timeout{30'000};
+  /// Bytes of answers a connection may hold that its client has not taken
+  /// (queued for the socket, or finished behind an earlier unanswered one);
+  /// past this it is closed: its client does not read. Reading pauses at
+  /// 1 MiB already, but up to `max_pipelined` requests may be under way when
+  /// it does. Default: 4 MiB.
+  size_t max_unread_answer_bytes = 4u << 20;
   /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
   size_t max_inflight = 20'000;
   /// Client connections served at once; 0: no limit. Past it, up to 1/16 of

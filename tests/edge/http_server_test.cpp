@@ -68,7 +68,11 @@ struct held_requests {
 /// A blocking loopback client that closes its socket when it goes.
 class raw_client {
 public:
-  explicit raw_client(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  /// With `rcvbuf`, a receive buffer that small: what the client does not
+  /// read backs up on the server.
+  explicit raw_client(uint16_t port, int rcvbuf = 0) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (rcvbuf > 0)
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -652,4 +656,99 @@ TEST(HttpServer, test_connections_past_the_limit_are_refused_without_holding_the
   }
   EXPECT_TRUE(served(a, "/a2"));
   EXPECT_TRUE(served(d, "/d2"));
+}
+
+namespace {
+
+/// A server whose handler answers every request at once with `body_bytes`
+/// bytes, and a way to wait for its count of open connections.
+struct big_answers {
+  server_under_test s;
+  big_answers(http_limits limits, size_t body_bytes)
+    : s{limits, [body_bytes](http_request&, responder r) {
+          http_response res;
+          res.body.assign(body_bytes, 'x');
+          r.send(std::move(res));
+        }} {}
+  bool connections_become(size_t n, std::chrono::milliseconds limit = 5s) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (s.server.connections() != n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+    return s.server.connections() == n;
+  }
+};
+
+std::string pipelined_gets(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i)
+    out += "GET /big" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+  return out;
+}
+
+} // namespace
+
+// Pipelined requests in one read all run before any answer exists, so the
+// pause at 1 MiB of unread answers comes too late for them: 64 answers of
+// 256 KiB to a client that never reads would sit in memory (and a few
+// thousand such connections would take the node's memory). Past
+// max_unread_answer_bytes the connection is closed; a client that reads
+// gets every answer.
+TEST(HttpServer, test_a_client_that_never_reads_its_pipelined_answers_is_closed) {
+  http_limits limits;
+  limits.max_unread_answer_bytes = 4u << 20;
+  big_answers b{limits, 256 << 10};
+  {
+    raw_client reader{b.s.server.port()};
+    ASSERT_TRUE(reader.send(pipelined_gets(8))); // 2 MiB: within the limit
+    auto stream = reader.read_until([](const std::string& got) { return bodies(got).size() == 8; });
+    EXPECT_EQ(bodies(stream).size(), 8u);
+    EXPECT_FALSE(reader.saw_eof());
+  }
+  ASSERT_TRUE(b.connections_become(0));
+  raw_client stuck{b.s.server.port(), 4096};
+  ASSERT_TRUE(stuck.send(pipelined_gets(64))); // 16 MiB it will not read
+  EXPECT_TRUE(b.connections_become(0)) << b.s.server.connections();
+}
+
+// A client that takes nothing of an answer for write_timeout is closed (its
+// answer would hold memory and a descriptor for as long as it likes); one
+// that reads slowly, but reads, keeps its connection.
+TEST(HttpServer, test_a_client_that_stops_reading_is_closed_after_the_write_timeout) {
+  http_limits limits;
+  limits.write_timeout = 300ms;
+  limits.max_unread_answer_bytes = 64u << 20;
+  big_answers b{limits, 4 << 20};
+  {
+    raw_client slow{b.s.server.port(), 4096};
+    ASSERT_TRUE(slow.send("GET /slow HTTP/1.1\r\n\r\n"));
+    // 4 MiB read 256 KiB every 50 ms: slower than the server writes, never
+    // stalled for a write timeout.
+    std::string got;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (bodies(got).empty() && !slow.saw_eof() && std::chrono::steady_clock::now() < until) {
+      got = slow.read_until([n = got.size()](const std::string& g) { return g.size() >= n + (256 << 10); },
+                            1s);
+      std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_EQ(bodies(got).size(), 1u) << got.size() << " bytes read";
+    EXPECT_EQ(bodies(got)[0].size(), 4u << 20);
+    EXPECT_FALSE(slow.saw_eof());
+  }
+  ASSERT_TRUE(b.connections_become(0));
+  raw_client stuck{b.s.server.port(), 4096};
+  ASSERT_TRUE(stuck.send("GET /stuck HTTP/1.1\r\n\r\n"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(b.s.server.connections(), 1u); // not before the timeout
+  EXPECT_TRUE(b.connections_become(0, 3s)) << b.s.server.connections();
+}
+
+// http_parser counts every byte of a request's head; the header limit counts
+// the target and the header names and values. A head padded with whitespace
+// (here 20,000 spaces before a header's value) is refused too.
+TEST(HttpServer, test_a_head_padded_with_whitespace_is_past_the_header_limit) {
+  big_answers b{http_limits{}, 10};
+  raw_client c{b.s.server.port()};
+  ASSERT_TRUE(c.send("GET /x HTTP/1.1\r\nA:" + std::string(20000, ' ') + "b\r\n\r\n"));
+  auto stream = c.read_to_eof();
+  EXPECT_EQ(stream.rfind("HTTP/1.1 431 ", 0), 0u) << stream.substr(0, 200);
 }
