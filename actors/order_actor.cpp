@@ -163,8 +163,12 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     if (st.placement.empty()) // the entity failed meanwhile and answered every request
       return;
     if (j->refusal) {
-      release_lines(ctx, order_id, j->lines);
-      finish_placement(self, ticket, &j->refusal);
+      // Answered once the lines already reserved are released (durably, at
+      // their SKUs): a client that retries at once finds the units back.
+      release_lines_then(self, order_id, j->lines, [self, ticket, j] {
+        if (!self->state.placement.empty()) // else the entity failed and answered meanwhile
+          finish_placement(self, ticket, &j->refusal);
+      });
       return;
     }
     auto& o = st.order;
