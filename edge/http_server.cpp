@@ -7,15 +7,17 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <unordered_set>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <http_parser.h>
+#include <linux/sockios.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -349,7 +351,7 @@ struct connection {
   std::string unparsed;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
-  size_t queued_at_timer = 0;      // write_queue_size when the write timeout was armed
+  size_t unsent_at_timer = 0;      // unsent_bytes() when the write timeout was armed
   int open_handles = 2;
   std::string peer; // the client's IP address, read once at accept
   /// After the last answer: the write side is shut down, and what the client
@@ -738,13 +740,27 @@ void update_reading(connection* c) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
 }
 
+/// Answer bytes the client has not acknowledged: queued in libuv, and in the
+/// kernel's send queue (SIOCOUTQ). A client that reads takes from the kernel's
+/// queue first; libuv's shrinks only once the kernel wants more, which with a
+/// large send buffer can take longer than a write timeout.
+size_t unsent_bytes(const connection* c) {
+  size_t n = c->tcp.write_queue_size;
+  uv_os_fd_t fd;
+  int in_kernel = 0;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&c->tcp), &fd) == 0
+      && ::ioctl(fd, SIOCOUTQ, &in_kernel) == 0 && in_kernel > 0)
+    n += static_cast<size_t>(in_kernel);
+  return n;
+}
+
 void on_timer(uv_timer_t* t) {
   auto c = static_cast<connection*>(t->data);
   if (c->in_message) {
     refuse(c, 408, "request_timeout", "the request did not arrive in time");
     c->in_message = false;
   } else if (c->pending_writes > 0) {
-    if (c->tcp.write_queue_size < c->queued_at_timer)
+    if (unsent_bytes(c) < c->unsent_at_timer)
       arm_timer(c); // the client took some: it gets another write timeout
     else
       close_connection(c); // it took nothing of its answers for the whole timeout
@@ -765,7 +781,7 @@ void arm_timer(connection* c) {
   if (c->in_message) {
     uv_timer_start(&c->timer, on_timer, wait(l.read_timeout), 0);
   } else if (c->pending_writes > 0) { // waiting on the client to read
-    c->queued_at_timer = c->tcp.write_queue_size;
+    c->unsent_at_timer = unsent_bytes(c);
     uv_timer_start(&c->timer, on_timer, wait(l.write_timeout), 0);
   } else if (unanswered(c) == 0) {
     uv_timer_start(&c->timer, on_timer, wait(l.idle_timeout), 0);

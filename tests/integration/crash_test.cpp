@@ -77,6 +77,22 @@ size_t prepared_files_made(const std::string& data_dir) {
   return made;
 }
 
+/// Buys one unit of `sale` at a time, recording each order in `acked`, until
+/// shopd has made `files` prepared WAL files in `data_dir` (60 s at most).
+void buy_until_prepared(shopd_process& shopd, const std::string& data_dir,
+                        const std::vector<std::string>& tokens, const std::string& sale,
+                        size_t files, acked_orders& acked) {
+  http_client c{shopd.port()};
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (prepared_files_made(data_dir) < files && std::chrono::steady_clock::now() < deadline) {
+    auto& token = tokens[acked.size() % tokens.size()];
+    auto r = purchase(c, token, sale);
+    ASSERT_EQ(r.status, 201) << r.body;
+    acked.emplace_back(json_field(r.body, "order_id"), token);
+  }
+  ASSERT_GE(prepared_files_made(data_dir), files);
+}
+
 /// Every acknowledged order was acknowledged once and exists (with `status`, if given).
 void expect_acked_orders(http_client& c, const acked_orders& acked, const std::string& status = {}) {
   ASSERT_GT(acked.size(), 0u);
@@ -139,18 +155,8 @@ TEST(Crash, test_kill9_while_the_wal_is_a_prepared_file_loses_no_acknowledged_or
   {
     http_client c{shopd.port()};
     create_product_and_sale(c, shopd.admin_token(), "crash-z", stock, "sale-z", stock, 10000);
-    auto prepared = [&] { return prepared_files_made(dir.path()) > 0; };
-    size_t n = 0;
-    auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (!prepared() && std::chrono::steady_clock::now() < deadline) {
-      auto& token = tokens[n++ % tokens.size()];
-      auto r = c.request("POST", "/api/v1/flash-sales/sale-z/purchase", R"({"quantity":1})",
-                         {bearer(token)});
-      ASSERT_EQ(r.status, 201) << r.body;
-      acked.emplace_back(json_field(r.body, "order_id"), token);
-    }
-    ASSERT_TRUE(prepared());
   }
+  ASSERT_NO_FATAL_FAILURE(buy_until_prepared(shopd, dir.path(), tokens, "sale-z", 1, acked));
   // From this start on, each WAL is begun from a prepared file while one is ready.
   ASSERT_TRUE(shopd.restart());
   {
@@ -233,17 +239,9 @@ TEST(Crash, test_a_power_cut_that_tears_a_prepared_wal_loses_no_acknowledged_ord
   {
     http_client c{shopd.port()};
     create_product_and_sale(c, shopd.admin_token(), "torn-p", stock, "sale-tp", stock, 10000);
-    // As in the kill -9 test above: buy until the files are prepared, both:
-    // one for the WAL of each start after a power cut.
-    auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (prepared_files_made(dir.path()) < 2 && std::chrono::steady_clock::now() < deadline) {
-      auto& token = tokens[acked.size() % tokens.size()];
-      auto r = purchase(c, token, "sale-tp");
-      ASSERT_EQ(r.status, 201) << r.body;
-      acked.emplace_back(json_field(r.body, "order_id"), token);
-    }
-    ASSERT_EQ(prepared_files_made(dir.path()), 2u);
   }
+  // Both files: one for the WAL of each start after a power cut.
+  ASSERT_NO_FATAL_FAILURE(buy_until_prepared(shopd, dir.path(), tokens, "sale-tp", 2, acked));
   ASSERT_TRUE(shopd.restart()); // from here on, each WAL is begun from a prepared file
   power_cuts_tear_the_wal_and_lose_nothing_acknowledged(shopd, dir.path(), tokens, "sale-tp",
                                                         "torn-p", stock, true, acked);
