@@ -104,6 +104,14 @@ public:
 
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
+  /// Closes with a reset (RST), as a client that gives up does.
+  void reset() {
+    linger l{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    ::close(fd_);
+    fd_ = -1;
+  }
+
   /// Reads until `done(buffer)` holds, the peer closes, or `timeout` passes.
   template <class Pred>
   std::string read_until(Pred done, std::chrono::milliseconds timeout = 5000ms) {
@@ -751,4 +759,80 @@ TEST(HttpServer, test_a_head_padded_with_whitespace_is_past_the_header_limit) {
   ASSERT_TRUE(c.send("GET /x HTTP/1.1\r\nA:" + std::string(20000, ' ') + "b\r\n\r\n"));
   auto stream = c.read_to_eof();
   EXPECT_EQ(stream.rfind("HTTP/1.1 431 ", 0), 0u) << stream.substr(0, 200);
+}
+
+namespace {
+
+/// Sends this process's standard output (where the access log goes) to a
+/// temporary file while it lives.
+class captured_stdout {
+public:
+  captured_stdout() : saved_(::dup(STDOUT_FILENO)) {
+    char path[] = "/tmp/shop-stdout-XXXXXX";
+    fd_ = ::mkstemp(path);
+    ::unlink(path);
+    std::fflush(stdout);
+    ::dup2(fd_, STDOUT_FILENO);
+  }
+  ~captured_stdout() { restore(); }
+  captured_stdout(const captured_stdout&) = delete;
+  captured_stdout& operator=(const captured_stdout&) = delete;
+
+  /// Puts standard output back and returns what was written meanwhile.
+  std::string restore() {
+    if (saved_ >= 0) {
+      std::fflush(stdout);
+      ::dup2(saved_, STDOUT_FILENO);
+      ::close(saved_);
+      saved_ = -1;
+    }
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    for (off_t at = 0; (n = ::pread(fd_, buf, sizeof(buf), at)) > 0; at += n)
+      out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+private:
+  int saved_;
+  int fd_ = -1;
+};
+
+} // namespace
+
+// A client that resets its connection while its request is worked on still
+// gets its access log line, marked `client=gone`, also when the node is
+// stopping: the stop waits for that answer (within its limit) instead of
+// finishing as soon as no connection is left.
+TEST(HttpServer, test_a_stop_waits_to_log_the_answer_of_a_client_that_went_away) {
+  captured_stdout out;
+  held_requests h;
+  http_server server{http_limits{}, h.handler(), {}, {}, true};
+  ASSERT_TRUE(server.start("127.0.0.1", 0).empty());
+  {
+    raw_client c{server.port()};
+    ASSERT_TRUE(c.send("GET /gone HTTP/1.1\r\nX-Request-Id: gone-7\r\n\r\n"));
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (h.dispatched < 1 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+    c.reset();
+  }
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (server.connections() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  std::thread stopper{[&] { server.stop(); }};
+  std::this_thread::sleep_for(200ms); // the stop has begun, with no connection left
+  h.answer_all();
+  stopper.join();
+  auto log = out.restore();
+  ASSERT_EQ(h.dispatched, 1);
+  EXPECT_EQ(server.connections(), 0u);
+  auto at = log.find("request=gone-7");
+  ASSERT_NE(at, std::string::npos) << "no access log line: " << log;
+  auto begin = log.rfind('\n', at);
+  begin = begin == std::string::npos ? 0 : begin + 1;
+  auto line = log.substr(begin, log.find('\n', at) - begin);
+  EXPECT_NE(line.find(R"(access: 127.0.0.1 "GET /gone" 200 )"), std::string::npos) << log;
+  EXPECT_NE(line.find(" client=gone"), std::string::npos) << log;
 }
