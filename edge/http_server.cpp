@@ -649,8 +649,9 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
     serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
   flush(c);
-  if (!c->closing && unread_answer_bytes(c) > c->srv->limits.max_unread_answer_bytes)
-    close_slow_reader(c);
+  if (!c->closing && !c->lingering
+      && unread_answer_bytes(c) > c->srv->limits.max_unread_answer_bytes)
+    close_slow_reader(c); // (a lingering one has sent its last answer: it closes anyway)
 }
 
 /// An answer the server gives itself, in API.md's error shape. `message`
