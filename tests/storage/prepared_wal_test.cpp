@@ -238,9 +238,7 @@ void expect_a_torn_write_dropped_and_every_synced_one_kept(const std::string& ba
     // zeros, not by the end of the file, so the mode that tolerates a torn
     // tail sees corruption in the middle (storage/store.cpp says why).
     auto strict = base + "/crashed-strict";
-    fs::create_directories(strict);
-    for (auto& e : fs::directory_iterator(crashed))
-      fs::copy_file(e.path(), fs::path{strict} / e.path().filename());
+    copy_as_crashed(crashed, strict);
     rocksdb::Options o;
     o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
     rocksdb::DB* raw = nullptr;
