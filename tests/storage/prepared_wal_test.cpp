@@ -9,6 +9,7 @@
 #include <functional>
 #include <filesystem>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -54,12 +55,20 @@ bool eventually(const std::function<bool()>& pred) {
 
 /// What a crash leaves on the disk, taken while `from` is open: every file
 /// as it is now (the journal's writes are synced, so nothing acknowledged
-/// is only in memory). No flush runs meanwhile: too little data.
+/// is only in memory). No flush runs meanwhile: too little data. The
+/// prepared-file maker may run meanwhile: a `wal-spare-<n>.tmp` listed here
+/// can be renamed before it is copied, and a crash then lacks it (as one a
+/// moment later could), so a file gone from under the copy is left out.
 void copy_as_crashed(const std::string& from, const std::string& to) {
   fs::create_directories(to);
-  for (auto& e : fs::directory_iterator(from))
-    if (e.is_regular_file() && e.path().filename() != "LOCK")
-      fs::copy_file(e.path(), fs::path{to} / e.path().filename());
+  for (auto& e : fs::directory_iterator(from)) {
+    if (!e.is_regular_file() || e.path().filename() == "LOCK")
+      continue;
+    std::error_code ec;
+    fs::copy_file(e.path(), fs::path{to} / e.path().filename(), ec);
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      throw fs::filesystem_error("cannot copy as crashed", e.path(), ec);
+  }
 }
 
 /// Opens `dir` with small prepared files, writes past a quarter of one so
