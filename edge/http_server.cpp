@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -201,6 +202,7 @@ struct write_req {
   std::string data;
   connection* conn;
   bool close_after;
+  size_t held = 0; // what it counts in its connection's `held`
 };
 
 } // namespace
@@ -234,6 +236,11 @@ struct http_server::impl {
   std::chrono::steady_clock::time_point refusal_logged{};
   /// When the last warning about a client that does not read was logged.
   std::chrono::steady_clock::time_point slow_reader_logged{};
+  /// Bytes of answers held for clients that have not taken them: every open
+  /// connection's `held`. Written by the loop thread only (so a plain load
+  /// and store), read by the metrics.
+  std::atomic<size_t> unread_bytes{0};
+  std::atomic<uint64_t> slow_readers_closed{0};
   /// Requests handed to the handler, oldest first (one timeout for all, so
   /// deadlines are in order): the loop answers 503 for those past due.
   struct deadline {
@@ -258,6 +265,7 @@ struct http_server::impl {
   uv_timer_t deadline_timer;
   uv_timer_t drain_timer;
   bool draining = false; // stop() began: answer what is in flight, take nothing new
+  bool writes_draining = false; // ...and every request is answered: the drain timeout runs
   bool finished = false; // every handle closed: the loop ends
   /// The completions being answered (loop thread). Swapped with the shared
   /// queue, so both vectors keep their capacity from one iteration to the next.
@@ -352,6 +360,10 @@ struct connection {
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
   size_t unsent_at_timer = 0;      // unsent_bytes() when the write timeout was armed
+  /// Bytes of answers held for the client: finished and not yet written (an
+  /// earlier one is still being worked on), and handed to libuv and not yet
+  /// all written to the socket. Counted in the server's `unread_bytes`.
+  size_t held = 0;
   int open_handles = 2;
   std::string peer; // the client's IP address, read once at accept
   /// After the last answer: the write side is shut down, and what the client
@@ -362,6 +374,33 @@ struct connection {
 
 void close_connection(connection* c);
 void arm_timer(connection* c);
+
+void add_unread(http_server::impl* srv, size_t n) {
+  srv->unread_bytes.store(srv->unread_bytes.load(std::memory_order_relaxed) + n,
+                          std::memory_order_relaxed);
+}
+
+void sub_unread(http_server::impl* srv, size_t n) {
+  srv->unread_bytes.store(srv->unread_bytes.load(std::memory_order_relaxed) - n,
+                          std::memory_order_relaxed);
+}
+
+/// `n` more bytes of answers held for the client. Not for a closed
+/// connection: what it held goes with it.
+void hold(connection* c, size_t n) {
+  if (c->closing)
+    return;
+  c->held += n;
+  add_unread(c->srv, n);
+}
+
+/// `n` bytes of answers the client's socket took (or that were dropped).
+void release(connection* c, size_t n) {
+  if (c->closing)
+    return;
+  c->held -= n;
+  sub_unread(c->srv, n);
+}
 
 std::string serialize(const http_response& res, const std::string& request_id,
                       const std::string& traceparent, bool keep_alive, bool head) {
@@ -396,6 +435,7 @@ void on_closed(uv_handle_t* h) {
 }
 
 void finish_stop(http_server::impl* srv);
+void start_write_drain(http_server::impl* srv);
 
 /// A stop may finish: every connection closed, and every request whose
 /// client went away answered (so that the access log has its line).
@@ -406,6 +446,8 @@ bool drained(const http_server::impl* srv) {
 void close_connection(connection* c) {
   if (c->closing)
     return;
+  sub_unread(c->srv, c->held); // freed with the connection (its writes are cancelled)
+  c->held = 0;
   c->closing = true;
   if (c->in_parse)
     return; // finished by on_read once http_parser_execute returns
@@ -494,6 +536,7 @@ void on_written(uv_write_t* req, int status) {
   auto w = static_cast<write_req*>(req->data);
   auto c = w->conn;
   --c->pending_writes;
+  release(c, w->held);
   if (status < 0)
     close_connection(c);
   else if (w->close_after)
@@ -542,6 +585,8 @@ write_result write_bytes(connection* c, std::string out, bool close_after) {
     return write_result::failed;
   }
   ++c->pending_writes;
+  w->held = w->data.size();
+  hold(c, w->held);
   return write_result::queued;
 }
 
@@ -554,9 +599,14 @@ void flush(connection* c) {
   for (auto i = c->slots.begin(); i != c->slots.end() && i->first == c->write_seq && i->second.done;
        i = c->slots.erase(i)) {
     out.append(i->second.bytes);
+    release(c, i->second.bytes.size()); // held by the write below, if it is queued
     ++c->write_seq;
     if (!i->second.keep_alive) {
       close_after = true;
+      c->slots.erase(i);
+      for (auto& [seq, s] : c->slots) // answers after the last one are never written
+        if (s.done)
+          release(c, s.bytes.size());
       c->slots.clear();
       break;
     }
@@ -632,10 +682,32 @@ void close_slow_reader(connection* c) {
   auto now = std::chrono::steady_clock::now();
   if (now - srv->slow_reader_logged >= std::chrono::seconds{10}) {
     srv->slow_reader_logged = now;
-    spdlog::warn("edge: closed a connection from {} holding {} bytes of answers it does not read",
-                 c->peer.empty() ? "-" : c->peer, unread_answer_bytes(c));
+    spdlog::warn("edge: closed a connection from {} holding {} bytes of answers it does not read "
+                 "({} bytes held for all clients)",
+                 c->peer.empty() ? "-" : c->peer, unread_answer_bytes(c),
+                 srv->unread_bytes.load(std::memory_order_relaxed));
   }
+  srv->slow_readers_closed.fetch_add(1, std::memory_order_relaxed);
   close_connection(c);
+}
+
+/// Past the node's budget for unread answers: closes the connections that
+/// hold the most until a quarter of the budget is free again. A client that
+/// reads holds (next to) nothing here, as the kernel's socket buffer takes its
+/// answers; those closed have stopped reading, or ask faster than they read.
+void shed_slow_readers(http_server::impl* srv) {
+  std::vector<connection*> holders;
+  for (auto& [id, c] : srv->conns)
+    if (c->held > 0 && !c->closing)
+      holders.push_back(c);
+  std::sort(holders.begin(), holders.end(),
+            [](const connection* a, const connection* b) { return a->held > b->held; });
+  auto target = srv->limits.max_unread_answer_bytes_total / 4 * 3;
+  for (auto c : holders) {
+    if (srv->unread_bytes.load(std::memory_order_relaxed) <= target)
+      break;
+    close_slow_reader(c);
+  }
 }
 
 void fill_slot(connection* c, uint64_t seq, const http_response& res,
@@ -648,10 +720,14 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
   i->second.bytes =
     serialize(res, request_id, i->second.traceparent, i->second.keep_alive, i->second.head);
   i->second.done = true;
+  hold(c, i->second.bytes.size());
   flush(c);
+  auto srv = c->srv;
   if (!c->closing && !c->lingering
-      && unread_answer_bytes(c) > c->srv->limits.max_unread_answer_bytes)
+      && unread_answer_bytes(c) > srv->limits.max_unread_answer_bytes)
     close_slow_reader(c); // (a lingering one has sent its last answer: it closes anyway)
+  if (srv->unread_bytes.load(std::memory_order_relaxed) > srv->limits.max_unread_answer_bytes_total)
+    shed_slow_readers(srv);
 }
 
 /// An answer the server gives itself, in API.md's error shape. `message`
@@ -761,10 +837,12 @@ void on_timer(uv_timer_t* t) {
     refuse(c, 408, "request_timeout", "the request did not arrive in time");
     c->in_message = false;
   } else if (c->pending_writes > 0) {
-    if (unsent_bytes(c) < c->unsent_at_timer)
+    if (unsent_bytes(c) < c->unsent_at_timer) {
       arm_timer(c); // the client took some: it gets another write timeout
-    else
-      close_connection(c); // it took nothing of its answers for the whole timeout
+    } else { // it took nothing of its answers for the whole timeout
+      c->srv->slow_readers_closed.fetch_add(1, std::memory_order_relaxed);
+      close_connection(c);
+    }
   } else if (unanswered(c) == 0) {
     close_connection(c);
   }
@@ -1163,6 +1241,7 @@ void on_replies(uv_async_t* a) {
       log_orphan(srv, request_key{it.conn_id, it.seq}, it.res, it.request_id);
   }
   items.clear();
+  start_write_drain(srv);
 }
 
 /// Answers 503 for requests whose handler has not answered in time. The late
@@ -1195,6 +1274,7 @@ void on_deadlines(uv_timer_t* t) {
                                         now - (d.at - srv->limits.request_timeout)));
     fill_slot(c->second, d.seq, res, d.request_id);
   }
+  start_write_drain(srv);
 }
 
 /// The open connections, copied: closing one changes `conns`.
@@ -1238,11 +1318,27 @@ void drain(connection* c) {
     // Its answer, when written, closes the connection (flush); one already
     // serialized (waiting behind an earlier one) gets the header added.
     if (s.done && s.keep_alive)
-      if (auto end = s.bytes.find("\r\n\r\n"); end != std::string::npos)
-        s.bytes.insert(end + 2, "Connection: close\r\n");
+      if (auto end = s.bytes.find("\r\n\r\n"); end != std::string::npos) {
+        constexpr std::string_view close_header = "Connection: close\r\n";
+        s.bytes.insert(end + 2, close_header);
+        hold(c, close_header.size());
+      }
     s.keep_alive = false;
   }
   c->close_when_drained = true;
+}
+
+/// At a stop, once no request is in flight: the answers get `drain_timeout`
+/// to be written, from now (not from the longest a request could still have
+/// taken), so that a client that does not read holds up no stop for longer.
+void start_write_drain(http_server::impl* srv) {
+  if (!srv->draining || srv->finished || srv->writes_draining || !srv->outstanding.empty())
+    return;
+  srv->writes_draining = true;
+  uv_timer_start(
+    &srv->drain_timer,
+    [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); },
+    static_cast<uint64_t>(std::max<int64_t>(0, srv->limits.drain_timeout.count())), 0);
 }
 
 void on_stop(uv_async_t* a) {
@@ -1252,7 +1348,8 @@ void on_stop(uv_async_t* a) {
   uv_close(reinterpret_cast<uv_handle_t*>(&srv->stop_async), nullptr);
   // The request deadlines go on: every request in flight is answered, by its
   // handler or with the timeout's 503, within the request timeout (plus a
-  // deadline tick); the drain timer then gives the writes `drain_timeout`.
+  // deadline tick); the writes then get `drain_timeout` (from the last
+  // answer, start_write_drain; this timer is the bound if that never comes).
   auto limit = srv->limits.request_timeout + std::chrono::milliseconds{100}
                + srv->limits.drain_timeout;
   uv_timer_start(
@@ -1264,6 +1361,8 @@ void on_stop(uv_async_t* a) {
       drain(c);
   if (drained(srv))
     finish_stop(srv);
+  else
+    start_write_drain(srv);
 }
 
 } // namespace
@@ -1300,6 +1399,14 @@ uint64_t http_server::refused_connections() const noexcept {
   return impl_->refused_connections.load(std::memory_order_relaxed);
 }
 
+size_t http_server::unread_answer_bytes() const noexcept {
+  return impl_->unread_bytes.load(std::memory_order_relaxed);
+}
+
+uint64_t http_server::slow_readers_closed() const noexcept {
+  return impl_->slow_readers_closed.load(std::memory_order_relaxed);
+}
+
 size_t http_server::connections() const noexcept {
   return impl_->connections.load(std::memory_order_relaxed);
 }
@@ -1310,6 +1417,12 @@ http_server::~http_server() {
 
 std::string http_server::start(const std::string& host, uint16_t port) {
   auto& i = *impl_;
+  // A write to a connection its client reset raises SIGPIPE, which kills the
+  // process unless handled; libuv reports the write's EPIPE too, and that is
+  // all the server needs. Left alone if the program chose a handler.
+  struct sigaction current{};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
+    std::signal(SIGPIPE, SIG_IGN);
   sockaddr_storage addr{};
   int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0)

@@ -41,6 +41,13 @@ struct http_limits {
   /// 1 MiB already, but up to `max_pipelined` requests may be under way when
   /// it does. Default: 4 MiB.
   size_t max_unread_answer_bytes = 4u << 20;
+  /// Bytes of answers held for clients that have not taken them, all
+  /// connections together (answers the kernel's socket buffers took are not
+  /// counted: a client that reads holds none). Past this, the connections
+  /// holding the most are closed until a quarter of it is free: many
+  /// connections that each stay under `max_unread_answer_bytes` must not
+  /// take the node's memory. Default: 256 MiB.
+  size_t max_unread_answer_bytes_total = 256u << 20;
   /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
   size_t max_inflight = 20'000;
   /// Client connections served at once; 0: no limit. Past it, up to 1/16 of
@@ -146,14 +153,15 @@ public:
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// Binds and starts the loop thread. Returns an error text, or empty on success.
+  /// Binds and starts the loop thread. Returns an error text, or empty on
+  /// success. Sets SIGPIPE to be ignored unless the program handles it.
   [[nodiscard]] std::string start(const std::string& host, uint16_t port);
 
   /// Stops accepting and reading, answers what is in flight (the last answer
   /// on each connection says `Connection: close`), closes each connection once
-  /// its answers are written, and after `request_timeout` + 100 ms +
-  /// `drain_timeout` at most, every connection left; joins the loop thread.
-  /// Idempotent.
+  /// its answers are written, and `drain_timeout` after the last answer
+  /// (`request_timeout` + 100 ms at most after the stop), every connection
+  /// left; joins the loop thread. Idempotent.
   void stop();
 
   /// The bound port (useful when started on port 0).
@@ -166,6 +174,12 @@ public:
   /// Connections refused since the start, past `max_connections`: answered
   /// 503, or closed at once when even the room to refuse in was taken.
   uint64_t refused_connections() const noexcept;
+  /// Bytes of answers held for clients that have not taken them.
+  size_t unread_answer_bytes() const noexcept;
+  /// Connections closed since the start because their client did not take
+  /// its answers: past `max_unread_answer_bytes`, past the node's
+  /// `max_unread_answer_bytes_total`, or nothing taken for `write_timeout`.
+  uint64_t slow_readers_closed() const noexcept;
 
   struct impl;
 

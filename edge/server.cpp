@@ -29,6 +29,12 @@ std::string server::start() {
       write_metric(out, "shop_http_connections_refused_total", "counter",
                    "Connections refused past --max-connections (answered 503, or closed).",
                    static_cast<double>(http_->refused_connections()));
+      write_metric(out, "shop_http_unread_answer_bytes", "gauge",
+                   "Bytes of answers held for clients that have not taken them.",
+                   static_cast<double>(http_->unread_answer_bytes()));
+      write_metric(out, "shop_http_slow_readers_closed_total", "counter",
+                   "Connections closed because their client did not take its answers.",
+                   static_cast<double>(http_->slow_readers_closed()));
     }
   };
   api_ = std::make_unique<api>(node_.system(), node_.region(), node_.jwt_secret(),

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -671,18 +672,43 @@ namespace {
 /// A server whose handler answers every request at once with `body_bytes`
 /// bytes, and a way to wait for its count of open connections.
 struct big_answers {
+  std::atomic<int> answered{0}; // requests the handler has answered
   server_under_test s;
   big_answers(http_limits limits, size_t body_bytes)
-    : s{limits, [body_bytes](http_request&, responder r) {
+    : s{limits, [this, body_bytes](http_request&, responder r) {
           http_response res;
           res.body.assign(body_bytes, 'x');
           r.send(std::move(res));
+          answered.fetch_add(1);
         }} {}
   bool connections_become(size_t n, std::chrono::milliseconds limit = 5s) {
+    return holds_within(limit, [&] { return s.server.connections() == n; });
+  }
+  /// `unread_answer_bytes()` once the handler has answered `n` requests in
+  /// all, and the answers are with the connections.
+  size_t unread_once_answered(int n) {
+    EXPECT_TRUE(holds_within(10s, [&] { return answered.load() >= n; })) << answered.load();
+    return settled_unread_bytes();
+  }
+  /// No request in flight, and `unread_answer_bytes()` the same for 100 ms.
+  size_t settled_unread_bytes() {
+    size_t last = std::numeric_limits<size_t>::max();
+    holds_within(10s, [&] {
+      auto now = s.server.unread_answer_bytes();
+      bool same = now == last && s.server.inflight() == 0;
+      last = now;
+      if (!same)
+        std::this_thread::sleep_for(100ms);
+      return same;
+    });
+    return last;
+  }
+  template <class Pred>
+  static bool holds_within(std::chrono::milliseconds limit, Pred pred) {
     auto until = std::chrono::steady_clock::now() + limit;
-    while (s.server.connections() != n && std::chrono::steady_clock::now() < until)
+    while (!pred() && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(5ms);
-    return s.server.connections() == n;
+    return pred();
   }
 };
 
@@ -716,6 +742,122 @@ TEST(HttpServer, test_a_client_that_never_reads_its_pipelined_answers_is_closed)
   raw_client stuck{b.s.server.port(), 4096};
   ASSERT_TRUE(stuck.send(pipelined_gets(64))); // 16 MiB it will not read
   EXPECT_TRUE(b.connections_become(0)) << b.s.server.connections();
+}
+
+// The cap per connection bounds what one client that does not read makes the
+// node hold, not what many do. Past the node's budget, the connections that
+// hold the most unread answers are closed until a quarter of it is free; a
+// connection holding less keeps its answers, and a client that reads is not
+// affected.
+TEST(HttpServer, test_past_the_node_budget_for_unread_answers_the_biggest_holders_are_closed) {
+  http_limits limits;
+  limits.max_unread_answer_bytes = 64u << 20; // not the cap at work here
+  limits.max_unread_answer_bytes_total = 20u << 20;
+  big_answers b{limits, 256 << 10};
+  auto& server = b.s.server;
+  raw_client first{server.port(), 4096};
+  ASSERT_TRUE(first.send(pipelined_gets(64))); // 16 MiB it does not read
+  // What the kernel's socket buffers took (a few MiB at most) is not held.
+  auto first_holds = b.unread_once_answered(64);
+  ASSERT_GT(first_holds, 11u << 20) << "the kernel took more than this test expects";
+  ASSERT_LT(first_holds, limits.max_unread_answer_bytes_total);
+  EXPECT_EQ(server.connections(), 1u);
+
+  // The second one takes the node past its budget while it holds less than
+  // the first: the first is closed.
+  raw_client second{server.port(), 4096};
+  ASSERT_TRUE(second.send(pipelined_gets(64)));
+  ASSERT_TRUE(big_answers::holds_within(5s, [&] { return server.slow_readers_closed() == 1; }));
+  EXPECT_TRUE(b.connections_become(1));
+  auto to_first = first.read_to_eof(10s);
+  EXPECT_TRUE(first.saw_eof());
+  EXPECT_LT(bodies(to_first).size(), 64u);
+
+  // The second holds less than the budget: it keeps every answer.
+  EXPECT_LT(b.settled_unread_bytes(), limits.max_unread_answer_bytes_total);
+  raw_client reader{server.port()};
+  ASSERT_TRUE(reader.send(pipelined_gets(8)));
+  auto to_reader = reader.read_until([](const std::string& got) { return bodies(got).size() == 8; });
+  EXPECT_EQ(bodies(to_reader).size(), 8u);
+  auto to_second =
+    second.read_until([](const std::string& got) { return bodies(got).size() == 64; }, 20s);
+  EXPECT_EQ(bodies(to_second).size(), 64u);
+  EXPECT_FALSE(second.saw_eof());
+  EXPECT_EQ(server.slow_readers_closed(), 1u);
+  EXPECT_EQ(b.settled_unread_bytes(), 0u);
+}
+
+// What the node counts as held for clients returns to zero once they took
+// their answers or went away, whichever way (counted too high, the budget
+// would shrink for good; counted down past zero, every client holding an
+// answer would be closed).
+TEST(HttpServer, test_unread_answers_are_counted_until_taken_or_dropped) {
+  http_limits limits;
+  limits.max_unread_answer_bytes = 16u << 20;
+  big_answers b{limits, 256 << 10};
+  // 8 MiB to a client with a small window: more than the kernel's socket
+  // buffer takes (a few MiB), so the rest waits in the node.
+  constexpr int more_than_the_kernel_takes = 32;
+  auto& server = b.s.server;
+  {
+    raw_client reader{server.port(), 4096};
+    ASSERT_TRUE(reader.send(pipelined_gets(more_than_the_kernel_takes)));
+    EXPECT_TRUE(big_answers::holds_within(5s, [&] { return server.unread_answer_bytes() > 0; }));
+    auto got = reader.read_until(
+      [](const std::string& g) { return bodies(g).size() == more_than_the_kernel_takes; }, 20s);
+    EXPECT_EQ(bodies(got).size(), more_than_the_kernel_takes);
+    EXPECT_EQ(b.settled_unread_bytes(), 0u);
+  }
+  {
+    // The fifth asks to close: the answers after it are never written.
+    raw_client closes{server.port(), 4096};
+    ASSERT_TRUE(closes.send(pipelined_gets(4) + "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"
+                            + pipelined_gets(3)));
+    EXPECT_EQ(bodies(closes.read_to_eof()).size(), 5u);
+  }
+  {
+    raw_client stuck{server.port(), 4096};
+    ASSERT_TRUE(stuck.send(pipelined_gets(96))); // 24 MiB: closed past its 16
+    EXPECT_TRUE(big_answers::holds_within(5s, [&] { return server.slow_readers_closed() == 1; }));
+  }
+  {
+    raw_client gone{server.port(), 4096};
+    ASSERT_TRUE(gone.send(pipelined_gets(more_than_the_kernel_takes)));
+    EXPECT_TRUE(big_answers::holds_within(5s, [&] { return server.unread_answer_bytes() > 0; }));
+    gone.reset();
+  }
+  ASSERT_TRUE(b.connections_become(0));
+  EXPECT_EQ(b.settled_unread_bytes(), 0u);
+  // A stop closes the connection of a client that does not read.
+  b.answered = 0;
+  raw_client stuck{server.port(), 4096};
+  ASSERT_TRUE(stuck.send(pipelined_gets(more_than_the_kernel_takes)));
+  EXPECT_GT(b.unread_once_answered(more_than_the_kernel_takes), 0u);
+  server.stop();
+  EXPECT_EQ(server.unread_answer_bytes(), 0u);
+}
+
+// A stop gives the answers `drain_timeout` to be written once every request
+// is answered, not the longest a request could have taken on top of it: a
+// client that does not read holds up a stop (and a node's restart) for the
+// drain timeout only.
+TEST(HttpServer, test_a_stop_waits_the_drain_timeout_only_for_a_client_that_does_not_read) {
+  http_limits limits;
+  limits.request_timeout = 5s;
+  limits.drain_timeout = 1s;
+  limits.max_unread_answer_bytes = 16u << 20; // it is not closed for what it holds
+  big_answers b{limits, 256 << 10};
+  raw_client stuck{b.s.server.port(), 4096};
+  ASSERT_TRUE(stuck.send(pipelined_gets(32))); // 8 MiB: more than the kernel takes
+  ASSERT_GT(b.unread_once_answered(32), 0u);
+  auto began = std::chrono::steady_clock::now();
+  b.s.server.stop();
+  auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - began)
+                   .count();
+  EXPECT_GE(took_ms, 900); // its answers had their chance
+  EXPECT_LT(took_ms, 4000); // not 6.1 s, the request timeout's bound
+  EXPECT_EQ(b.s.server.connections(), 0u);
 }
 
 // A client that takes nothing of an answer for write_timeout is closed (its

@@ -388,6 +388,9 @@ TEST(Http, test_connections_past_the_limit_are_refused_and_the_node_keeps_servin
   EXPECT_FALSE(refused.header("retry-after").empty());
   EXPECT_EQ(refused.header("connection"), "close");
   EXPECT_EQ(metric(keeper, "shop_http_connections_refused_total"), 1);
+  // Refused is not closed for not reading: no answer is left unread.
+  EXPECT_EQ(metric(keeper, "shop_http_slow_readers_closed_total"), 0);
+  EXPECT_EQ(metric(keeper, "shop_http_unread_answer_bytes"), 0);
   // The connections it serves go on, storage included.
   auto bought = keeper.request("POST", "/api/v1/flash-sales/sale-conn/purchase",
                                R"({"quantity":1})", {bearer(user)});
