@@ -57,6 +57,16 @@ struct held_requests {
     }
   }
 
+  /// Waits (up to 5 s) until `n` requests were handed over, then 100 ms more
+  /// for any that should not come; how many came.
+  int dispatched_after_reaching(int n) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (dispatched.load() < n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(100ms);
+    return dispatched.load();
+  }
+
   std::vector<http_request> requests() {
     std::lock_guard<std::mutex> guard{mtx};
     std::vector<http_request> out;
@@ -224,8 +234,7 @@ TEST(HttpServer, test_one_read_of_pipelined_requests_runs_no_more_than_the_limit
   for (int i = 0; i < total; ++i)
     requests += "GET /r" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
   c.send(requests);
-  std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(h.dispatched.load(), 16);
+  EXPECT_EQ(h.dispatched_after_reaching(16), 16);
   EXPECT_EQ(server.inflight(), 16u);
   // As the answers go out, the rest run, in order, 16 at a time at most.
   auto stream = serve_until(h, c, [&](const std::string& b) {
@@ -252,8 +261,7 @@ TEST(HttpServer, test_nothing_after_a_connection_close_request_runs) {
     ASSERT_TRUE(c.connected());
     c.send("GET /first HTTP/1.1\r\n\r\n" + last
            + "POST /after HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /after2 HTTP/1.1\r\n\r\n");
-    std::this_thread::sleep_for(200ms);
-    EXPECT_EQ(h.dispatched.load(), 2) << last;
+    EXPECT_EQ(h.dispatched_after_reaching(2), 2) << last;
     h.answer_all();
     auto stream = c.read_to_eof();
     EXPECT_TRUE(c.saw_eof()) << last;
@@ -294,7 +302,7 @@ TEST(HttpServer, test_trailer_fields_do_not_become_headers) {
   ASSERT_TRUE(c.connected());
   c.send("POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nIdempotency-Key: from-header\r\n\r\n"
          "2\r\n{}\r\n0\r\nIdempotency-Key: from-trailer\r\nAuthorization: Bearer x\r\n\r\n");
-  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(h.dispatched_after_reaching(1), 1);
   auto reqs = h.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].body, "{}");

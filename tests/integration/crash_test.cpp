@@ -366,7 +366,13 @@ TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
   EXPECT_EQ(other.load(), 0); // every request answered: 201 or 503, none hangs
   EXPECT_EQ(created + unavailable, answered.load());
   EXPECT_GE(answered.load(), min_requests);
-  auto inv = c.request("GET", "/api/v1/inventory/sup-1");
+  // A crash is asked for, not awaited: the last may still be under way.
+  EXPECT_TRUE(eventually(10s, [&] { return metric(c, "shop_entity_crashes_total") == 3; }));
+  http_result inv;
+  EXPECT_TRUE(eventually(10s, [&] {
+    inv = c.request("GET", "/api/v1/inventory/sup-1");
+    return inv.status == 200;
+  }));
   ASSERT_EQ(inv.status, 200) << inv.body;
   EXPECT_EQ(std::stoll(json_field(inv.body, "reserved")), created.load());
   // The other SKU is not affected.
@@ -394,7 +400,10 @@ TEST(Crash, test_a_failed_storage_write_is_refused_and_reported_until_writes_suc
   ASSERT_EQ(buy(tokens[0]).status, 201);
   EXPECT_EQ(c.request("GET", "/readyz").status, 200);
 
-  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({ "groups": 1 })",
+  // Three: the purchase's commit and the node's own first two probes of
+  // storage (one a second), so that /readyz is asked while it still fails,
+  // also on a slow machine.
+  auto r = c.request("POST", "/api/v1/admin/fault-injection/storage", R"({ "groups": 3 })",
                      {bearer(admin)});
   ASSERT_EQ(r.status, 202) << r.body;
   auto failed = buy(tokens[1]);

@@ -107,12 +107,13 @@ TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale)
   auto r = c.request("POST", "/api/v1/products",
                      R"({"sku":"kettle","name":"Kettle","price_cents":3000,"stock":100})", admin);
   ASSERT_EQ(r.status, 201) << r.body;
-  // A sale that ends in three seconds: its creation's retries must still get
-  // the first answer once it has ended (a new creation would be refused).
+  // A sale that ends in four to five seconds (whole seconds): its creation's
+  // retries must still get the first answer once it has ended (a new
+  // creation would be refused).
   const std::string body = R"({"id":"kettle-sale","sku":"kettle","price_cents":1500,)"
                            R"("quantity":30,"per_user_limit":1,)"
                            R"("starts_at":"2020-01-01T00:00:00Z","ends_at":")"
-                           + rfc3339_in(3s) + R"("})";
+                           + rfc3339_in(5s) + R"("})";
   auto first =
     created_once(shopd.port(), "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
   EXPECT_EQ(json_field(first, "status"), "active");
@@ -121,7 +122,7 @@ TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale)
   r = c.request("GET", "/api/v1/flash-sales/kettle-sale");
   EXPECT_EQ(json_field(r.body, "remaining"), "30");
 
-  ASSERT_TRUE(eventually(6s, [&] {
+  ASSERT_TRUE(eventually(10s, [&] {
     auto s = c.request("GET", "/api/v1/flash-sales/kettle-sale");
     return json_field(s.body, "status") == "ended";
   }));

@@ -43,8 +43,10 @@ std::vector<fs::path> files_named(const std::string& dir, const std::string& pre
   return out;
 }
 
+/// Long: the maker writes at the idle I/O priority and nice 19, so on a busy
+/// machine its files can take many seconds.
 bool eventually(const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline)
       return false;
