@@ -726,7 +726,8 @@ void fill_slot(connection* c, uint64_t seq, const http_response& res,
   if (!c->closing && !c->lingering
       && unread_answer_bytes(c) > srv->limits.max_unread_answer_bytes)
     close_slow_reader(c); // (a lingering one has sent its last answer: it closes anyway)
-  if (srv->unread_bytes.load(std::memory_order_relaxed) > srv->limits.max_unread_answer_bytes_total)
+  if (auto budget = srv->limits.max_unread_answer_bytes_total;
+      budget > 0 && srv->unread_bytes.load(std::memory_order_relaxed) > budget)
     shed_slow_readers(srv);
 }
 
@@ -1330,15 +1331,18 @@ void drain(connection* c) {
 
 /// At a stop, once no request is in flight: the answers get `drain_timeout`
 /// to be written, from now (not from the longest a request could still have
-/// taken), so that a client that does not read holds up no stop for longer.
+/// taken), so that a client that does not read holds up no stop for longer;
+/// and a connection closed after its last answer gets its linger, so that
+/// what its client still sends does not draw a reset.
 void start_write_drain(http_server::impl* srv) {
   if (!srv->draining || srv->finished || srv->writes_draining || !srv->outstanding.empty())
     return;
   srv->writes_draining = true;
+  auto wait = std::max<uint64_t>(
+    static_cast<uint64_t>(std::max<int64_t>(0, srv->limits.drain_timeout.count())), linger_ms);
   uv_timer_start(
     &srv->drain_timer,
-    [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); },
-    static_cast<uint64_t>(std::max<int64_t>(0, srv->limits.drain_timeout.count())), 0);
+    [](uv_timer_t* t) { finish_stop(static_cast<http_server::impl*>(t->data)); }, wait, 0);
 }
 
 void on_stop(uv_async_t* a) {

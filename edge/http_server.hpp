@@ -46,7 +46,7 @@ struct http_limits {
   /// counted: a client that reads holds none). Past this, the connections
   /// holding the most are closed until a quarter of it is free: many
   /// connections that each stay under `max_unread_answer_bytes` must not
-  /// take the node's memory. Default: 256 MiB.
+  /// take the node's memory. 0: no node-wide budget. Default: 256 MiB.
   size_t max_unread_answer_bytes_total = 256u << 20;
   /// Requests being processed node-wide; past this, new requests get 503 at once. Default: 20000.
   size_t max_inflight = 20'000;
@@ -159,9 +159,10 @@ public:
 
   /// Stops accepting and reading, answers what is in flight (the last answer
   /// on each connection says `Connection: close`), closes each connection once
-  /// its answers are written, and `drain_timeout` after the last answer
-  /// (`request_timeout` + 100 ms at most after the stop), every connection
-  /// left; joins the loop thread. Idempotent.
+  /// its answers are written, and `drain_timeout` (at least the 2 s a closed
+  /// connection lingers) after the last answer, which comes `request_timeout`
+  /// + 100 ms after the stop at the latest, every connection left; joins the
+  /// loop thread. Idempotent.
   void stop();
 
   /// The bound port (useful when started on port 0).
