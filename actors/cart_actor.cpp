@@ -84,7 +84,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
   auto save = [self, key] {
     auto& st = self->state;
     write_batch ops;
-    if (st.cart.items.empty())
+    if (st.cart.items.empty() && st.cart.cleared_orders.empty())
       ops.push_back(erase_op(key));
     else
       ops.push_back(put_op(key, encode(st.cart)));
@@ -143,6 +143,10 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const clear_cart& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
+        auto& cleared = st.cart.cleared_orders;
+        if (!c.order_id.empty()
+            && std::find(cleared.begin(), cleared.end(), c.order_id) != cleared.end())
+          return reply_durable(self, cart_view{st.cart.items, 0}); // done before
         auto before = st.cart.items.size();
         if (c.ordered.empty()) {
           st.cart.items.clear();
@@ -153,7 +157,12 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
               st.cart.items.erase(i);
           }
         }
-        if (st.cart.items.size() != before)
+        if (!c.order_id.empty()) {
+          if (cleared.size() == cart_record::max_cleared_orders)
+            cleared.erase(cleared.begin());
+          cleared.push_back(c.order_id);
+        }
+        if (st.cart.items.size() != before || !c.order_id.empty())
           save();
         return reply_durable(self, cart_view{st.cart.items, 0}); // unpriced
       },

@@ -75,6 +75,16 @@ caf::expected<purchase_result> replay(const order_record& order, const checkout&
   return purchase_result{as_placed(order), true};
 }
 
+/// Takes the lines of an order placed from the cart out of it. Sent once the
+/// order is written, and again whenever the order, still unpaid, is loaded
+/// from storage or asked for again with its key: a crash between the order's
+/// write and the cart's would otherwise leave the ordered lines in the cart,
+/// to be ordered twice. The cart does it once per order.
+void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
+  if (o.source == order_source::cart && o.status == order_status::pending_payment)
+    caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.order_id});
+}
+
 /// Sends `release_reservation` for every line (idempotent at the SKU).
 void release_lines(const context_ptr& ctx, const std::string& order_id,
                    const std::vector<order_line>& lines) {
@@ -187,9 +197,9 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-    st.core.after_commit([self, ticket, ctx, from_cart, user, created = o](const caf::error* err) {
-      if (!err && from_cart) // the ordered lines leave the cart
-        caf::anon_send(ctx->region, clear_cart{user, created.items});
+    st.core.after_commit([self, ticket, ctx, created = o](const caf::error* err) {
+      if (!err)
+        clear_ordered_lines(ctx, created);
       finish_placement(self, ticket, err, &created);
     });
   };
@@ -255,6 +265,7 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
       if (!decode(raw, self->state.order))
         return make_error(errc::internal, "corrupt order record");
       self->state.exists = true;
+      clear_ordered_lines(ctx, self->state.order);
     }
     return caf::none;
   };
@@ -296,6 +307,7 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           auto r = replay(st.order, c.request);
           if (!r)
             return reject_durable<purchase_result>(self, r.error());
+          clear_ordered_lines(ctx, st.order);
           return reply_durable(self, std::move(*r));
         }
         auto rp = self->make_response_promise<purchase_result>();

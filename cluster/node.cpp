@@ -210,8 +210,10 @@ namespace {
 /// stock ledger entries live outside the ledger's range (actors/README.md).
 /// 3: order records may be of record format 3 (with their source), which a
 /// shopd of format 2 cannot read: it must refuse the data dir, not load
-/// orders as corrupt. Format 2 needs nothing moved to become 3.
-constexpr std::string_view storage_format = "3";
+/// orders as corrupt. 4: cart records may be of record format 2 (with the
+/// orders they were cleared for). Formats 2 and 3 need nothing moved to
+/// become 4.
+constexpr std::string_view storage_format = "4";
 
 /// Marks a new data dir with the current format, or brings an older one to it.
 caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
@@ -221,7 +223,7 @@ caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
     return found.error();
   if (*found && stored == storage_format)
     return caf::none;
-  if (*found && stored == "2") { // every record of format 2 reads as format 3
+  if (*found && (stored == "2" || stored == "3")) { // their records read as they are
     spdlog::info("node {}: storage upgraded to format {} (nothing moved)", cfg.node_id,
                  storage_format);
     return db.write({put_op(keys::meta("storage_format"), std::string{storage_format})}, true);

@@ -6,7 +6,8 @@ namespace shop {
 namespace {
 
 constexpr uint8_t format_v1 = 1;
-/// Orders with payment fields (v1 orders have none).
+/// Orders with payment fields (v1 orders have none); carts with the orders
+/// they were cleared for.
 constexpr uint8_t format_v2 = 2;
 /// Orders with their source (checkout items or cart).
 constexpr uint8_t format_v3 = 3;
@@ -204,15 +205,18 @@ bool decode(std::string_view in, order_record& x) {
 }
 
 std::string encode(const cart_record& x) {
-  writer w;
+  writer w{format_v2};
   w.u(x.items.size());
   for (auto& line : x.items)
     w.s(line.sku).i(line.quantity);
+  w.u(x.cleared_orders.size());
+  for (auto& id : x.cleared_orders)
+    w.s(id);
   return w.take();
 }
 
 bool decode(std::string_view in, cart_record& x) {
-  reader r{in};
+  reader r{in, format_v2};
   uint64_t n = 0;
   r.u(n);
   if (n > 1000)
@@ -220,6 +224,16 @@ bool decode(std::string_view in, cart_record& x) {
   x.items.resize(n);
   for (auto& line : x.items)
     r.s(line.sku).i(line.quantity);
+  x.cleared_orders.clear();
+  if (r.format() >= format_v2) { // carts written before kept no orders
+    uint64_t orders = 0;
+    r.u(orders);
+    if (orders > cart_record::max_cleared_orders)
+      return false;
+    x.cleared_orders.resize(orders);
+    for (auto& id : x.cleared_orders)
+      r.s(id);
+  }
   return r.done();
 }
 

@@ -114,6 +114,12 @@ struct order_record {
 /// and fixed at checkout). `price_cents` of a stored line is unused.
 struct cart_record {
   std::vector<order_line> items;
+  /// The latest orders placed from this cart whose lines were taken out of
+  /// it (oldest first, at most `max_cleared_orders`): an order that asks
+  /// again (after a crash lost the first ask, or on a retry) takes out
+  /// nothing more, such as the same line added again since.
+  std::vector<std::string> cleared_orders;
+  static constexpr size_t max_cleared_orders = 16;
 };
 
 enum class user_role : uint8_t { user = 0, admin = 1 };
@@ -303,10 +309,12 @@ struct set_cart_item {
 };
 /// Empties the cart; with `ordered`, removes only those lines, and only
 /// where the cart still holds the ordered quantity (a checkout from the cart
-/// must not drop what the user changed or added meanwhile).
+/// must not drop what the user changed or added meanwhile). With `order_id`,
+/// once per order: the cart remembers the orders it took lines out for.
 struct clear_cart {
   std::string user_id;
   std::vector<order_line> ordered;
+  std::string order_id;
 };
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
@@ -403,7 +411,7 @@ typename Inspector::result_type inspect(Inspector& f, order_record& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_record& x) {
-  return f(caf::meta::type_name("shop::cart_record"), x.items);
+  return f(caf::meta::type_name("shop::cart_record"), x.items, x.cleared_orders);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
@@ -436,7 +444,7 @@ typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, clear_cart& x) {
-  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered);
+  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered, x.order_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

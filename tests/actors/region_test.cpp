@@ -261,6 +261,72 @@ TEST_F(RegionTest, test_a_reservation_left_by_an_unfinished_placement_is_release
   EXPECT_EQ(again->order.order_id, "o1");
 }
 
+// A crash between an order's write and its cart's (a kill -9, or the entity
+// failing) left the ordered lines in the cart, to be ordered a second time.
+// The order takes them out again whenever it is asked for with its key or
+// loaded from storage while unpaid; the cart does it once per order, so the
+// same line added again since stays.
+TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a_lost_clear) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
+  std::string cart_before_the_order;
+  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
+  checkout from_cart;
+  from_cart.user_id = "u1";
+  from_cart.from_cart = true;
+  auto placed = ask<purchase_result>(place_order{"o1", from_cart});
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  auto lines_in_cart = [&] {
+    auto v = ask<cart_view>(get_cart{"u1"});
+    return v ? v->items.size() : size_t{999};
+  };
+  EXPECT_EQ(lines_in_cart(), 0u);
+  auto crash = [&](entity_kind kind, const std::string& id) {
+    auto before = metrics->crashes.load();
+    self->send(region, crash_entity{kind, id});
+    for (int i = 0; i < 500 && metrics->crashes.load() == before; ++i)
+      std::this_thread::sleep_for(10ms);
+    ASSERT_GT(metrics->crashes.load(), before);
+  };
+  // What the crash leaves: the order written, the cart as it was before.
+  auto lose_the_clear = [&] {
+    ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
+    crash(entity_kind::cart, "u1"); // it starts again from what is stored
+    ASSERT_EQ(lines_in_cart(), 1u);
+  };
+
+  lose_the_clear();
+  // A retry of the placement, with the order's entity still running.
+  auto again = ask<purchase_result>(place_order{"o1", from_cart});
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(lines_in_cart(), 0u);
+
+  lose_the_clear();
+  // The order loaded again (after a restart, or here a crash of its entity),
+  // then asked for.
+  crash(entity_kind::order, "o1");
+  ASSERT_TRUE((ask<order_record>(get_order{"o1", "u1"})));
+  EXPECT_EQ(lines_in_cart(), 0u);
+
+  // The user puts the same line in again, and another: the order, loaded or
+  // retried once more, takes out nothing.
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "b", 1})));
+  crash(entity_kind::order, "o1");
+  ASSERT_TRUE((ask<order_record>(get_order{"o1", "u1"})));
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
+  EXPECT_EQ(lines_in_cart(), 2u);
+  // Also once the cart itself was loaded again from storage.
+  crash(entity_kind::cart, "u1");
+  crash(entity_kind::order, "o1");
+  ASSERT_TRUE((ask<order_record>(get_order{"o1", "u1"})));
+  EXPECT_EQ(lines_in_cart(), 2u);
+}
+
 // A cancel's answer says the stock is released: by the time it comes, every
 // SKU's release is in storage, not just the order's new status (a kill -9
 // between the two used to hold the units until the reservation's expiry).

@@ -108,18 +108,19 @@ TEST(Startup, test_a_data_dir_of_a_newer_storage_format_is_refused_untouched) {
   {
     auto db = shop::store::open({dir.path()});
     ASSERT_TRUE(db);
-    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "4")}, true));
+    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "5")}, true));
   }
   EXPECT_LT(refused_start(shopd).count(), 10000);
   EXPECT_EQ(shopd.exit_status(), 1);
-  EXPECT_NE(shopd.start_output().find("storage format 4"), std::string::npos)
+  EXPECT_NE(shopd.start_output().find("storage format 5"), std::string::npos)
     << shopd.start_output();
-  EXPECT_EQ(stored_format(dir.path()), "4");
+  EXPECT_EQ(stored_format(dir.path()), "5");
 }
 
-// Storage format 3 only marks that order records may carry their source: a
-// data dir of format 2 is taken as it is, its orders and stock intact.
-TEST(Startup, test_a_data_dir_of_storage_format_2_is_upgraded_to_3_in_place) {
+// Storage formats 3 and 4 only mark that order records may carry their
+// source and cart records the orders they were cleared for: a data dir of
+// format 2 or 3 is taken as it is, its orders and stock intact.
+TEST(Startup, test_a_data_dir_of_storage_format_2_or_3_is_upgraded_in_place) {
   temp_dir dir;
   shopd_process shopd{dir.path()};
   ASSERT_TRUE(shopd.start());
@@ -138,20 +139,22 @@ TEST(Startup, test_a_data_dir_of_storage_format_2_is_upgraded_to_3_in_place) {
     order = json_field(r.body, "order_id");
   }
   ASSERT_TRUE(shopd.stop());
-  {
-    auto db = shop::store::open({dir.path()});
-    ASSERT_TRUE(db);
-    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "2")}, true));
+  for (auto older : {"2", "3"}) {
+    {
+      auto db = shop::store::open({dir.path()});
+      ASSERT_TRUE(db);
+      ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), older)}, true));
+    }
+    ASSERT_TRUE(shopd.start()) << shopd.start_output();
+    {
+      http_client c{shopd.port()};
+      auto r = c.request("GET", "/api/v1/orders/" + order, {}, {bearer(token)});
+      EXPECT_EQ(r.status, 200) << older << ": " << r.body;
+      EXPECT_EQ(get_inventory(c, "fmt-1"), (inventory{9, 1, 0})) << older;
+    }
+    ASSERT_TRUE(shopd.stop());
+    EXPECT_EQ(stored_format(dir.path()), "4") << older;
   }
-  ASSERT_TRUE(shopd.start()) << shopd.start_output();
-  {
-    http_client c{shopd.port()};
-    auto r = c.request("GET", "/api/v1/orders/" + order, {}, {bearer(token)});
-    EXPECT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(get_inventory(c, "fmt-1"), (inventory{9, 1, 0}));
-  }
-  ASSERT_TRUE(shopd.stop());
-  EXPECT_EQ(stored_format(dir.path()), "3");
 }
 
 TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {

@@ -248,12 +248,24 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_EQ(back.source, order_source::unknown);
   v2[0] = 4; // a format this build does not know
   EXPECT_FALSE(decode(v2, back));
-  cart_record cart{{{"a", 2, 0}, {"b", 1, 0}}};
+  cart_record cart{{{"a", 2, 0}, {"b", 1, 0}}, {"o1", "o2"}};
   cart_record cart_back;
-  ASSERT_TRUE(decode(encode(cart), cart_back));
+  auto cart_bytes = encode(cart);
+  ASSERT_TRUE(decode(cart_bytes, cart_back));
   ASSERT_EQ(cart_back.items.size(), 2u);
   EXPECT_EQ(cart_back.items[1].sku, "b");
-  EXPECT_FALSE(decode(encode(cart).substr(0, 3), cart_back));
+  EXPECT_EQ(cart_back.cleared_orders, cart.cleared_orders);
+  for (size_t n = 0; n < cart_bytes.size(); ++n)
+    EXPECT_FALSE(decode(std::string_view{cart_bytes}.substr(0, n), cart_back)) << n;
+  // Format 1 (before carts kept the orders cleared for): the items alone.
+  auto cart_v1 = encode(cart_record{cart.items, {}});
+  cart_v1.pop_back(); // the count of orders, 0
+  cart_v1[0] = 1;
+  ASSERT_TRUE(decode(cart_v1, cart_back));
+  EXPECT_EQ(cart_back.items.size(), 2u);
+  EXPECT_TRUE(cart_back.cleared_orders.empty());
+  cart_record too_many{{}, std::vector<std::string>(cart_record::max_cleared_orders + 1, "o")};
+  EXPECT_FALSE(decode(encode(too_many), cart_back));
   ledger_entry e{"o1", "u1", "s1", 3, 99, 1, 2, reservation_state::sold};
   ledger_entry e2;
   ASSERT_TRUE(decode(encode(e), e2));
