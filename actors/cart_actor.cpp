@@ -63,9 +63,18 @@ void reply_priced(cart_self* self, cart_promise rp, std::vector<order_line> line
         });
 }
 
-std::vector<order_line>::iterator find_line(cart_record& cart, const std::string& sku) {
+std::vector<cart_line>::iterator find_line(cart_record& cart, const std::string& sku) {
   return std::find_if(cart.items.begin(), cart.items.end(),
-                      [&](const order_line& l) { return l.sku == sku; });
+                      [&](const cart_line& l) { return l.sku == sku; });
+}
+
+/// The cart's lines as the cart shows them and checkouts take them (unpriced).
+std::vector<order_line> lines_of(const cart_record& cart) {
+  std::vector<order_line> out;
+  out.reserve(cart.items.size());
+  for (auto& line : cart.items)
+    out.push_back(order_line{line.sku, line.quantity, 0});
+  return out;
 }
 
 } // namespace
@@ -84,7 +93,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
   auto save = [self, key] {
     auto& st = self->state;
     write_batch ops;
-    if (st.cart.items.empty() && st.cart.cleared_orders.empty())
+    if (st.cart.items.empty())
       ops.push_back(erase_op(key));
     else
       ops.push_back(put_op(key, encode(st.cart)));
@@ -95,7 +104,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const get_cart&) -> caf::result<cart_view> {
         self->state.core.touch();
         auto rp = self->make_response_promise<cart_view>();
-        reply_priced(self, rp, self->state.cart.items);
+        reply_priced(self, rp, lines_of(self->state.cart));
         return rp;
       },
       [=](const set_cart_item& c) -> caf::result<cart_view> {
@@ -115,9 +124,10 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
             save();
           } else if (c.quantity != 0 && line->quantity != c.quantity) {
             line->quantity = c.quantity;
+            line->changed_at = now_millis();
             save();
           }
-          reply_priced(self, rp, st.cart.items);
+          reply_priced(self, rp, lines_of(st.cart));
           return rp;
         }
         // A new line: only for a product that exists. `await` keeps the
@@ -128,11 +138,11 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
             [=](product_view&) mutable {
               auto& st = self->state;
               st.core.unhold(ticket);
-              st.cart.items.push_back(order_line{c.sku, c.quantity, 0});
+              st.cart.items.push_back(cart_line{c.sku, c.quantity, now_millis()});
               std::sort(st.cart.items.begin(), st.cart.items.end(),
-                        [](const order_line& a, const order_line& b) { return a.sku < b.sku; });
+                        [](const cart_line& a, const cart_line& b) { return a.sku < b.sku; });
               save();
-              reply_priced(self, rp, st.cart.items);
+              reply_priced(self, rp, lines_of(st.cart));
             },
             [=](caf::error& err) mutable {
               self->state.core.unhold(ticket);
@@ -143,28 +153,21 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const clear_cart& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
-        auto& cleared = st.cart.cleared_orders;
-        if (!c.order_id.empty()
-            && std::find(cleared.begin(), cleared.end(), c.order_id) != cleared.end())
-          return reply_durable(self, cart_view{st.cart.items, 0}); // done before
         auto before = st.cart.items.size();
         if (c.ordered.empty()) {
           st.cart.items.clear();
         } else {
+          // Only what the order took: the same quantity, not set again since.
           for (auto& line : c.ordered) {
             auto i = find_line(st.cart, line.sku);
-            if (i != st.cart.items.end() && i->quantity == line.quantity)
+            if (i != st.cart.items.end() && i->quantity == line.quantity
+                && (c.ordered_at == 0 || i->changed_at <= c.ordered_at))
               st.cart.items.erase(i);
           }
         }
-        if (!c.order_id.empty()) {
-          if (cleared.size() == cart_record::max_cleared_orders)
-            cleared.erase(cleared.begin());
-          cleared.push_back(c.order_id);
-        }
-        if (st.cart.items.size() != before || !c.order_id.empty())
+        if (st.cart.items.size() != before)
           save();
-        return reply_durable(self, cart_view{st.cart.items, 0}); // unpriced
+        return reply_durable(self, cart_view{lines_of(st.cart), 0}); // unpriced
       },
     };
   };

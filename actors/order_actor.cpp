@@ -76,13 +76,16 @@ caf::expected<purchase_result> replay(const order_record& order, const checkout&
 }
 
 /// Takes the lines of an order placed from the cart out of it. Sent once the
-/// order is written, and again whenever the order, still unpaid, is loaded
-/// from storage or asked for again with its key: a crash between the order's
-/// write and the cart's would otherwise leave the ordered lines in the cart,
-/// to be ordered twice. The cart does it once per order.
+/// order is written, and again whenever the order, still unpaid and not yet
+/// due, is loaded from storage or asked for again with its key: a crash
+/// between the order's write and the cart's would otherwise leave the ordered
+/// lines in the cart, to be ordered twice. The cart takes out only lines not
+/// set since the order was placed, so asking again takes out nothing the
+/// user put in since.
 void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
-  if (o.source == order_source::cart && o.status == order_status::pending_payment)
-    caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.order_id});
+  if (o.source == order_source::cart && o.status == order_status::pending_payment
+      && now_millis() < o.expires_at) // (an expiring order's lines stay in the cart)
+    caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.created_at});
 }
 
 /// Sends `release_reservation` for every line (idempotent at the SKU).
@@ -307,7 +310,8 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           auto r = replay(st.order, c.request);
           if (!r)
             return reject_durable<purchase_result>(self, r.error());
-          clear_ordered_lines(ctx, st.order);
+          if (!st.placing) // else the placement's commit is still to come, and clears then
+            clear_ordered_lines(ctx, st.order);
           return reply_durable(self, std::move(*r));
         }
         auto rp = self->make_response_promise<purchase_result>();

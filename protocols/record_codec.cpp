@@ -6,8 +6,8 @@ namespace shop {
 namespace {
 
 constexpr uint8_t format_v1 = 1;
-/// Orders with payment fields (v1 orders have none); carts with the orders
-/// they were cleared for.
+/// Orders with payment fields (v1 orders have none); cart lines with the
+/// time they were last set.
 constexpr uint8_t format_v2 = 2;
 /// Orders with their source (checkout items or cart).
 constexpr uint8_t format_v3 = 3;
@@ -208,10 +208,7 @@ std::string encode(const cart_record& x) {
   writer w{format_v2};
   w.u(x.items.size());
   for (auto& line : x.items)
-    w.s(line.sku).i(line.quantity);
-  w.u(x.cleared_orders.size());
-  for (auto& id : x.cleared_orders)
-    w.s(id);
+    w.s(line.sku).i(line.quantity).i(line.changed_at);
   return w.take();
 }
 
@@ -222,17 +219,12 @@ bool decode(std::string_view in, cart_record& x) {
   if (n > 1000)
     return false;
   x.items.resize(n);
-  for (auto& line : x.items)
+  for (auto& line : x.items) {
     r.s(line.sku).i(line.quantity);
-  x.cleared_orders.clear();
-  if (r.format() >= format_v2) { // carts written before kept no orders
-    uint64_t orders = 0;
-    r.u(orders);
-    if (orders > cart_record::max_cleared_orders)
-      return false;
-    x.cleared_orders.resize(orders);
-    for (auto& id : x.cleared_orders)
-      r.s(id);
+    if (r.format() >= format_v2)
+      r.i(line.changed_at);
+    else // stored before the time was kept
+      line.changed_at = 0;
   }
   return r.done();
 }

@@ -112,14 +112,17 @@ struct order_record {
 
 /// A user's cart: SKUs and quantities (prices are looked up when it is shown
 /// and fixed at checkout). `price_cents` of a stored line is unused.
+struct cart_line {
+  std::string sku;
+  int64_t quantity = 0;
+  /// When the line was added or its quantity last set (ms since the epoch;
+  /// 0 for lines stored before this was kept): an order takes a line out of
+  /// the cart only if the line has not changed since the order was placed.
+  millis changed_at = 0;
+};
+
 struct cart_record {
-  std::vector<order_line> items;
-  /// The latest orders placed from this cart whose lines were taken out of
-  /// it (oldest first, at most `max_cleared_orders`): an order that asks
-  /// again (after a crash lost the first ask, or on a retry) takes out
-  /// nothing more, such as the same line added again since.
-  std::vector<std::string> cleared_orders;
-  static constexpr size_t max_cleared_orders = 16;
+  std::vector<cart_line> items; // in SKU order
 };
 
 enum class user_role : uint8_t { user = 0, admin = 1 };
@@ -308,13 +311,14 @@ struct set_cart_item {
   int64_t quantity = 0;
 };
 /// Empties the cart; with `ordered`, removes only those lines, and only
-/// where the cart still holds the ordered quantity (a checkout from the cart
-/// must not drop what the user changed or added meanwhile). With `order_id`,
-/// once per order: the cart remembers the orders it took lines out for.
+/// where the cart still holds the ordered quantity, unchanged since
+/// `ordered_at` (a checkout from the cart must not drop what the user
+/// changed or added meanwhile, nor, asking again after a crash, what the
+/// user put back since).
 struct clear_cart {
   std::string user_id;
   std::vector<order_line> ordered;
-  std::string order_id;
+  millis ordered_at = 0; // 0: whenever the lines were set
 };
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
@@ -410,8 +414,12 @@ typename Inspector::result_type inspect(Inspector& f, order_record& x) {
            x.flash_sale_id, x.payment_id, x.payment_method, x.paid_at, x.source);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
+  return f(caf::meta::type_name("shop::cart_line"), x.sku, x.quantity, x.changed_at);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_record& x) {
-  return f(caf::meta::type_name("shop::cart_record"), x.items, x.cleared_orders);
+  return f(caf::meta::type_name("shop::cart_record"), x.items);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
@@ -444,7 +452,7 @@ typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, clear_cart& x) {
-  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered, x.order_id);
+  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered, x.ordered_at);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

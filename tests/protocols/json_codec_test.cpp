@@ -248,24 +248,24 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_EQ(back.source, order_source::unknown);
   v2[0] = 4; // a format this build does not know
   EXPECT_FALSE(decode(v2, back));
-  cart_record cart{{{"a", 2, 0}, {"b", 1, 0}}, {"o1", "o2"}};
+  cart_record cart{{{"a", 2, 1'700'000'000'123}, {"b", 1, 1'700'000'000'456}}};
   cart_record cart_back;
   auto cart_bytes = encode(cart);
   ASSERT_TRUE(decode(cart_bytes, cart_back));
   ASSERT_EQ(cart_back.items.size(), 2u);
   EXPECT_EQ(cart_back.items[1].sku, "b");
-  EXPECT_EQ(cart_back.cleared_orders, cart.cleared_orders);
+  EXPECT_EQ(cart_back.items[1].quantity, 1);
+  EXPECT_EQ(cart_back.items[1].changed_at, 1'700'000'000'456);
   for (size_t n = 0; n < cart_bytes.size(); ++n)
     EXPECT_FALSE(decode(std::string_view{cart_bytes}.substr(0, n), cart_back)) << n;
-  // Format 1 (before carts kept the orders cleared for): the items alone.
-  auto cart_v1 = encode(cart_record{cart.items, {}});
-  cart_v1.pop_back(); // the count of orders, 0
-  cart_v1[0] = 1;
+  // Format 1 (before lines kept their time): sku and quantity per line.
+  // format 1, 2 lines, "a" x 2, "b" x 1 (varints; quantities zigzag-encoded)
+  const std::string cart_v1{"\x01\x02\x01" "a" "\x04" "\x01" "b" "\x02", 8};
   ASSERT_TRUE(decode(cart_v1, cart_back));
-  EXPECT_EQ(cart_back.items.size(), 2u);
-  EXPECT_TRUE(cart_back.cleared_orders.empty());
-  cart_record too_many{{}, std::vector<std::string>(cart_record::max_cleared_orders + 1, "o")};
-  EXPECT_FALSE(decode(encode(too_many), cart_back));
+  ASSERT_EQ(cart_back.items.size(), 2u);
+  EXPECT_EQ(cart_back.items[0].quantity, 2);
+  EXPECT_EQ(cart_back.items[1].sku, "b");
+  EXPECT_EQ(cart_back.items[1].changed_at, 0);
   ledger_entry e{"o1", "u1", "s1", 3, 99, 1, 2, reservation_state::sold};
   ledger_entry e2;
   ASSERT_TRUE(decode(encode(e), e2));
