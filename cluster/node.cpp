@@ -210,8 +210,8 @@ namespace {
 /// stock ledger entries live outside the ledger's range (actors/README.md).
 /// 3: order records may be of record format 3 (with their source), which a
 /// shopd of format 2 cannot read: it must refuse the data dir, not load
-/// orders as corrupt. 4: cart records may be of record format 2 (with the
-/// orders they were cleared for). Formats 2 and 3 need nothing moved to
+/// orders as corrupt. 4: cart records may be of record format 2 (each line
+/// with the time it was last set). Formats 2 and 3 need nothing moved to
 /// become 4.
 constexpr std::string_view storage_format = "4";
 

@@ -110,8 +110,8 @@ struct order_record {
   order_source source = order_source::unknown;
 };
 
-/// A user's cart: SKUs and quantities (prices are looked up when it is shown
-/// and fixed at checkout). `price_cents` of a stored line is unused.
+/// A line of a user's cart (prices are looked up when the cart is shown and
+/// fixed at checkout).
 struct cart_line {
   std::string sku;
   int64_t quantity = 0;
@@ -121,6 +121,7 @@ struct cart_line {
   millis changed_at = 0;
 };
 
+/// A user's cart: SKUs and quantities.
 struct cart_record {
   std::vector<cart_line> items; // in SKU order
 };
