@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs shopd, wrk, curl and taskset, with every shared library they load (the C
+# Packs shopd, wrk, curl and taskset (and wal-sync-bench, when built), with every shared library they load (the C
 # library and its loader included), into one folder, so that bench/wrk/run.sh runs
 # on a borrowed x86-64 Linux machine that lacks this project's Debian packages.
 # Usage: bench/wrk/bundle.sh DIR   (after a Release build), then on that machine:
@@ -11,7 +11,10 @@ DIR=${1:?usage: bench/wrk/bundle.sh DIR}
 [ -x build/cluster/shopd ] || { echo "build shopd first (make build)"; exit 1; }
 rm -rf "$DIR"
 mkdir -p "$DIR/bin" "$DIR/libexec" "$DIR/lib"
-for exe in build/cluster/shopd "$(command -v wrk)" "$(command -v curl)" "$(command -v taskset)"; do
+exes=(build/cluster/shopd "$(command -v wrk)" "$(command -v curl)" "$(command -v taskset)")
+# The disk's fsync with and without prepared WAL files: a lease's first figure.
+[ -x build/bench/wal-sync-bench ] && exes+=(build/bench/wal-sync-bench)
+for exe in "${exes[@]}"; do
   name=$(basename "$exe")
   cp -L "$exe" "$DIR/libexec/$name"
   # "libx.so => /path (addr)" lines, and the loader's own "/path (addr)" line.
