@@ -183,16 +183,24 @@ void entity_core::unhold(uint64_t ticket) {
 }
 
 void entity_core::settle_before_crash() {
+  // A commit notice that threw while answering its requests left the rest of
+  // them, stored, in `waiting_`: answer them first.
+  if (!waiting_.empty() && waiting_.front().first <= committed_)
+    on_committed(committed_);
   if (!quiescent()) {
     auto written = std::make_shared<std::promise<void>>();
     auto done = written->get_future();
     ctx->journal->barrier([written](bool) { written->set_value(); });
-    if (done.wait_for(std::chrono::seconds{30}) == std::future_status::ready) {
-      auto durable = durable_prefix();
-      if (durable > committed_)
-        on_committed(durable); // answers every request whose batch is durable
-    }
-    fail_all(make_error(errc::unavailable, "the entity crashed before the change was stored; retry"));
+    bool settled = done.wait_for(ctx->crash_settle_timeout) == std::future_status::ready;
+    auto durable = durable_prefix();
+    if (durable > committed_)
+      on_committed(durable); // answers every request whose batch is durable
+    fail_all(settled ? make_error(errc::unavailable,
+                                  "the entity crashed before the change was stored; retry")
+                     : make_error(errc::unavailable,
+                                  "the entity crashed while storage was slow; the change may "
+                                  "still be stored: retry with the same Idempotency-Key, or "
+                                  "look before you retry"));
   }
   // Requests whose answers wait on other actors die with this one: answer them.
   fail_holds(make_error(errc::unavailable, "the entity crashed; retry"));

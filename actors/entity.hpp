@@ -131,6 +131,10 @@ struct entity_context {
   std::chrono::milliseconds passivate_after{120'000};
   /// Timeout of requests between entities. Default: 5 s.
   std::chrono::milliseconds ask_timeout{5'000};
+  /// How long a crashed entity waits for the journal to write what it
+  /// submitted before it answers the requests still waiting (its worker
+  /// thread is blocked meanwhile). Default: 30 s.
+  std::chrono::milliseconds crash_settle_timeout{30'000};
   /// The node's shard region: entities reach each other through it.
   caf::actor region;
   std::shared_ptr<hasher_pool> hashers;
@@ -232,7 +236,11 @@ public:
   /// the journal has written every batch this entity submitted, then answers
   /// each held request with its real outcome: success if its batch is
   /// durable, else an error. A crash thus never turns a durable change into
-  /// an error reply, nor an error into a lost change.
+  /// an error reply, nor an error into a lost change. If storage takes longer
+  /// than `crash_settle_timeout`, the requests whose batches are durable by
+  /// then still get success, and the others an error that says their change
+  /// may yet be stored: the restarted entity waits for the journal before it
+  /// loads, so a retry sees it if it was.
   void settle_before_crash();
 
 private:

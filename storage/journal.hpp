@@ -96,6 +96,9 @@ public:
   /// Fault injection (drills and tests): the next `groups` group commits
   /// (probes included) fail as a storage error would, without writing anything.
   void fail_next_groups(uint32_t groups) noexcept { fail_next_.store(groups); }
+  /// Fault injection (tests): the next group commit waits `delay` before it
+  /// writes, as a stalled disk would hold it (and every batch behind it).
+  void stall_next_group(std::chrono::milliseconds delay) noexcept { stall_next_.store(delay.count()); }
 
   // -- figures for /metrics ---------------------------------------------------
   uint64_t groups() const noexcept { return groups_.load(std::memory_order_relaxed); }
@@ -131,6 +134,7 @@ private:
   std::atomic<uint64_t> failures_{0};
   std::atomic<journal_health> health_{journal_health::ok};
   std::atomic<uint32_t> fail_next_{0};
+  std::atomic<int64_t> stall_next_{0}; // milliseconds
   stopped_handler on_stopped_;
   // Writer thread only:
   std::chrono::steady_clock::time_point next_probe_;

@@ -38,6 +38,7 @@ protected:
     ctx.order_secret = "test-secret";
     ctx.passivate_after = passivate_after;
     ctx.ask_timeout = ask_timeout;
+    ctx.crash_settle_timeout = crash_settle_timeout;
     ctx.metrics = metrics;
     ctx.hashers = hashers;
     ctx.hashers->add(
@@ -60,6 +61,7 @@ protected:
     return out;
   }
 
+  std::chrono::milliseconds crash_settle_timeout = 30s;
   test::temp_dir dir;
   std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
   std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
@@ -131,6 +133,39 @@ TEST_F(RegionTest, test_requests_held_for_a_commit_get_their_real_outcome_when_t
   auto after = ask<inventory_view>(get_inventory{"p1"});
   ASSERT_TRUE(after);
   EXPECT_EQ(after->available, 50 + acked.load());
+  EXPECT_EQ(metrics->crashes.load(), 1u);
+}
+
+TEST_F(RegionTest, test_a_change_still_being_written_when_its_entity_crashes_is_answered_as_maybe_stored) {
+  crash_settle_timeout = 200ms;
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}, {}, {}})));
+  // The disk stalls with the restock's batch in the group being written, and
+  // the SKU crashes meanwhile. It may not wait longer for storage, and must
+  // not say "not stored" of a change that the journal may still store.
+  journal_->stall_next_group(3s);
+  auto pending = self->request(region, 10s, restock{"p1", 5});
+  self->send(region, crash_entity{entity_kind::sku, "p1"});
+  auto started = std::chrono::steady_clock::now();
+  caf::error err;
+  pending.receive([&](inventory_view&) { ADD_FAILURE() << "answered before the write"; },
+                  [&](caf::error& e) { err = std::move(e); });
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms); // not held for the stall
+  ASSERT_TRUE(err);
+  EXPECT_EQ(describe(err).code, errc::unavailable);
+  EXPECT_NE(describe(err).message.find("may still be stored"), std::string::npos)
+    << describe(err).message;
+  // The stall ends and the change is stored; the restarted SKU shows it. (A
+  // request that reaches the crashed activation before the region saw it stop
+  // gets 503 and is retried, as a client would.)
+  auto after = ask<inventory_view>(get_inventory{"p1"});
+  for (int retries = 0; !after && describe(after.error()).code == errc::unavailable && retries < 50;
+       ++retries) {
+    std::this_thread::sleep_for(20ms);
+    after = ask<inventory_view>(get_inventory{"p1"});
+  }
+  ASSERT_TRUE(after) << describe(after.error()).message;
+  EXPECT_EQ(after->available, 55);
   EXPECT_EQ(metrics->crashes.load(), 1u);
 }
 
