@@ -3,6 +3,7 @@
 // and checkout fixes the prices when it reserves the stock.
 
 #include <algorithm>
+#include <optional>
 
 #include <caf/all.hpp>
 
@@ -18,8 +19,21 @@ namespace {
 using cart_self = caf::stateful_actor<cart_state>;
 using cart_promise = caf::typed_response_promise<cart_view>;
 
-/// Answers `rp` with `lines` priced by their SKUs, once every change applied
-/// so far is durable. A failed lookup answers its error.
+/// The product as stored, for a SKU that does not answer (quarantined after
+/// crashes, or not in time): its price and its existence are durable state,
+/// so one SKU in trouble does not take every cart that holds it down.
+std::optional<product_record> stored_product(const entity_context& ctx, const std::string& sku) {
+  std::string raw;
+  auto found = ctx.db->get(keys::entity(keys::product, sku, ctx.shard_count), raw);
+  product_record p;
+  if (!found || !*found || !decode(raw, p))
+    return std::nullopt;
+  return p;
+}
+
+/// Answers `rp` with `lines` priced by their SKUs (a SKU that does not answer:
+/// the price it stored), once every change applied so far is durable. A line
+/// priced neither way answers the SKU's error.
 void reply_priced(cart_self* self, cart_promise rp, std::vector<order_line> lines) {
   auto& core = self->state.core;
   if (lines.empty()) {
@@ -55,8 +69,10 @@ void reply_priced(cart_self* self, cart_promise rp, std::vector<order_line> line
           if (--j->pending == 0)
             done();
         },
-        [j, done](caf::error& err) mutable {
-          if (!j->failure)
+        [j, i, done, ctx](caf::error& err) mutable {
+          if (auto p = stored_product(*ctx, j->view.items[i].sku))
+            j->view.items[i].price_cents = p->price_cents;
+          else if (!j->failure)
             j->failure = std::move(err);
           if (--j->pending == 0)
             done();
@@ -130,24 +146,29 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
           reply_priced(self, rp, lines_of(st.cart));
           return rp;
         }
-        // A new line: only for a product that exists. `await` keeps the
-        // cart's later commands waiting, so they apply in arrival order.
+        // A new line: only for a product that exists (as its SKU says, or
+        // as stored when the SKU does not answer). `await` keeps the cart's
+        // later commands waiting, so they apply in arrival order.
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+        auto add = [=]() mutable {
+          auto& st = self->state;
+          st.core.unhold(ticket);
+          st.cart.items.push_back(cart_line{c.sku, c.quantity, now_millis()});
+          std::sort(st.cart.items.begin(), st.cart.items.end(),
+                    [](const cart_line& a, const cart_line& b) { return a.sku < b.sku; });
+          save();
+          reply_priced(self, rp, lines_of(st.cart));
+        };
         self->request(ctx->region, ctx->ask_timeout, get_product{c.sku})
-          .await(
-            [=](product_view&) mutable {
-              auto& st = self->state;
-              st.core.unhold(ticket);
-              st.cart.items.push_back(cart_line{c.sku, c.quantity, now_millis()});
-              std::sort(st.cart.items.begin(), st.cart.items.end(),
-                        [](const cart_line& a, const cart_line& b) { return a.sku < b.sku; });
-              save();
-              reply_priced(self, rp, lines_of(st.cart));
-            },
-            [=](caf::error& err) mutable {
-              self->state.core.unhold(ticket);
-              reject_when_durable(self->state.core, rp, std::move(err));
-            });
+          .await([=](product_view&) mutable { add(); },
+                 [=](caf::error& err) mutable {
+                   if (describe(err).code != errc::not_found && stored_product(*ctx, c.sku)) {
+                     add();
+                     return;
+                   }
+                   self->state.core.unhold(ticket);
+                   reject_when_durable(self->state.core, rp, std::move(err));
+                 });
         return rp;
       },
       [=](const clear_cart& c) -> caf::result<cart_view> {

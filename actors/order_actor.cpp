@@ -154,8 +154,10 @@ void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
 }
 
 /// Step 2 and 3 of the saga, for `lines` (sorted by SKU, each SKU once).
+/// `started`: when the placement began, before the cart was read; it is the
+/// order's `created_at`, so cart lines set after that are not taken out.
 void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
-                   std::vector<order_line> lines) {
+                   std::vector<order_line> lines, millis started) {
   auto& st = self->state;
   auto ctx = st.core.ctx;
   struct join {
@@ -168,7 +170,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
   auto j = std::make_shared<join>();
   j->lines = std::move(lines);
   j->pending = j->lines.size();
-  j->created_at = now_millis();
+  j->created_at = started;
   j->expires_at = j->created_at + ctx->payment_timeout.count();
   auto on_done = [self, ticket, j, ctx, user = req.user_id, from_cart = req.from_cart] {
     auto& st = self->state;
@@ -236,7 +238,7 @@ void place(order_self* self, const checkout& req) {
       waiting.second.deliver(err);
     self->state.placement.clear();
   });
-  auto start = [self, ticket, req](std::vector<order_line> lines) {
+  auto start = [self, ticket, req, started = now_millis()](std::vector<order_line> lines) {
     if (lines.empty()) {
       auto err = make_error(errc::validation_failed, "the cart is empty");
       finish_placement(self, ticket, &err);
@@ -244,7 +246,7 @@ void place(order_self* self, const checkout& req) {
     }
     std::sort(lines.begin(), lines.end(),
               [](const order_line& a, const order_line& b) { return a.sku < b.sku; });
-    reserve_lines(self, ticket, req, std::move(lines));
+    reserve_lines(self, ticket, req, std::move(lines), started);
   };
   if (!req.from_cart) {
     start(req.items);

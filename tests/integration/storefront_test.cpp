@@ -42,6 +42,27 @@ std::string user_token(http_client& c, const std::string& name) {
 }
 
 /// `{"items":[{"sku":..,"quantity":..},...]}`
+/// Crashes `sku` past its restart budget (over 5 crashes within 10 s) until
+/// its commands get 503: quarantined for 1 s at first, then 2 s, 4 s ... for
+/// each crash after a quarantine. Each crash is sent after the last one's
+/// restart: one sent to the dying activation is none. `crashes` counts the
+/// crashes of this node so far.
+bool quarantine(http_client& c, const std::string& admin, const std::string& sku,
+                double& crashes) {
+  while (c.request("GET", "/api/v1/products/" + sku).status != 503) {
+    if (c.request("POST", "/api/v1/admin/fault-injection/crash",
+                  R"({"kind":"sku","id":")" + sku + R"("})", {bearer(admin)})
+          .status
+        != 202)
+      return false;
+    ++crashes;
+    if (!eventually(5s, [&] { return metric(c, "shop_entity_crashes_total") == crashes; })
+        || crashes > 20)
+      return false;
+  }
+  return true;
+}
+
 std::string items_body(const std::vector<std::pair<std::string, int>>& lines) {
   std::string body = R"({"items":[)";
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -158,28 +179,12 @@ TEST(Catalog, test_a_page_lists_a_quarantined_skus_product_with_its_stock_unknow
   create_product(c, admin, "lamp-a", "Desk Lamp", 2500, 4);
   create_product(c, admin, "lamp-b", "Floor Lamp", 7900, 2);
   create_product(c, admin, "lamp-c", "Table Lamp", 3100, 6);
-  // Over 5 crashes within 10 s: quarantined, its commands 503 (1 s at first,
-  // then 2 s, 4 s ... for each crash after a quarantine). Each crash is sent
-  // after the last one's restart: one sent to the dying activation is none.
-  double crashes = 0;
-  auto quarantine = [&] {
-    while (c.request("GET", "/api/v1/products/lamp-b").status != 503) {
-      EXPECT_EQ(c.request("POST", "/api/v1/admin/fault-injection/crash",
-                          R"({"kind":"sku","id":"lamp-b"})", {bearer(admin)})
-                  .status,
-                202);
-      ++crashes;
-      if (!eventually(5s, [&] { return metric(c, "shop_entity_crashes_total") == crashes; })
-          || crashes > 20)
-        return false;
-    }
-    return true;
-  };
   // The page is read while the SKU is quarantined: 503 before and after it.
+  double crashes = 0;
   http_result r;
   bool during = false;
   for (int attempt = 0; attempt < 3 && !during; ++attempt) {
-    ASSERT_TRUE(quarantine());
+    ASSERT_TRUE(quarantine(c, admin, "lamp-b", crashes));
     r = c.request("GET", "/api/v1/products?q=lamp");
     during = c.request("GET", "/api/v1/products/lamp-b").status == 503;
   }
@@ -207,6 +212,52 @@ TEST(Catalog, test_a_page_lists_a_quarantined_skus_product_with_its_stock_unknow
     auto again = c.request("GET", "/api/v1/products?q=floor");
     return again.status == 200 && column(again.body, "items", "available") == std::vector<std::string>{"2"};
   }));
+}
+
+// A SKU in trouble does not take down the carts that hold it: they show the
+// price it stored, and changes to their lines are stored and answered.
+TEST(Cart, test_a_cart_holding_a_quarantined_sku_is_still_shown_and_changed) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "tee", "Tee", 1500, 5);
+  create_product(c, admin, "mug", "Mug", 900, 3);
+  auto alice = user_token(c, "alice");
+  auto put = [&](const std::string& sku, int quantity) {
+    return c.request("PUT", "/api/v1/cart/items/" + sku,
+                     R"({"quantity":)" + std::to_string(quantity) + "}", {bearer(alice)});
+  };
+  ASSERT_EQ(put("tee", 1).status, 200);
+  ASSERT_EQ(put("mug", 1).status, 200);
+  // While the mug's SKU is quarantined (tried again if the quarantine ended
+  // before the last request): another line changes, the cart is read, and
+  // the mug's line is taken out and put back (a new line of a product that
+  // exists as stored).
+  double crashes = 0;
+  http_result changed, read, removed, added;
+  bool during = false;
+  for (int attempt = 0; attempt < 3 && !during; ++attempt) {
+    ASSERT_TRUE(quarantine(c, admin, "mug", crashes));
+    changed = put("tee", 2 + attempt);
+    read = c.request("GET", "/api/v1/cart", {}, {bearer(alice)});
+    removed = put("mug", 0);
+    added = put("mug", 2);
+    during = c.request("GET", "/api/v1/products/mug").status == 503;
+  }
+  ASSERT_TRUE(during);
+  for (auto* r : {&changed, &read, &added}) {
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(column(r->body, "items", "sku"), (std::vector<std::string>{"mug", "tee"}));
+    EXPECT_EQ(column(r->body, "items", "price_cents"), (std::vector<std::string>{"900", "1500"}));
+  }
+  ASSERT_EQ(removed.status, 200) << removed.body;
+  EXPECT_EQ(column(removed.body, "items", "sku"), (std::vector<std::string>{"tee"}));
+  auto tee = std::stoi(column(added.body, "items", "quantity")[1]);
+  EXPECT_EQ(json_field(added.body, "total_cents"), std::to_string(2 * 900 + tee * 1500));
+  // A product that does not exist is still refused.
+  EXPECT_EQ(put("lamp", 1).status, 404);
 }
 
 TEST(Cart, test_lines_are_priced_now_updated_removed_and_cleared) {
