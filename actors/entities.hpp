@@ -94,7 +94,11 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx);
 /// A detached actor (own thread) that hashes and verifies passwords with
 /// argon2id, so slow hashing never stalls the scheduler. `cost` is log2 of
 /// the memory in KiB (3..22); time cost 2, one lane. Reports each hash time
-/// to `pool`, which refuses work it could not finish in time.
+/// to `pool`, which refuses work it could not finish in time. Messages:
+/// (hash_atom, password, deadline) -> encoded hash, and (verify_atom,
+/// encoded, password, deadline) -> bool; `deadline` is when the sender gives
+/// up (steady-clock nanoseconds since its epoch): a request that could not be
+/// done by then is answered `unavailable` without hashing.
 caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
                               std::weak_ptr<hasher_pool> pool);
 

@@ -18,6 +18,14 @@ user_view view_of(const user_record& u) {
 }
 
 using account_actor = caf::stateful_actor<user_account_state>;
+
+/// When a request to a hasher that is sent now and times out after `timeout`
+/// is given up by its sender: the hasher does not start it after that.
+int64_t hasher_deadline(std::chrono::milliseconds timeout) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           (std::chrono::steady_clock::now() + timeout).time_since_epoch())
+    .count();
+}
 using account_promise = caf::typed_response_promise<user_view>;
 
 /// Checks `password` against the argon2 hash `encoded` (empty: the hasher's
@@ -32,7 +40,8 @@ caf::result<user_view> check_password(account_actor* self, const context_ptr& ct
     return reject_durable<user_view>(self, std::move(hasher.error()));
   auto rp = self->make_response_promise<user_view>();
   auto ticket = self->state.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
-  self->request(hasher->worker, ctx->ask_timeout, verify_atom::value, encoded, password)
+  self->request(hasher->worker, ctx->ask_timeout, verify_atom::value, encoded, password,
+                hasher_deadline(ctx->ask_timeout))
     .then(
       [self, rp, ticket, decide, lease = hasher->lease](bool ok) mutable {
         self->state.core.unhold(ticket);
@@ -104,7 +113,8 @@ caf::behavior user_account_actor(account_actor* self, context_ptr ctx,
         auto rp = self->make_response_promise<user_view>();
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
         // `await`: a second registration of this name waits for this one.
-        self->request(hasher->worker, ctx->ask_timeout, hash_atom::value, c.password)
+        self->request(hasher->worker, ctx->ask_timeout, hash_atom::value, c.password,
+                      hasher_deadline(ctx->ask_timeout))
           .await(
             [self, rp, key, receipt_key, c, ticket,
              lease = hasher->lease](std::string& hash) mutable {
@@ -197,19 +207,36 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
   // A decoy hash, checked for logins of unknown names; made on the first
   // one (a start does not pay for it, nor wait on it).
   auto decoy_hash = std::make_shared<std::string>();
+  // How long this hasher's last hash or check took.
+  auto last_took = std::make_shared<std::chrono::nanoseconds>(0);
+  // A request whose sender will have given up (its `deadline`, in
+  // steady-clock nanoseconds) before a hash could finish is not started: its
+  // answer would be dropped. Requests queued in a storm, each past its
+  // sender's timeout, thus cost next to nothing, and those behind them start
+  // in time. Not reported to the pool: its estimate is of real hashes.
+  auto too_late = [last_took](int64_t deadline) -> caf::error {
+    auto finish = std::chrono::steady_clock::now() + *last_took;
+    if (std::chrono::duration_cast<std::chrono::nanoseconds>(finish.time_since_epoch()).count()
+        <= deadline)
+      return caf::none;
+    return make_error(errc::unavailable, "the password check waited past its request's timeout");
+  };
   // Reports how long each message took, once it is handled.
   struct timer {
     std::weak_ptr<hasher_pool> pool;
+    std::shared_ptr<std::chrono::nanoseconds> last_took;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     ~timer() {
+      *last_took = std::chrono::steady_clock::now() - start;
       if (auto p = pool.lock())
-        p->observe(std::chrono::duration_cast<std::chrono::microseconds>(
-          std::chrono::steady_clock::now() - start));
+        p->observe(std::chrono::duration_cast<std::chrono::microseconds>(*last_took));
     }
   };
   return {
-    [=](hash_atom, const std::string& password) -> caf::result<std::string> {
-      timer timed{pool};
+    [=](hash_atom, const std::string& password, int64_t deadline) -> caf::result<std::string> {
+      if (auto late = too_late(deadline))
+        return late;
+      timer timed{pool, last_took};
       auto encoded = hash_password(password, t_cost, m_cost);
       if (!encoded)
         return std::move(encoded.error());
@@ -219,8 +246,11 @@ caf::behavior password_hasher(caf::event_based_actor* self, uint32_t cost,
     // answers false, at the cost of a real check. A check that fails for
     // another reason than a wrong password (memory) is an error, not "wrong
     // password", for known and unknown names alike.
-    [=](verify_atom, const std::string& encoded, const std::string& password) -> caf::result<bool> {
-      timer timed{pool};
+    [=](verify_atom, const std::string& encoded, const std::string& password,
+        int64_t deadline) -> caf::result<bool> {
+      if (auto late = too_late(deadline))
+        return late;
+      timer timed{pool, last_took};
       if (encoded.empty() && decoy_hash->empty()) {
         auto made = hash_password(random_hex(16), t_cost, m_cost);
         if (!made)
