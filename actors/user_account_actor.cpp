@@ -18,6 +18,7 @@ user_view view_of(const user_record& u) {
 }
 
 using account_actor = caf::stateful_actor<user_account_state>;
+using account_promise = caf::typed_response_promise<user_view>;
 
 /// When a request to a hasher that is sent now and times out after `timeout`
 /// is given up by its sender: the hasher does not start it after that.
@@ -26,7 +27,6 @@ int64_t hasher_deadline(std::chrono::milliseconds timeout) {
            (std::chrono::steady_clock::now() + timeout).time_since_epoch())
     .count();
 }
-using account_promise = caf::typed_response_promise<user_view>;
 
 /// Checks `password` against the argon2 hash `encoded` (empty: the hasher's
 /// decoy) on a lent hasher, then `decide(ok, rp)` answers. Refuses at once
