@@ -1258,7 +1258,12 @@ void on_deadlines(uv_timer_t* t) {
     // No answer in time: release the in-flight slot now, once.
     srv->inflight.fetch_sub(1, std::memory_order_relaxed);
     auto timed_out = [&] {
-      return server_error(503, "unavailable", "no answer in time; retry", d.request_id);
+      // Not "retry": the command may still be applied after this answer, and
+      // a retry without an Idempotency-Key would be a second one.
+      return server_error(503, "unavailable",
+                          "no answer in time; the request may still take effect: retry with the "
+                          "same Idempotency-Key, or look before you retry",
+                          d.request_id);
     };
     auto c = srv->conns.find(d.conn_id);
     if (c == srv->conns.end()) { // the client is gone

@@ -576,7 +576,8 @@ TEST(HttpServer, test_stop_answers_the_requests_in_flight_then_closes) {
 }
 
 // What the handler never answers is answered by the request timeout (503), and
-// the stop ends then, within the drain timeout.
+// the stop ends then, within the drain timeout. The 503 does not invite a
+// blind retry: the command may still take effect after it.
 TEST(HttpServer, test_stop_waits_no_longer_than_the_request_timeout_for_an_answer) {
   http_limits limits;
   limits.request_timeout = 300ms;
@@ -594,6 +595,9 @@ TEST(HttpServer, test_stop_waits_no_longer_than_the_request_timeout_for_an_answe
   auto stream = c.read_to_eof(2000ms);
   EXPECT_EQ(stream.rfind("HTTP/1.1 503", 0), 0u) << stream;
   EXPECT_NE(stream.find("Connection: close"), std::string::npos) << stream;
+  EXPECT_NE(stream.find("may still take effect: retry with the same Idempotency-Key"),
+            std::string::npos)
+    << stream;
 }
 
 // A request refused with bytes of it still unread (here a body over the limit,

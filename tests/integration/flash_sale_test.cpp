@@ -529,7 +529,7 @@ TEST(Overload, test_a_login_storm_is_refused_fast_and_logins_keep_working) {
     std::lock_guard<std::mutex> g{m};
     ++statuses[r.status];
     auto message = json_field(r.body, "error.message");
-    if (message == "no answer in time; retry" // the edge's timeout: it waited 5 s
+    if (message.rfind("no answer in time", 0) == 0 // the edge's timeout: it waited 5 s
         || message == "the owning actor did not answer in time")
       ++timed_out;
     if (r.status == 503 && r.header("retry-after").empty())
