@@ -116,7 +116,10 @@ bool base64url_decode(std::string_view in, std::string& out) {
       out.push_back(static_cast<char>((acc >> bits) & 0xff));
     }
   }
-  return true;
+  // The bits left over after the last byte must be zero, as the encoder
+  // writes them: else several texts would decode to the same bytes (a token
+  // with its signature's last character changed would still verify).
+  return (acc & ((1u << bits) - 1)) == 0;
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept {

@@ -31,7 +31,9 @@ namespace shop {
 
 [[nodiscard]] std::string base64url_encode(std::string_view bytes);
 
-/// Returns false on characters outside the base64url alphabet (padding is refused too).
+/// Returns false on characters outside the base64url alphabet (padding is
+/// refused too) and on a text no encoder writes (non-zero bits after the last
+/// byte): each byte string has exactly one text.
 [[nodiscard]] bool base64url_decode(std::string_view text, std::string& out);
 
 /// Compares without an early exit, so the time taken does not reveal a prefix.

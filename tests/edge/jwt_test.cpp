@@ -38,4 +38,17 @@ TEST(Jwt, test_forged_and_alg_none_tokens_are_refused) {
   EXPECT_FALSE(jwt.verify(tampered, 1000));
   for (auto junk : {"", "a.b", "a.b.c.d", "!!!.###.$$$"})
     EXPECT_FALSE(jwt.verify(junk, 1000)) << junk;
+  // The signature's last character carries 2 bits past its 32 bytes. A
+  // token with them set decodes to the same signature, but is not the token
+  // that was issued: refused.
+  ASSERT_TRUE(jwt.verify(good, 1000));
+  const std::string alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  auto last = alphabet.find(good.back());
+  ASSERT_EQ(last % 4, 0u) << good;
+  for (size_t low = 1; low < 4; ++low) {
+    auto variant = good;
+    variant.back() = alphabet[last + low];
+    EXPECT_FALSE(jwt.verify(variant, 1000)) << variant;
+  }
 }

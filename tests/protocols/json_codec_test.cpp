@@ -340,6 +340,15 @@ TEST(Crypto, test_base64url_and_order_ids) {
   }
   std::string out;
   EXPECT_FALSE(base64url_decode("ab+/", out));
+  // One text per byte string: "Zm8" is "fo"; "Zm9", "Zm-" ... set bits after
+  // the last byte, which no encoder writes.
+  EXPECT_TRUE(base64url_decode("Zm8", out));
+  EXPECT_EQ(out, "fo");
+  EXPECT_FALSE(base64url_decode("Zm9", out));
+  EXPECT_FALSE(base64url_decode("Zm-", out));
+  EXPECT_TRUE(base64url_decode("Zg", out));
+  EXPECT_EQ(out, "f");
+  EXPECT_FALSE(base64url_decode("Zh", out));
   auto a = derive_order_id("secret", "u1", "s1", "key");
   EXPECT_EQ(a.size(), 32u);
   EXPECT_EQ(a, derive_order_id("secret", "u1", "s1", "key"));
