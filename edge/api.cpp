@@ -13,10 +13,16 @@
 
 namespace shop::edge {
 
-/// A job the loop thread hands to a bridge actor: it runs there and may
-/// send requests whose answers complete the responder. Local only.
+struct api::bridge_state {
+  /// Tokens verified by this bridge (each keeps its own cache: no lock).
+  jwt_codec jwt;
+};
+
+/// A request the loop thread hands to a bridge actor, which runs its route
+/// (token, decoding, the message to the region; the answer completes the
+/// responder). Local only.
 struct edge_job {
-  std::function<void(caf::event_based_actor*)> run;
+  std::function<void(caf::event_based_actor*, api::bridge_state&)> run;
 };
 
 /// The jobs of one loop iteration, sent as one message.
@@ -34,10 +40,10 @@ namespace {
 
 enum auth_level { public_route = 0, user_route = 1, admin_route = 2 };
 
-caf::behavior bridge(caf::event_based_actor* self) {
-  return {[self](edge_jobs& batch) {
+caf::behavior bridge(caf::event_based_actor* self, api::bridge_state* state) {
+  return {[self, state](edge_jobs& batch) {
     for (auto& job : batch.jobs)
-      job.run(self);
+      job.run(self, *state);
   }};
 }
 
@@ -105,7 +111,10 @@ struct api::context {
   responder r;
   std::vector<std::string> params;
   jwt_claims claims;
-  std::string route;
+  /// "METHOD pattern" of the route (lives as long as the api).
+  const std::string& route;
+  /// The bridge actor the handler runs on; null for the loop's own routes.
+  caf::event_based_actor* self = nullptr;
 
   void fail(errc code, std::string message) { fail(make_error(code, std::move(message))); }
   void fail(const caf::error& err) {
@@ -135,8 +144,13 @@ struct api::route {
   std::vector<std::string> segments;
   int auth;
   void (api::*fn)(context&);
+  /// "METHOD pattern": the route's name in metrics and logs.
+  std::string name;
   /// Counted by the per-client rate limit (all but the probes and /metrics).
   bool limited = true;
+  /// Answered on the loop thread (the probes, /metrics, /openapi.yaml: public,
+  /// and sending no message); every other route runs on a bridge.
+  bool on_loop = false;
 };
 
 api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
@@ -144,15 +158,16 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   : batch_(std::make_unique<job_batch>()),
     sys_(sys),
     region_(std::move(region)),
-    jwt_(jwt_secret),
     issuer_(std::make_shared<const jwt_codec>(jwt_secret)),
     payment_secret_(std::move(payment_secret)),
     opts_(opts),
     probe_(std::move(probe)),
     users_limiter_(opts.per_user),
     clients_limiter_(opts.per_client) {
-  for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i)
-    bridges_.push_back(sys_.spawn(bridge));
+  for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i) {
+    bridge_states_.push_back(std::make_unique<bridge_state>(bridge_state{jwt_codec{jwt_secret}}));
+    bridges_.push_back(sys_.spawn(bridge, bridge_states_.back().get()));
+  }
   add("POST", "/api/v1/users", public_route, &api::register_user);
   add("POST", "/api/v1/auth/login", public_route, &api::login);
   add("GET", "/api/v1/users/me", user_route, &api::me);
@@ -179,11 +194,15 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
   add("GET", "/healthz", public_route, &api::healthz);
   add("GET", "/readyz", public_route, &api::readyz);
   add("GET", "/metrics", public_route, &api::metrics);
-  // Load balancers and Prometheus must always get through.
-  for (auto& r : routes_)
+  add("GET", "/openapi.yaml", public_route, &api::openapi);
+  for (auto& r : routes_) {
+    // Load balancers and Prometheus must always get through.
     if (r.pattern == "/healthz" || r.pattern == "/readyz" || r.pattern == "/metrics")
       r.limited = false;
-  add("GET", "/openapi.yaml", public_route, &api::openapi);
+    // /metrics reads the request counters, which the loop thread owns.
+    r.on_loop = r.fn == &api::healthz || r.fn == &api::readyz || r.fn == &api::metrics
+                || r.fn == &api::openapi;
+  }
   if (opts_.fault_injection) {
     add("POST", "/api/v1/admin/fault-injection/crash", admin_route, &api::crash);
     if (probe_.fail_storage_writes)
@@ -192,8 +211,13 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
 }
 
 api::~api() {
+  // A bridge's jobs and its answer handlers use this object and its routes:
+  // they must be gone before it is.
+  caf::scoped_actor self{sys_};
   for (auto& b : bridges_)
-    caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+    self->send_exit(b, caf::exit_reason::user_shutdown);
+  for (auto& b : bridges_)
+    self->wait_for(b);
 }
 
 std::vector<std::pair<std::string, std::string>> api::routes() const {
@@ -204,7 +228,8 @@ std::vector<std::pair<std::string, std::string>> api::routes() const {
 }
 
 void api::add(std::string method, std::string pattern, int auth, void (api::*fn)(context&)) {
-  route r{std::move(method), pattern, {}, auth, fn};
+  route r{std::move(method), pattern, {}, auth, fn, {}};
+  r.name = r.method + " " + r.pattern;
   for (auto s : split_path(pattern))
     r.segments.emplace_back(s);
   routes_.push_back(std::move(r));
@@ -245,12 +270,11 @@ void api::handle(http_request& req, responder r) {
     if (rt.method == "GET")
       allow("HEAD");
   }
-  context ctx{req, std::move(r), std::move(params), {}, match ? match->method + " " + match->pattern : std::string{}};
+  static const std::string unmatched = "(unmatched)";
+  context ctx{req, std::move(r), std::move(params), {}, match ? match->name : unmatched};
   if (clients_limiter_.enabled() && (!match || match->limited)) {
     auto wait = clients_limiter_.take(client_key(req.peer), req.received);
     if (wait.count() > 0) {
-      if (!match)
-        ctx.route = "(unmatched)";
       refuse_for(ctx, wait, "too many requests from this address; retry later");
       return;
     }
@@ -264,78 +288,96 @@ void api::handle(http_request& req, responder r) {
       for (auto& m : allowed)
         allow.append(allow.empty() ? "" : ", ").append(m);
       res.headers.emplace_back("Allow", std::move(allow));
-      res.route = "(unmatched)";
+      res.route = unmatched;
       ctx.r.send(std::move(res));
     } else {
       auto res = error_response(make_error(errc::not_found, "no route for " + req.path),
                                 ctx.r.request_id());
-      res.route = "(unmatched)";
+      res.route = unmatched;
       ctx.r.send(std::move(res));
     }
     return;
   }
-  if (match->auth != public_route) {
-    auto auth = req.header("authorization");
+  if (match->on_loop) {
+    (this->*(match->fn))(ctx);
+    return;
+  }
+  // The rest runs on a bridge, with the request's contents: the server
+  // starts the next request afresh.
+  batch_->pending.jobs.push_back(
+    edge_job{[this, match, req = std::move(req), r = std::move(ctx.r),
+              params = std::move(ctx.params)](caf::event_based_actor* self,
+                                              bridge_state& bridge) mutable {
+      context c{req, std::move(r), std::move(params), {}, match->name, self};
+      serve(c, *match, bridge);
+    }});
+}
+
+void api::serve(context& ctx, const route& rt, bridge_state& bridge) {
+  if (rt.auth != public_route) {
+    auto auth = ctx.req.header("authorization");
     // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
     if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {
       ctx.fail(errc::unauthorized, "a bearer token is required");
       return;
     }
-    auto claims = jwt_.verify(auth.substr(bearer.size()), now_secs());
+    auto claims = bridge.jwt.verify(auth.substr(bearer.size()), now_secs());
     if (!claims) {
       ctx.fail(claims.error());
       return;
     }
     ctx.claims = std::move(*claims);
-    if (match->auth == admin_route && ctx.claims.role != user_role::admin) {
+    if (rt.auth == admin_route && ctx.claims.role != user_role::admin) {
       ctx.fail(errc::forbidden, "this route needs the admin role");
       return;
     }
     // By the verified user: a forged token cannot spend another user's requests.
     if (users_limiter_.enabled() && ctx.claims.role == user_role::user) {
-      auto wait = users_limiter_.take(ctx.claims.sub, req.received);
+      std::chrono::milliseconds wait;
+      {
+        std::lock_guard<std::mutex> guard{users_limiter_mtx_};
+        wait = users_limiter_.take(ctx.claims.sub, ctx.req.received);
+      }
       if (wait.count() > 0) {
         refuse_for(ctx, wait, "too many requests from this user; retry later");
         return;
       }
     }
   }
-  (this->*(match->fn))(ctx);
+  (this->*(rt.fn))(ctx);
 }
 
 template <class Reply, class Command, class Encode>
 void api::ask(context& ctx, Command cmd, int status, Encode encode) {
-  auto r = ctx.r;
-  auto region = region_;
-  auto route = ctx.route;
   // No CAF timeout: each one would cost the CAF clock thread a wake-up. The
   // HTTP server answers 503 itself when a request is not answered in time,
-  // and CAF answers every request to a dead actor with an error.
-  auto job = edge_job{[r, cmd = std::move(cmd), status, encode, region, route,
-                       trace = ctx.req.trace_id](caf::event_based_actor* self) mutable {
-    self->request(region, caf::infinite, std::move(cmd))
-      .then(
-        [r, status, encode, route](Reply& reply) {
-          auto res = json_response(status, encode(reply));
-          res.route = route;
-          r.send(std::move(res));
-        },
-        [r, route, trace](caf::error& err) {
-          auto res = error_response(err, r.request_id());
-          res.route = route;
-          log_fault(res, err, route, r.request_id(), trace);
-          r.send(std::move(res));
-        });
-  }};
-  batch_->pending.jobs.push_back(std::move(job));
+  // and CAF answers every request to a dead actor with an error. The route's
+  // name lives in the route table, which outlives the bridge that runs these.
+  const std::string* route = &ctx.route;
+  ctx.self->request(region_, caf::infinite, std::move(cmd))
+    .then(
+      [r = ctx.r, status, encode, route](Reply& reply) {
+        auto res = json_response(status, encode(reply));
+        res.route = *route;
+        r.send(std::move(res));
+      },
+      [r = ctx.r, route, trace = ctx.req.trace_id](caf::error& err) {
+        auto res = error_response(err, r.request_id());
+        res.route = *route;
+        log_fault(res, err, *route, r.request_id(), trace);
+        r.send(std::move(res));
+      });
 }
 
 void api::flush() {
-  if (batch_->pending.jobs.empty())
+  auto& jobs = batch_->pending.jobs;
+  if (jobs.empty())
     return;
+  auto n = jobs.size();
   caf::anon_send(bridges_[next_bridge_++ % bridges_.size()], std::move(batch_->pending));
-  batch_->pending.jobs.clear();
+  jobs.clear();
+  jobs.reserve(n); // the next iteration's jobs, without growing from nothing again
 }
 
 // -- handlers -----------------------------------------------------------------
@@ -714,35 +756,32 @@ void api::sandbox_complete(context& c) {
   auto order_id = payment_id.substr(prefix.size());
   // The sandbox gateway: look the order up as its owner, sign the callback
   // the way a real gateway would, and hand it to the callback route's checks.
-  auto job = edge_job{[r = c.r, route = c.route, region = region_, secret = payment_secret_,
-                       payment_id, order_id, owner = c.claims.sub,
-                       ok = *succeeded](caf::event_based_actor* self) mutable {
-    auto fail = [r, route](const caf::error& err) mutable {
-      auto res = error_response(err, r.request_id());
-      res.route = route;
-      r.send(std::move(res));
-    };
-    self->request(region, caf::infinite, shop::get_order{order_id, owner, false})
-      .then(
-        [=](order_record& o) mutable {
-          shop::payment_callback cb{payment_id, order_id, ok, o.total_cents - o.discount_cents};
-          auto body = encode_payment_callback(cb);
-          auto signature = to_hex(hmac_sha256(secret, body));
-          auto verified = verify_callback(secret, body, signature);
-          if (!verified)
-            return fail(verified.error());
-          self->request(region, caf::infinite, std::move(*verified))
-            .then(
-              [r, route](order_record& paid) mutable {
-                auto res = json_response(200, to_json(paid));
-                res.route = route;
-                r.send(std::move(res));
-              },
-              [fail](caf::error& err) mutable { fail(err); });
-        },
-        [fail](caf::error& err) mutable { fail(err); });
-  }};
-  batch_->pending.jobs.push_back(std::move(job));
+  auto self = c.self;
+  auto fail = [r = c.r, route = c.route](const caf::error& err) {
+    auto res = error_response(err, r.request_id());
+    res.route = route;
+    r.send(std::move(res));
+  };
+  self->request(region_, caf::infinite, shop::get_order{order_id, c.claims.sub, false})
+    .then(
+      [self, fail, r = c.r, route = c.route, region = region_, secret = payment_secret_,
+       payment_id, order_id, ok = *succeeded](order_record& o) {
+        shop::payment_callback cb{payment_id, order_id, ok, o.total_cents - o.discount_cents};
+        auto body = encode_payment_callback(cb);
+        auto signature = to_hex(hmac_sha256(secret, body));
+        auto verified = verify_callback(secret, body, signature);
+        if (!verified)
+          return fail(verified.error());
+        self->request(region, caf::infinite, std::move(*verified))
+          .then(
+            [r, route](order_record& paid) {
+              auto res = json_response(200, to_json(paid));
+              res.route = route;
+              r.send(std::move(res));
+            },
+            [fail](caf::error& err) { fail(err); });
+      },
+      [fail](caf::error& err) { fail(err); });
 }
 
 void api::healthz(context& c) {
@@ -772,18 +811,30 @@ void api::metrics(context& c) {
                       "Time from a request's arrival to its answer, by route.");
   for (auto& [route, h] : latency_)
     h->write(out, "shop_http_request_duration_seconds", "route=\"" + route + "\"");
-  // The rate limits (read here, on the loop thread that owns them).
-  const std::pair<const char*, const rate_limiter*> limits[] = {
-    {R"(limit="user")", &users_limiter_}, {R"(limit="client")", &clients_limiter_}};
+  // The rate limits: the users' one the bridges share, the clients' one this
+  // (loop) thread owns.
+  struct limit_figures {
+    const char* label;
+    size_t tracked;
+    uint64_t untracked;
+  };
+  limit_figures limits[] = {
+    {R"(limit="user")", 0, 0},
+    {R"(limit="client")", clients_limiter_.tracked(), clients_limiter_.untracked()}};
+  {
+    std::lock_guard<std::mutex> guard{users_limiter_mtx_};
+    limits[0].tracked = users_limiter_.tracked();
+    limits[0].untracked = users_limiter_.untracked();
+  }
   write_metric_header(out, "shop_rate_limit_keys", "gauge",
                       "Keys with a token bucket (full ones are dropped as the sweep reaches them).");
-  for (auto [label, limiter] : limits)
-    write_sample(out, "shop_rate_limit_keys", label, static_cast<double>(limiter->tracked()));
+  for (auto& l : limits)
+    write_sample(out, "shop_rate_limit_keys", l.label, static_cast<double>(l.tracked));
   write_metric_header(out, "shop_rate_limit_untracked_total", "counter",
                       "Requests let through without a bucket: the limit's 100,000 keys were in use.");
-  for (auto [label, limiter] : limits)
-    write_sample(out, "shop_rate_limit_untracked_total", label,
-                 static_cast<double>(limiter->untracked()));
+  for (auto& l : limits)
+    write_sample(out, "shop_rate_limit_untracked_total", l.label,
+                 static_cast<double>(l.untracked));
   if (probe_.write_metrics)
     probe_.write_metrics(out);
   http_response res;

@@ -1,12 +1,20 @@
 #pragma once
 // The routes of API.md: auth middleware, then one handler per route that
 // turns the request into one message to the node's shard region and the
-// reply into JSON. One per node; `handle` runs on the edge's loop thread.
+// reply into JSON. One per node.
+//
+// Threads: `handle` runs on the edge's loop thread, which only routes. The
+// probes (/healthz, /readyz), /metrics and /openapi.yaml are answered there;
+// every other route is handed, with its request, to a bridge actor, where
+// its token is checked, its body decoded and its message sent: the loop
+// thread bounds a node's requests per second (docs/operations.md), and the
+// node's other cores do this work.
 
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,7 +34,8 @@ struct api_options {
   /// Enables POST /api/v1/admin/fault-injection/crash, and .../storage where the probe can
   /// fail storage writes (tests and chaos drills only). Default: off.
   bool fault_injection = false;
-  /// Actors that carry requests from the loop into CAF. Default: 2.
+  /// Actors that take requests from the loop, check their tokens, decode
+  /// them and send their messages into CAF. Default: 2.
   size_t bridges = 2;
   /// Enables POST /api/v1/payments/{id}/sandbox-complete. Default: off.
   bool sandbox_payments = false;
@@ -56,12 +65,13 @@ public:
       std::string payment_secret, api_options opts, node_probe probe);
   ~api();
 
-  /// The request handler for http_server (loop thread).
+  /// The request handler for http_server (loop thread). Takes the request's
+  /// contents when a bridge serves its route.
   void handle(http_request& req, responder r);
 
-  /// Hands the jobs of this loop iteration to a bridge actor as one message
-  /// (loop thread; the http_server's iteration hook). One CAF wake-up per
-  /// iteration instead of one per request.
+  /// Hands the requests of this loop iteration to a bridge actor as one
+  /// message (loop thread; the http_server's iteration hook). One CAF
+  /// wake-up per iteration instead of one per request.
   void flush();
 
   /// The response observer for http_server (loop thread): request metrics.
@@ -72,8 +82,13 @@ public:
 
   struct context;
   struct route;
+  /// What one bridge actor owns (its verified-token cache).
+  struct bridge_state;
 
 private:
+  // Runs on a bridge: the token, the user's rate limit, then the handler.
+  void serve(context& ctx, const route& rt, bridge_state& bridge);
+
   template <class Reply, class Command, class Encode>
   void ask(context& ctx, Command cmd, int status, Encode encode);
 
@@ -112,16 +127,19 @@ private:
   std::unique_ptr<job_batch> batch_;
   caf::actor_system& sys_;
   caf::actor region_;
+  // The destructor waits for the bridges to stop: their jobs use this object.
   std::vector<caf::actor> bridges_;
+  std::vector<std::unique_ptr<bridge_state>> bridge_states_; // one per bridge, its own
   size_t next_bridge_ = 0;
-  jwt_codec jwt_;
   std::shared_ptr<const jwt_codec> issuer_;
   std::string payment_secret_;
   api_options opts_;
   node_probe probe_;
   std::vector<route> routes_;
-  // Loop thread only.
+  // Every bridge takes from it (and /metrics reads it on the loop thread).
+  std::mutex users_limiter_mtx_;
   rate_limiter users_limiter_;
+  // Loop thread only.
   rate_limiter clients_limiter_;
   // Request metrics, touched only on the loop thread.
   std::map<std::pair<std::string, int>, uint64_t> requests_;

@@ -21,7 +21,8 @@ struct jwt_claims {
   int64_t exp = 0;  // seconds since the epoch
 };
 
-/// One per edge; used from the loop thread only (the cache is not locked).
+/// Not synchronised (the cache is not locked): each of the edge's bridge actors
+/// has its own.
 class jwt_codec {
 public:
   explicit jwt_codec(std::string secret);

@@ -1,7 +1,8 @@
 #pragma once
 // Token buckets by key (a user id, a client address): each key may make
-// `rate` requests a second on average and up to `burst` at once. Used by the
-// edge's loop thread only, so nothing here is synchronised.
+// `rate` requests a second on average and up to `burst` at once. Not
+// synchronised: its owner locks it where more than one thread uses it (the
+// users' limit, which the edge's bridge actors share).
 //
 // A bucket that has filled up again is the same as no bucket, so buckets are
 // forgotten once full: every call looks at two hash buckets of the table, in

@@ -9,12 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <simdjson.h>
 
@@ -198,6 +200,33 @@ TEST(Http, test_a_user_past_the_rate_limit_gets_429_and_nothing_changes) {
   std::this_thread::sleep_for(2100ms);
   EXPECT_EQ(buy(tokens[0]).status, 201);
   EXPECT_EQ(get_inventory(c, "rl-1"), (inventory{98, 2, 0}));
+}
+
+// The edge checks tokens and the users' limit on more than one thread (its
+// bridge actors): one user's burst still lets exactly `burst` requests through
+// when they come at once, over many connections.
+TEST(Http, test_a_users_burst_holds_for_requests_that_come_at_once) {
+  temp_dir dir;
+  // A token every 100 s: none comes back while the test runs.
+  shopd_process shopd{dir.path(), {"--rate-limit-user", "0.01", "--rate-limit-user-burst", "5"}};
+  ASSERT_TRUE(shopd.start());
+  auto token = make_users(shopd.port(), "burst_", 1)[0];
+  constexpr int connections = 8, each = 6;
+  std::atomic<int> ok{0}, limited{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < connections; ++t)
+    threads.emplace_back([&] {
+      http_client c{shopd.port()};
+      for (int i = 0; i < each; ++i) {
+        auto status = c.request("GET", "/api/v1/users/me", "", {bearer(token)}).status;
+        (status == 200 ? ok : status == 429 ? limited : other)++;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_EQ(limited.load(), connections * each - 5);
+  EXPECT_EQ(other.load(), 0);
 }
 
 // Per-client-address limit: every route counts, unknown ones too, except the
