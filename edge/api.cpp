@@ -1,6 +1,7 @@
 #include "edge/api.hpp"
 
 #include <algorithm>
+#include <cassert>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -199,7 +200,8 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
     // Load balancers and Prometheus must always get through.
     if (r.pattern == "/healthz" || r.pattern == "/readyz" || r.pattern == "/metrics")
       r.limited = false;
-    // /metrics reads the request counters, which the loop thread owns.
+    // Answered on the loop: they send no message, and /metrics reads the
+    // request counters, which the loop thread owns.
     r.on_loop = r.fn == &api::healthz || r.fn == &api::readyz || r.fn == &api::metrics
                 || r.fn == &api::openapi;
   }
@@ -354,6 +356,7 @@ void api::ask(context& ctx, Command cmd, int status, Encode encode) {
   // HTTP server answers 503 itself when a request is not answered in time,
   // and CAF answers every request to a dead actor with an error. The route's
   // name lives in the route table, which outlives the bridge that runs these.
+  assert(ctx.self); // a bridge's route: the loop's own send no message
   const std::string* route = &ctx.route;
   ctx.self->request(region_, caf::infinite, std::move(cmd))
     .then(

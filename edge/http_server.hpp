@@ -130,7 +130,9 @@ private:
   std::chrono::steady_clock::time_point received_;
 };
 
-/// Called on the loop thread for every complete request.
+/// Called on the loop thread for every complete request. The handler may
+/// take the request's contents (move from it): the server does not look at
+/// the request after the call, and starts the next one afresh.
 using request_handler = std::function<void(http_request&, responder)>;
 
 /// Called on the loop thread after each response is written (metrics).

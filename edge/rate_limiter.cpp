@@ -26,8 +26,12 @@ std::chrono::milliseconds rate_limiter::take(std::string_view key, clock::time_p
     it = buckets_.emplace(std::string{key}, bucket{limit_.burst, now}).first;
   }
   auto& b = it->second;
+  // Callers on more than one thread take in the order they run, not in the
+  // order their requests arrived: a time before the bucket's last one counts
+  // as that one, or the time between the two would be refilled twice.
+  now = std::max(now, b.updated);
   auto elapsed = std::chrono::duration<double>(now - b.updated).count();
-  b.tokens = std::min(limit_.burst, b.tokens + std::max(0.0, elapsed) * limit_.rate);
+  b.tokens = std::min(limit_.burst, b.tokens + elapsed * limit_.rate);
   b.updated = now;
   if (b.tokens >= 1) {
     b.tokens -= 1;

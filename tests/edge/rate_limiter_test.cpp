@@ -28,6 +28,18 @@ TEST(RateLimiter, test_a_key_gets_its_burst_then_waits_for_the_rate) {
   EXPECT_GT(limiter.take("alice", t0 + 1h), 0ms);
 }
 
+// The edge's bridges take from the users' limit in the order they run: a
+// request that arrived earlier may come after a later one.
+TEST(RateLimiter, test_a_request_taken_late_does_not_turn_the_bucket_back) {
+  rate_limiter limiter{{1, 1}}; // 1 a second, 1 at once
+  EXPECT_EQ(limiter.take("k", t0), 0ms);
+  EXPECT_EQ(limiter.take("k", t0 + 1s), 0ms);
+  EXPECT_GT(limiter.take("k", t0 + 200ms), 0ms); // arrived before the last one
+  // 200 ms after the last token was taken: 0.2 of a token, not 1.
+  EXPECT_EQ(limiter.take("k", t0 + 1200ms), 800ms);
+  EXPECT_EQ(limiter.take("k", t0 + 2s), 0ms);
+}
+
 TEST(RateLimiter, test_the_average_rate_holds_over_time) {
   rate_limiter limiter{{10, 1}};
   int granted = 0;
