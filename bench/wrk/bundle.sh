@@ -14,8 +14,13 @@ mkdir -p "$DIR/bin" "$DIR/libexec" "$DIR/lib"
 exes=(build/cluster/shopd "$(command -v wrk)" "$(command -v curl)" "$(command -v taskset)")
 # The disk's fsync with and without prepared WAL files: a lease's first figure.
 [ -x build/bench/wal-sync-bench ] && exes+=(build/bench/wal-sync-bench)
-for exe in "${exes[@]}"; do
+# SHOPD_OLD=<binary>: a second build, as bin/shopd-old, for an A/B there
+# (bench/wrk/loop_ab.sh, or run.sh with SHOPD=... alternating).
+[ -n "${SHOPD_OLD:-}" ] && exes+=("$SHOPD_OLD=shopd-old")
+for spec in "${exes[@]}"; do
+  exe=${spec%%=*}
   name=$(basename "$exe")
+  [ "$spec" != "$exe" ] && name=${spec#*=}
   cp -L "$exe" "$DIR/libexec/$name"
   # "libx.so => /path (addr)" lines, and the loader's own "/path (addr)" line.
   ldd "$exe" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
