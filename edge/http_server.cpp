@@ -66,9 +66,19 @@ bool parse_traceparent(std::string_view h, std::string_view& trace_id,
   return true;
 }
 
+namespace {
+
+/// ASCII only, whatever the C locale: header names and the tokens compared
+/// here are ASCII (RFC 9110 5.1), and this is inlined where std::tolower is a call.
+constexpr char ascii_lower(char ch) noexcept {
+  return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+}
+
+} // namespace
+
 bool equals_ignore_case(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return ascii_lower(x) == ascii_lower(y);
          });
 }
 
@@ -947,7 +957,7 @@ int on_header_value(http_parser* p, const char* at, size_t n) {
     }
     std::string name = c->field;
     for (auto& ch : name)
-      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      ch = ascii_lower(ch);
     c->cur.headers.emplace_back(std::move(name), std::string{});
     c->last_was_value = true;
   }
