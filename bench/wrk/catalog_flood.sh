@@ -24,15 +24,7 @@ for i in range(int(sys.argv[3])):
     r.read()
     assert r.status == 201, r.status
 PY
-curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
-  -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
-curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $AT" \
-  -d '{"id":"cat-sale","sku":"hot","price_cents":99,"quantity":1000000000,"per_user_limit":10000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"}' >/dev/null
-for i in $(seq 128); do
-  curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
-  echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
-done
-export TOKENS="$WORK/tokens.txt" SALE=cat-sale
+hot_sale cat-sale 128
 purchases() { # label
   wrk -t1 -c16 -d8s --latency -s bench/wrk/purchase.lua "http://127.0.0.1:$PORT" \
     | grep -E "Requests/sec|p50_ms|Non-2xx" | sed "s/^/$1: /"

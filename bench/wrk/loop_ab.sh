@@ -23,16 +23,7 @@ one_run() { # build label, shopd binary, what (purchase|healthz)
   (
     . bench/wrk/node.sh
     start_shopd "${PIN_SHOPD[@]}" "$2"
-    AT=$(token admin bench-admin-pw)
-    curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
-      -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
-    curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $AT" \
-      -d '{"id":"bench-sale","sku":"hot","price_cents":99,"quantity":1000000000,"per_user_limit":10000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"}' >/dev/null
-    for i in $(seq 64); do
-      curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
-      echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
-    done
-    export TOKENS="$WORK/tokens.txt" SALE=bench-sale
+    hot_sale bench-sale 64
     local loop="" t
     for t in /proc/"$PID"/task/*; do [ "$(cat "$t/comm")" = shop-edge ] && loop=$t; done
     [ -n "$loop" ] || { echo "$1 $3: no shop-edge thread"; exit 1; }

@@ -36,3 +36,21 @@ token() {
   curl -sf -XPOST "$B/auth/login" -d "{\"username\":\"$1\",\"password\":\"$2\"}" |
     sed 's/.*"token":"\([^"]*\)".*/\1/'
 }
+
+# The hot SKU and its sale, and buyers: hot_sale SALE_ID USERS
+# Product `hot` (10^9 units), a sale of all of it (per-user limit 10,000) open
+# from 2020 to 2100, and USERS users (bench_1, ...) logged in, one token a line
+# in $WORK/tokens.txt; exports TOKENS and SALE for purchase.lua.
+hot_sale() {
+  local at i
+  at=$(token admin bench-admin-pw)
+  curl -sf -XPOST "$B/products" -H "Authorization: Bearer $at" \
+    -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
+  curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $at" \
+    -d "{\"id\":\"$1\",\"sku\":\"hot\",\"price_cents\":99,\"quantity\":1000000000,\"per_user_limit\":10000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2100-01-01T00:00:00Z\"}" >/dev/null
+  for i in $(seq "$2"); do
+    curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
+    echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
+  done
+  export TOKENS="$WORK/tokens.txt" SALE=$1
+}

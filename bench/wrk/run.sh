@@ -20,15 +20,7 @@ PIN_SHOPD=() PIN_WRK=() # taskset prefixes, when CPUs are given
 . bench/wrk/node.sh
 # shellcheck disable=SC2086 # SHOPD_ARGS is a list of options
 start_shopd "${PIN_SHOPD[@]}" "$SHOPD" --durability "$MODE" ${SHOPD_ARGS:-}
-AT=$(token admin bench-admin-pw)
-curl -sf -XPOST "$B/products" -H "Authorization: Bearer $AT" \
-  -d '{"sku":"hot","name":"Hot item","price_cents":100,"stock":1000000000}' >/dev/null
-curl -sf -XPOST "$B/flash-sales" -H "Authorization: Bearer $AT" \
-  -d '{"id":"bench-sale","sku":"hot","price_cents":99,"quantity":1000000000,"per_user_limit":10000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"}' >/dev/null
-for i in $(seq "$USERS"); do
-  curl -sf -XPOST "$B/users" -d "{\"username\":\"bench_$i\",\"password\":\"password-$i\"}" >/dev/null
-  echo "$(token "bench_$i" "password-$i")" >>"$WORK/tokens.txt"
-done
+hot_sale bench-sale "$USERS"
 
 echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H "Authorization: Bearer $(head -1 "$WORK/tokens.txt")" -d '{"quantity":1}' | cut -c1-120)"
 # shopd's own CPU time (user + system) per answered request, from /proc, in
@@ -70,7 +62,6 @@ echo "== $MODE durability, $CONNS connections, ${HEALTHZ_SECS}s /healthz, ${SECS
 echo "-- GET /healthz"
 measure healthz "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${HEALTHZ_SECS}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "-- POST /api/v1/flash-sales/bench-sale/purchase"
-export TOKENS="$WORK/tokens.txt" SALE=bench-sale
 measure purchase "${PIN_WRK[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency -s bench/wrk/purchase.lua \
   "http://127.0.0.1:$PORT"
 curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v purchase='{route="POST /api/v1/flash-sales/{id}/purchase"}' '
