@@ -1,6 +1,7 @@
 #include "edge/api.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 
 #include <caf/all.hpp>
@@ -15,8 +16,15 @@
 namespace shop::edge {
 
 struct api::bridge_state {
+  explicit bridge_state(std::string jwt_secret) : jwt(std::move(jwt_secret)) {}
+
   /// Tokens verified by this bridge (each keeps its own cache: no lock).
   jwt_codec jwt;
+  /// Set when the bridge actor stopped other than by the api's destructor
+  /// (an exception in a route), with the reason in `why`; the loop thread
+  /// starts a new one on it at its next hand-over.
+  std::atomic<bool> down{false};
+  std::string why; // written before `down`, read after it
 };
 
 /// A request the loop thread hands to a bridge actor, which runs its route
@@ -42,6 +50,31 @@ namespace {
 enum auth_level { public_route = 0, user_route = 1, admin_route = 2 };
 
 caf::behavior bridge(caf::event_based_actor* self, api::bridge_state* state) {
+  // An exception in a route (a bug, or memory running out) stops this
+  // bridge: the requests it held get the request timeout's 503, and the loop
+  // thread starts a new bridge. (On the loop thread it would have ended the
+  // process.)
+  self->set_exception_handler([](std::exception_ptr& eptr) -> caf::error {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    return caf::make_error(caf::sec::runtime_error, std::move(what));
+  });
+  // A stray error message (not the answer to one of its requests) must not
+  // stop it: CAF's default would.
+  self->set_error_handler([](caf::error& err) {
+    spdlog::warn("edge: a bridge ignored an unexpected error message: {}", caf::to_string(err));
+  });
+  self->attach_functor([state](const caf::error& reason) {
+    if (reason == caf::exit_reason::user_shutdown)
+      return; // the api's destructor
+    state->why = reason ? caf::to_string(reason) : "it quit";
+    state->down.store(true, std::memory_order_release);
+  });
   return {[self, state](edge_jobs& batch) {
     for (auto& job : batch.jobs)
       job.run(self, *state);
@@ -166,7 +199,7 @@ api::api(caf::actor_system& sys, caf::actor region, std::string jwt_secret,
     users_limiter_(opts.per_user),
     clients_limiter_(opts.per_client) {
   for (size_t i = 0; i < std::max<size_t>(1, opts_.bridges); ++i) {
-    bridge_states_.push_back(std::make_unique<bridge_state>(bridge_state{jwt_codec{jwt_secret}}));
+    bridge_states_.push_back(std::make_unique<bridge_state>(jwt_secret));
     bridges_.push_back(sys_.spawn(bridge, bridge_states_.back().get()));
   }
   add("POST", "/api/v1/users", public_route, &api::register_user);
@@ -378,7 +411,18 @@ void api::flush() {
   if (jobs.empty())
     return;
   auto n = jobs.size();
-  caf::anon_send(bridges_[next_bridge_++ % bridges_.size()], std::move(batch_->pending));
+  auto i = next_bridge_++ % bridges_.size();
+  if (auto& state = *bridge_states_[i]; state.down.load(std::memory_order_acquire)) {
+    // The stopped actor is done with its state (its exit ran after its last
+    // message): the new one takes it over, verified tokens included.
+    spdlog::error("edge: bridge {} stopped ({}); started a new one (the requests it held get "
+                  "the request timeout's 503)",
+                  i, state.why);
+    state.down.store(false, std::memory_order_relaxed);
+    bridges_[i] = sys_.spawn(bridge, &state);
+    ++bridge_restarts_;
+  }
+  caf::anon_send(bridges_[i], std::move(batch_->pending));
   jobs.clear();
   jobs.reserve(n); // the next iteration's jobs, without growing from nothing again
 }
@@ -838,6 +882,9 @@ void api::metrics(context& c) {
   for (auto& l : limits)
     write_sample(out, "shop_rate_limit_untracked_total", l.label,
                  static_cast<double>(l.untracked));
+  write_metric(out, "shop_edge_bridge_restarts_total", "counter",
+               "Bridge actors started anew after an exception stopped one.",
+               static_cast<double>(bridge_restarts_));
   if (probe_.write_metrics)
     probe_.write_metrics(out);
   http_response res;
@@ -857,11 +904,19 @@ void api::openapi(context& c) {
 }
 
 void api::crash(context& c) {
-  // Body: {"kind":"sku"|"sale"|"order"|"user","id":"..."}.
+  // Body: {"kind":"sku"|"sale"|"order"|"user"|"bridge","id":"..."}.
   auto req = decode_crash_request(c.req.body);
   if (!req)
     return c.fail(req.error());
   const auto& kind_name = req->kind;
+  if (kind_name == "bridge") {
+    // The bridge running this request throws once it has answered (the id
+    // names nothing); the loop starts a new one.
+    auto res = json_response(202, R"({"status":"crash requested"})");
+    res.route = c.route;
+    c.r.send(std::move(res));
+    throw std::runtime_error("fault injection: bridge crash");
+  }
   crash_entity cmd;
   if (kind_name == "sku")
     cmd.kind = entity_kind::sku;
@@ -872,7 +927,7 @@ void api::crash(context& c) {
   else if (kind_name == "user")
     cmd.kind = entity_kind::user;
   else
-    return c.fail(errc::validation_failed, "field 'kind' must be sku, sale, order or user");
+    return c.fail(errc::validation_failed, "field 'kind' must be sku, sale, order, user or bridge");
   cmd.id = req->id;
   caf::anon_send(region_, std::move(cmd));
   auto res = json_response(202, R"({"status":"crash requested"})");

@@ -131,6 +131,7 @@ private:
   std::vector<caf::actor> bridges_;
   std::vector<std::unique_ptr<bridge_state>> bridge_states_; // one per bridge, its own
   size_t next_bridge_ = 0;
+  uint64_t bridge_restarts_ = 0; // loop thread only
   std::shared_ptr<const jwt_codec> issuer_;
   std::string payment_secret_;
   api_options opts_;
