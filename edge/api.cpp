@@ -62,6 +62,7 @@ caf::behavior bridge(caf::event_based_actor* self, api::bridge_state* state) {
       what = e.what();
     } catch (...) {
     }
+    spdlog::error("edge: a bridge stopped on an exception: {}", what);
     return caf::make_error(caf::sec::runtime_error, std::move(what));
   });
   // A stray error message (not the answer to one of its requests) must not
@@ -415,9 +416,9 @@ void api::flush() {
   if (auto& state = *bridge_states_[i]; state.down.load(std::memory_order_acquire)) {
     // The stopped actor is done with its state (its exit ran after its last
     // message): the new one takes it over, verified tokens included.
-    spdlog::error("edge: bridge {} stopped ({}); started a new one (the requests it held get "
-                  "the request timeout's 503)",
-                  i, state.why);
+    spdlog::warn("edge: started bridge {} anew (it stopped: {}); the requests it held get the "
+                 "request timeout's 503",
+                 i, state.why);
     state.down.store(false, std::memory_order_relaxed);
     bridges_[i] = sys_.spawn(bridge, &state);
     ++bridge_restarts_;

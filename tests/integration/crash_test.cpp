@@ -386,8 +386,8 @@ TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
 // every request the loop would have handed to it.
 TEST(Crash, test_a_crashed_edge_bridge_is_replaced_and_requests_go_on) {
   temp_dir dir;
-  // A lost request would show as a 503 after 1 s.
-  shopd_process shopd{dir.path(), {"--fault-injection", "--request-timeout", "1"}};
+  // A request handed to a dead bridge would get 503 after the request timeout.
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
   auto admin = shopd.admin_token();
