@@ -14,6 +14,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocols/exceptions.hpp"
+
 namespace shop {
 
 namespace detail {
@@ -64,15 +66,8 @@ activate_entity(caf::stateful_actor<State>* self, context_ptr ctx, entity_kind k
   // forever), then stops the actor with the exception as reason; the region
   // restarts it from storage.
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(eptr);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
     self->state.core.settle_before_crash();
-    return caf::make_error(caf::sec::runtime_error, std::move(what));
+    return caf::make_error(caf::sec::runtime_error, exception_text(eptr));
   });
   // A stray error message (not the answer to one of our requests) must not
   // stop an entity: log it and carry on.

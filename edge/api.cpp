@@ -11,6 +11,7 @@
 #include "edge/openapi.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/errc.hpp"
+#include "protocols/exceptions.hpp"
 #include "protocols/json.hpp"
 
 namespace shop::edge {
@@ -55,13 +56,7 @@ caf::behavior bridge(caf::event_based_actor* self, api::bridge_state* state) {
   // thread starts a new bridge. (On the loop thread it would have ended the
   // process.)
   self->set_exception_handler([](std::exception_ptr& eptr) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(eptr);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
+    auto what = exception_text(eptr);
     spdlog::error("edge: a bridge stopped on an exception: {}", what);
     return caf::make_error(caf::sec::runtime_error, std::move(what));
   });
