@@ -82,7 +82,8 @@ public:
 
   struct context;
   struct route;
-  /// What one bridge actor owns (its verified-token cache).
+  /// What one bridge actor owns: its verified-token cache, and whether it
+  /// stopped (the loop then starts a new one on the same state).
   struct bridge_state;
 
 private:
