@@ -41,7 +41,6 @@ std::string user_token(http_client& c, const std::string& name) {
   return login(c, name, "password-1");
 }
 
-/// `{"items":[{"sku":..,"quantity":..},...]}`
 /// Crashes `sku` past its restart budget (over 5 crashes within 10 s) until
 /// its commands get 503: quarantined for 1 s at first, then 2 s, 4 s ... for
 /// each crash after a quarantine. Each crash is sent after the last one's
@@ -63,6 +62,7 @@ bool quarantine(http_client& c, const std::string& admin, const std::string& sku
   return true;
 }
 
+/// `{"items":[{"sku":..,"quantity":..},...]}`
 std::string items_body(const std::vector<std::pair<std::string, int>>& lines) {
   std::string body = R"({"items":[)";
   for (size_t i = 0; i < lines.size(); ++i) {
