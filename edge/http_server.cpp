@@ -367,6 +367,16 @@ struct connection {
   /// `unparsed` until the answers drain.
   bool paused = false;
   std::string unparsed;
+  /// A request whose method is not safe (RFC 9110 9.2.1: anything but GET,
+  /// HEAD, OPTIONS and TRACE) runs alone on its connection: it starts once
+  /// every earlier request is answered, and the next starts once it is. RFC
+  /// 9112 9.3.2 lets a server run only safe requests side by side: a client
+  /// that pipelines a purchase and then a look at its orders expects to see
+  /// it. `paused` is then set with `waits_for_answers`: the parser goes on
+  /// when nothing is left unanswered. `unsafe_until` is the sequence number
+  /// after the last unsafe request handed on (0: none yet).
+  bool waits_for_answers = false;
+  uint64_t unsafe_until = 0;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
   size_t unsent_at_timer = 0;      // unsent_bytes() when the write timeout was armed
@@ -491,6 +501,7 @@ void start_reading(connection* c);
 void stop_taking_requests(connection* c) {
   c->refuse_more = true;
   c->paused = false;
+  c->waits_for_answers = false;
   c->unparsed.clear();
 }
 
@@ -765,6 +776,7 @@ void refuse(connection* c, int status, std::string_view code, std::string_view m
   s.keep_alive = false;
   c->refuse_more = true;
   c->paused = false;
+  c->waits_for_answers = false;
   c->unparsed.clear();
   // The client's X-Request-Id and trace context when the refused request got
   // past its headers (before that, a value may be cut short between two reads).
@@ -792,15 +804,36 @@ bool has_room(const connection* c) {
          && c->tcp.write_queue_size < max_write_backlog;
 }
 
+/// Whether the parser, stopped, may go on: the connection has room, and a
+/// request that must run alone (`waits_for_answers`) has every earlier one
+/// answered.
+bool may_go_on(const connection* c) {
+  return has_room(c) && (!c->waits_for_answers || unanswered(c) == 0);
+}
+
+/// Stops the parser until every request handed on is answered (in a
+/// callback: http_parser_execute returns once it is done).
+void wait_for_answers(connection* c) {
+  c->paused = true;
+  c->waits_for_answers = true;
+  http_parser_pause(&c->parser, 1);
+}
+
+bool is_safe(unsigned method) {
+  return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS
+         || method == HTTP_TRACE;
+}
+
 void parse(connection* c, const char* data, size_t n);
 
 void update_reading(connection* c) {
   if (c->closing || c->lingering)
     return;
-  if (c->paused && !c->in_parse && !c->refuse_more && has_room(c)) {
+  if (c->paused && !c->in_parse && !c->refuse_more && may_go_on(c)) {
     // Go on with the requests that arrived while the parser was stopped
     // before reading more from the socket.
     c->paused = false;
+    c->waits_for_answers = false;
     http_parser_pause(&c->parser, 0);
     auto rest = std::move(c->unparsed);
     c->unparsed.clear();
@@ -844,7 +877,7 @@ size_t unsent_bytes(const connection* c) {
 
 void on_timer(uv_timer_t* t) {
   auto c = static_cast<connection*>(t->data);
-  if (c->in_message) {
+  if (c->in_message && !c->waits_for_answers) {
     refuse(c, 408, "request_timeout", "the request did not arrive in time");
     c->in_message = false;
   } else if (c->pending_writes > 0) {
@@ -868,7 +901,8 @@ void arm_timer(connection* c) {
   auto wait = [&](std::chrono::milliseconds t) {
     return static_cast<uint64_t>((c->over_capacity ? std::min(t, l.refusing_timeout) : t).count());
   };
-  if (c->in_message) {
+  if (c->in_message && !c->waits_for_answers) { // (a request that waits for
+    // earlier answers waits on the server, not on the client)
     uv_timer_start(&c->timer, on_timer, wait(l.read_timeout), 0);
   } else if (c->pending_writes > 0) { // waiting on the client to read
     c->unsent_at_timer = unsent_bytes(c);
@@ -924,6 +958,8 @@ int on_message_begin(http_parser* p) {
   c->header_bytes = 0;
   c->headers_done = false;
   c->in_message = true;
+  if (c->write_seq < c->unsafe_until)
+    wait_for_answers(c); // an unsafe request before this one is not answered yet
   arm_timer(c);
   return 0;
 }
@@ -990,6 +1026,12 @@ int on_headers_complete(http_parser* p) {
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
+  if (!is_safe(p->method) && unanswered(c) > 0) {
+    // Its body waits in the socket meanwhile (no "100 Continue" below).
+    wait_for_answers(c);
+    arm_timer(c);
+    return 0;
+  }
   // A client that waits for "100 Continue" before sending its body gets it at
   // once when the request's answer would be the next one written (RFC 9110
   // 10.1.1); with earlier answers outstanding it is left out, which the RFC
@@ -1066,6 +1108,8 @@ int on_message_complete(http_parser* p) {
       {req.received + srv->limits.request_timeout, c->id, seq, req.request_id});
     srv->handler(req, std::move(r));
   }
+  if (!is_safe(p->method))
+    c->unsafe_until = seq + 1;
   if (!keep_alive) {
     // The connection's last request (Connection: close, or HTTP/1.0): nothing
     // after it is run, since its answer could never be sent. (Debian's

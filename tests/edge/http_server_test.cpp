@@ -427,6 +427,80 @@ TEST(HttpServer, test_a_half_closed_client_gets_every_pipelined_answer) {
     ASSERT_EQ(got[i], "/h" + std::to_string(i));
 }
 
+// RFC 9112 9.3.2 lets a server run pipelined requests side by side only if
+// their methods are safe. A request that changes something (a purchase, a
+// cancel) starts once every earlier request is answered, and the requests
+// after it start once it is: a client that pipelines a purchase and then a
+// look at its orders sees the purchase. Safe requests still run together.
+TEST(HttpServer, test_a_pipelined_request_that_changes_something_runs_alone) {
+  held_server s;
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+         "POST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+         "GET /d HTTP/1.1\r\n\r\nDELETE /e HTTP/1.1\r\n\r\n"
+         "PUT /f HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+         "HEAD /g HTTP/1.1\r\n\r\nGET /h HTTP/1.1\r\n\r\n");
+  // Each step: the requests that run together, then their answers.
+  const std::vector<std::vector<std::string>> steps{
+    {"/a", "/b"}, {"/c"}, {"/d"}, {"/e"}, {"/f"}, {"/g", "/h"}};
+  int started = 0;
+  for (auto& step : steps) {
+    started += static_cast<int>(step.size());
+    ASSERT_EQ(h.dispatched_after_reaching(started), started) << "before " << step.front();
+    auto running = h.requests();
+    ASSERT_EQ(running.size(), step.size());
+    for (size_t i = 0; i < step.size(); ++i)
+      EXPECT_EQ(running[i].path, step[i]);
+    if (step.front() == "/c") {
+      EXPECT_EQ(running[0].body, "{}"); // the body that waited in the socket
+    }
+    if (step.front() == "/f") {
+      EXPECT_EQ(running[0].body, "abc");
+    }
+    h.answer_all();
+  }
+  auto stream = c.read_until([](const std::string& b) { return answers_in(b) >= 8; });
+  EXPECT_EQ(answers_in(stream), 8u) << stream;
+  EXPECT_EQ(h.dispatched.load(), 8);
+}
+
+// A request that waits for earlier answers waits on the server, not on the
+// client: the read timeout does not answer it 408 meanwhile. Once it may go
+// on, the rest of its body is the client's business again, and a body that
+// never comes is answered 408 after the read timeout.
+TEST(HttpServer, test_a_request_waiting_for_earlier_answers_is_not_timed_out_meanwhile) {
+  http_limits limits;
+  limits.read_timeout = 300ms;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("POST /first HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+         "POST /second HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  ASSERT_EQ(h.dispatched_after_reaching(1), 1);
+  std::this_thread::sleep_for(700ms); // past the read timeout, twice
+  EXPECT_EQ(h.dispatched.load(), 1);
+  h.answer_all();
+  c.send("cd"); // the rest of /second's body, in time
+  ASSERT_EQ(h.dispatched_after_reaching(2), 2);
+  auto second = h.requests();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].path, "/second");
+  EXPECT_EQ(second[0].body, "abcd");
+  // Now one whose body stops short after the wait: 408, in about the read timeout.
+  c.send("POST /third HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  std::this_thread::sleep_for(700ms);
+  EXPECT_EQ(h.dispatched.load(), 2);
+  h.answer_all();
+  auto answered_at = std::chrono::steady_clock::now();
+  auto stream = c.read_to_eof(3000ms);
+  EXPECT_TRUE(c.saw_eof()) << stream;
+  EXPECT_LT(std::chrono::steady_clock::now() - answered_at, 2000ms);
+  EXPECT_EQ(answers_in(stream), 3u) << stream;
+  EXPECT_NE(stream.find("HTTP/1.1 408"), std::string::npos) << stream;
+  EXPECT_EQ(h.dispatched.load(), 2);
+}
+
 // W3C Trace Context, level 1, section 3.2: what a traceparent must look like.
 TEST(TraceContext, test_traceparent_parsing_follows_the_w3c_rules) {
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
