@@ -372,8 +372,10 @@ struct connection {
   /// every earlier request is answered, and the next starts once it is. RFC
   /// 9112 9.3.2 lets a server run only safe requests side by side: a client
   /// that pipelines a purchase and then a look at its orders expects to see
-  /// it. `paused` is then set with `waits_for_answers`: the parser goes on
-  /// when nothing is left unanswered. `unsafe_until` is the sequence number
+  /// it. ("Answered" includes the request timeout's 503, which tells the
+  /// client the outcome is unknown: the next request may then run beside a
+  /// late handler.) `paused` is then set with `waits_for_answers`: the parser
+  /// goes on once every answer is written. `unsafe_until` is the sequence number
   /// after the last unsafe request handed on (0: none yet).
   bool waits_for_answers = false;
   uint64_t unsafe_until = 0;
@@ -502,6 +504,7 @@ void stop_taking_requests(connection* c) {
   c->refuse_more = true;
   c->paused = false;
   c->waits_for_answers = false;
+  c->in_message = false; // one being read is dropped: no read timeout for it
   c->unparsed.clear();
 }
 
