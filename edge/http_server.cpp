@@ -379,6 +379,8 @@ struct connection {
   /// after the last unsafe request handed on (0: none yet).
   bool waits_for_answers = false;
   uint64_t unsafe_until = 0;
+  /// It waits after the head of a request that asked for "100 Continue".
+  bool continue_owed = false;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
   size_t unsent_at_timer = 0;      // unsent_bytes() when the write timeout was armed
@@ -840,6 +842,14 @@ void update_reading(connection* c) {
     http_parser_pause(&c->parser, 0);
     auto rest = std::move(c->unparsed);
     c->unparsed.clear();
+    if (c->continue_owed) {
+      c->continue_owed = false;
+      // Unless some of the body came already (the head's last LF is all
+      // that waited), the client may be holding it back for this.
+      if (rest.size() <= 1
+          && write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) == write_result::failed)
+        return; // the connection is closing
+    }
     if (!rest.empty()) {
       parse(c, rest.data(), rest.size());
       // This may run outside the loop's poll phase (a deadline's 503, a
@@ -1029,20 +1039,23 @@ int on_headers_complete(http_parser* p) {
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
   p->upgrade = 0;
+  // A client that waits for "100 Continue" before sending its body gets it at
+  // once when the request's answer would be the next one written (RFC 9110
+  // 10.1.1). Behind a safe request still unanswered it is left out, which the
+  // RFC allows, and the client sends the body after its own short wait.
+  bool has_body = (p->flags & F_CHUNKED) != 0
+                  || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+  bool wants_continue = has_body && p->http_major == 1 && p->http_minor >= 1
+                        && equals_ignore_case(c->cur.header("expect"), "100-continue");
   if (!is_safe(p->method) && unanswered(c) > 0) {
-    // Its body waits in the socket meanwhile (no "100 Continue" below).
+    // Its body waits in the socket meanwhile; the "100 Continue" goes out
+    // when the request may go on.
+    c->continue_owed = wants_continue;
     wait_for_answers(c);
     arm_timer(c);
     return 0;
   }
-  // A client that waits for "100 Continue" before sending its body gets it at
-  // once when the request's answer would be the next one written (RFC 9110
-  // 10.1.1); with earlier answers outstanding it is left out, which the RFC
-  // allows, and the client sends the body after its own short wait.
-  bool has_body = (p->flags & F_CHUNKED) != 0
-                  || (p->content_length > 0 && p->content_length != ULLONG_MAX);
-  if (has_body && p->http_major == 1 && p->http_minor >= 1 && unanswered(c) == 0
-      && equals_ignore_case(c->cur.header("expect"), "100-continue")) {
+  if (wants_continue && unanswered(c) == 0) {
     if (write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) == write_result::failed)
       return -1; // the connection is closing
   }

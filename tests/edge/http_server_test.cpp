@@ -511,6 +511,29 @@ TEST(HttpServer, test_a_request_waiting_for_earlier_answers_is_not_timed_out_mea
   EXPECT_EQ(h.dispatched.load(), 3);
 }
 
+// A request that asked for "100 Continue" and waited after its head for an
+// earlier answer gets it when it may go on: the client holds its body back
+// for it (or for a second or so of its own).
+TEST(HttpServer, test_a_request_that_waited_after_its_head_gets_its_100_continue) {
+  held_server s;
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("GET /a HTTP/1.1\r\n\r\n"
+         "POST /b HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  ASSERT_EQ(h.dispatched_after_reaching(1), 1);
+  h.answer_all();
+  auto stream = c.read_until(
+    [](const std::string& b) { return b.find("100 Continue") != std::string::npos; }, 2000ms);
+  auto interim = stream.find("HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_NE(interim, std::string::npos) << stream;
+  EXPECT_GT(interim, stream.find("/a")); // after the answer it waited for
+  c.send("hello");
+  ASSERT_EQ(h.dispatched_after_reaching(2), 2);
+  auto b = h.requests();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].body, "hello");
+}
+
 // W3C Trace Context, level 1, section 3.2: what a traceparent must look like.
 TEST(TraceContext, test_traceparent_parsing_follows_the_w3c_rules) {
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
