@@ -534,6 +534,42 @@ TEST(HttpServer, test_a_request_that_waited_after_its_head_gets_its_100_continue
   EXPECT_EQ(b[0].body, "hello");
 }
 
+// Admission control: a node with as many requests in progress as it takes
+// answers the next one 503 at once (fail fast, Retry-After: 1) without
+// running it, and takes requests again as soon as answers free room.
+TEST(HttpServer, test_requests_past_the_in_flight_cap_get_503_at_once_and_later_ones_run) {
+  http_limits limits;
+  limits.max_inflight = 4;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n"
+         "GET /4 HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(h.dispatched_after_reaching(4), 4);
+  EXPECT_EQ(server.inflight(), 4u);
+  raw_client late{server.port()};
+  ASSERT_TRUE(late.connected());
+  auto sent_at = std::chrono::steady_clock::now();
+  late.send("POST /5 HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+  auto refused = late.read_until([](const std::string& b) { return answers_in(b) >= 1; });
+  EXPECT_LT(std::chrono::steady_clock::now() - sent_at, 1000ms); // not held until room
+  EXPECT_EQ(refused.rfind("HTTP/1.1 503 ", 0), 0u) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1\r\n"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("\"code\":\"unavailable\""), std::string::npos) << refused;
+  EXPECT_EQ(h.dispatched.load(), 4); // never handed to the handler
+  EXPECT_EQ(server.inflight(), 4u);
+  h.answer_all();
+  auto four = c.read_until([](const std::string& b) { return answers_in(b) >= 4; });
+  EXPECT_EQ(bodies(four), (std::vector<std::string>{"/1", "/2", "/3", "/4"}));
+  // Room again: the same client's next request runs.
+  late.send("POST /6 HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+  ASSERT_EQ(h.dispatched_after_reaching(5), 5);
+  h.answer_all();
+  auto stream = late.read_until([](const std::string& b) { return answers_in(b) >= 2; });
+  EXPECT_NE(stream.find("HTTP/1.1 200 OK"), std::string::npos) << stream;
+  EXPECT_EQ(bodies(stream).back(), "/6");
+}
+
 // W3C Trace Context, level 1, section 3.2: what a traceparent must look like.
 TEST(TraceContext, test_traceparent_parsing_follows_the_w3c_rules) {
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -544,6 +544,50 @@ TEST(Overload, test_a_login_storm_is_refused_fast_and_logins_keep_working) {
   EXPECT_EQ(after.status, 200) << after.body;
 }
 
+// `--max-inflight`: a node with that many requests in progress (here slow
+// logins, Argon2 at cost 16) answers the next ones 503 at once, with
+// Retry-After, instead of queueing them; it serves again as soon as answers
+// free room, and /metrics counts what it shed.
+TEST(Overload, test_requests_past_max_inflight_are_shed_at_once_and_service_resumes) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--password-hash-cost", "16", "--max-inflight", "2"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto reg = c.request("POST", "/api/v1/users", R"({"username":"crowd","password":"pw-crowd-1"})");
+  ASSERT_EQ(reg.status, 201) << reg.body;
+  const std::string login = R"({"username":"crowd","password":"pw-crowd-1"})";
+  std::mutex m;
+  int ok = 0, shed = 0, other = 0, slow_shed = 0, without_retry_after = 0;
+  parallel_for(shopd.port(), 32, 16, [&](http_client& cc, size_t) {
+    auto began = std::chrono::steady_clock::now();
+    auto r = cc.request("POST", "/api/v1/auth/login", login);
+    auto took = std::chrono::steady_clock::now() - began;
+    std::lock_guard<std::mutex> g{m};
+    if (r.status == 200) {
+      ++ok;
+    } else if (r.status == 503
+               && json_field(r.body, "error.message") == "the node is at capacity; retry") {
+      ++shed;
+      slow_shed += took > 1s ? 1 : 0; // refused, not queued behind the hashes
+      without_retry_after += r.header("retry-after").empty() ? 1 : 0;
+    } else {
+      ++other; // e.g. the hashers' own refusal: allowed, not what is tested
+    }
+  });
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(shed, 0);
+  EXPECT_EQ(ok + shed + other, 32);
+  EXPECT_EQ(slow_shed, 0);
+  EXPECT_EQ(without_retry_after, 0);
+  // Room again once the logins are answered.
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  EXPECT_EQ(c.request("POST", "/api/v1/auth/login", login).status, 200);
+  auto metrics = c.request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("shop_http_requests_total{route=\"(shed)\",status=\"503\"}"),
+            std::string::npos)
+    << metrics.substr(0, 2000);
+}
+
 TEST(Edge, test_traffic_longer_than_the_request_timeout_keeps_being_served) {
   temp_dir dir;
   // 1 s: short for the test, long enough for any purchase's synced commit,
