@@ -162,6 +162,45 @@ TEST_F(BadInput, test_body_and_header_limits) {
   expect_error(garbage, 400, "bad_request");
 }
 
+// `--max-body-bytes` and `--max-header-bytes` set the limits: a node started
+// with 2 KiB of each refuses what the defaults would take, and takes what
+// fits.
+TEST(Limits, test_the_body_and_header_limits_follow_their_options) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--max-body-bytes", "2048", "--max-header-bytes", "2048"}};
+  ASSERT_TRUE(shopd.start());
+  auto admin = shopd.admin_token();
+  int made = 0;
+  auto product = [&](size_t description_bytes) {
+    http_client c{shopd.port()};
+    return c.request("POST", "/api/v1/products",
+                     R"({"sku":"lim-)" + std::to_string(++made) + R"(","name":"L","price_cents":1,"stock":1,"description":")"
+                       + std::string(description_bytes, 'd') + "\"}",
+                     {bearer(admin)});
+  };
+  auto big = product(3000);
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_EQ(json_field(big.body, "error.code"), "payload_too_large");
+  auto fits = product(1500);
+  EXPECT_EQ(fits.status, 201) << fits.body;
+  http_client c{shopd.port()};
+  auto long_header = c.request("GET", "/healthz", {}, {"X-Pad: " + std::string(3000, 'a')});
+  EXPECT_EQ(long_header.status, 431) << long_header.body;
+  EXPECT_EQ(json_field(long_header.body, "error.code"), "header_too_large");
+  http_client c2{shopd.port()};
+  EXPECT_EQ(c2.request("GET", "/healthz", {}, {"X-Pad: " + std::string(1500, 'a')}).status, 200);
+}
+
+// A sale cannot promise more units than the SKU has: 409, and no sale.
+TEST_F(BadInput, test_a_sale_larger_than_the_stock_is_refused) {
+  auto r = c().request(
+    "POST", "/api/v1/flash-sales",
+    R"({"id":"too-big","sku":"safe-1","price_cents":400,"quantity":101,"per_user_limit":2,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2100-01-01T00:00:00Z"})",
+    {bearer(admin)});
+  expect_error(r, 409, "insufficient_stock");
+  expect_error(c().request("GET", "/api/v1/flash-sales/too-big"), 404, "not_found");
+}
+
 TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}"), 401,
                "unauthorized");
@@ -172,6 +211,9 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
                            {bearer(expired)}),
                401, "unauthorized");
+  // `--jwt-secret` is the key, used as given: a token signed with it passes.
+  auto valid = right.issue({sub, "plain_0", user_role::user, 4'000'000'000});
+  EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {bearer(valid)}).status, 200);
   auto forged = wrong.issue({sub, "plain_0", user_role::admin, 4'000'000'000});
   expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}", {bearer(forged)}),
                401, "unauthorized");

@@ -427,6 +427,40 @@ TEST(FlashSale, test_cancel_releases_stock_exactly_once_also_racing_expiry) {
   EXPECT_EQ(seen_cancelled, cancelled.load());
 }
 
+// An order is its buyer's: another user neither sees nor cancels it (404,
+// as if it did not exist, so order ids cannot be probed), while an admin
+// sees it and may cancel it, which releases its stock.
+TEST(FlashSale, test_an_order_is_seen_and_cancelled_by_its_buyer_and_admins_only) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product_and_sale(c, admin, "own-1", 10, "sale-own", 10, 5);
+  auto tokens = make_users(shopd.port(), "owner_", 2);
+  auto bought = purchase(c, tokens[0], "sale-own", 2);
+  ASSERT_EQ(bought.status, 201) << bought.body;
+  auto id = json_field(bought.body, "order_id");
+  auto path = "/api/v1/orders/" + id;
+  auto theirs = c.request("GET", path, {}, {bearer(tokens[1])});
+  EXPECT_EQ(theirs.status, 404) << theirs.body;
+  EXPECT_EQ(json_field(theirs.body, "error.code"), "not_found");
+  EXPECT_EQ(theirs.body.find(id), std::string::npos) << theirs.body;
+  auto cancel_theirs = c.request("POST", path + "/cancel", {}, {bearer(tokens[1])});
+  EXPECT_EQ(cancel_theirs.status, 404) << cancel_theirs.body;
+  EXPECT_EQ(get_inventory(c, "own-1"), (inventory{8, 2, 0}));
+  auto mine = c.request("GET", path, {}, {bearer(tokens[0])});
+  EXPECT_EQ(mine.status, 200) << mine.body;
+  auto seen = c.request("GET", path, {}, {bearer(admin)});
+  EXPECT_EQ(seen.status, 200) << seen.body;
+  EXPECT_EQ(seen.body, mine.body);
+  auto cancelled = c.request("POST", path + "/cancel", {}, {bearer(admin)});
+  EXPECT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(json_field(cancelled.body, "status"), "cancelled");
+  EXPECT_TRUE(eventually(5s, [&] { return get_inventory(c, "own-1") == inventory{10, 0, 0}; }));
+  EXPECT_EQ(json_field(c.request("GET", path, {}, {bearer(tokens[0])}).body, "status"), "cancelled");
+}
+
 TEST(FlashSale, test_idle_entities_passivate_and_the_live_count_drops) {
   temp_dir dir;
   // 3 s: the 30 creations (a synced commit each) must be over before the
