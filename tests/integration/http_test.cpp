@@ -14,6 +14,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -157,6 +160,157 @@ TEST(Http, test_the_node_serves_its_openapi_document) {
   std::string file{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
   EXPECT_EQ(r.body, file);
   EXPECT_FALSE(r.header("traceparent").empty());
+}
+
+namespace {
+
+/// One sample line of Prometheus text: `name{labels} value`.
+struct sample {
+  std::string name, labels;
+  double value = 0;
+};
+
+/// The family a sample belongs to: a histogram's series drop their suffix.
+std::string family_of(const std::string& name, const std::map<std::string, std::string>& types) {
+  for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+    std::string s{suffix};
+    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
+      auto base = name.substr(0, name.size() - s.size());
+      auto t = types.find(base);
+      if (t != types.end() && t->second == "histogram")
+        return base;
+    }
+  }
+  return name;
+}
+
+} // namespace
+
+// GET /metrics is Prometheus text format 0.0.4 that a scraper takes: every
+// family has one HELP and one TYPE line before its samples, which stay
+// together; names and values are well formed; a histogram's buckets never
+// decrease and end in le="+Inf", equal to its _count. Every metric
+// docs/operations.md lists is there with the type it says, and requests
+// without a route are counted under the labels it names.
+TEST(Metrics, test_metrics_are_valid_prometheus_text_with_every_documented_metric) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "prom-1", 10, "sale-prom", 10, 5);
+  auto token = make_users(shopd.port(), "scraped_", 1)[0];
+  ASSERT_EQ(purchase(c, token, "sale-prom").status, 201);
+  EXPECT_EQ(c.request("GET", "/api/v1/no-such-thing").status, 404);
+  {
+    http_client refused{shopd.port()}; // closed after its 413
+    EXPECT_EQ(refused.request("POST", "/api/v1/products", std::string(70 * 1024, 'x')).status, 413);
+  }
+  auto r = c.request("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type").rfind("text/plain; version=0.0.4", 0), 0u)
+    << r.header("content-type");
+  std::map<std::string, std::string> types; // family -> type
+  std::map<std::string, int> helps;
+  std::set<std::string> finished;           // families whose samples ended
+  std::string current;                      // family of the last sample
+  std::vector<sample> samples;
+  const std::regex name_re{"[a-zA-Z_:][a-zA-Z0-9_:]*"};
+  std::istringstream lines{r.body};
+  for (std::string line; std::getline(lines, line);) {
+    SCOPED_TRACE(line);
+    ASSERT_FALSE(line.empty());
+    if (line.rfind("# HELP ", 0) == 0) {
+      ++helps[line.substr(7, line.find(' ', 7) - 7)];
+      continue;
+    }
+    if (line.rfind("# TYPE ", 0) == 0) {
+      auto name = line.substr(7, line.find(' ', 7) - 7);
+      auto type = line.substr(line.find(' ', 7) + 1);
+      EXPECT_TRUE(type == "counter" || type == "gauge" || type == "histogram") << type;
+      EXPECT_TRUE(types.emplace(name, type).second) << "a second TYPE line for " << name;
+      continue;
+    }
+    ASSERT_NE(line[0], '#');
+    sample x;
+    auto end_of_name = line.find_first_of("{ ");
+    ASSERT_NE(end_of_name, std::string::npos);
+    x.name = line.substr(0, end_of_name);
+    EXPECT_TRUE(std::regex_match(x.name, name_re)) << x.name;
+    auto rest = end_of_name;
+    if (line[end_of_name] == '{') {
+      auto close = line.find("} ", end_of_name);
+      ASSERT_NE(close, std::string::npos);
+      x.labels = line.substr(end_of_name + 1, close - end_of_name - 1);
+      rest = close + 1;
+    }
+    auto value = line.substr(rest + 1);
+    char* parsed_to = nullptr;
+    x.value = std::strtod(value.c_str(), &parsed_to);
+    EXPECT_TRUE(!value.empty() && *parsed_to == '\0') << "value: " << value;
+    auto family = family_of(x.name, types);
+    EXPECT_EQ(types.count(family), 1u) << "no TYPE line before " << x.name;
+    EXPECT_EQ(helps[family], 1) << "HELP lines of " << family;
+    if (family != current) {
+      EXPECT_EQ(finished.count(family), 0u) << family << "'s samples are not together";
+      if (!current.empty())
+        finished.insert(current);
+      current = family;
+    }
+    samples.push_back(x);
+  }
+  // Histograms, per series (its labels without `le`).
+  std::map<std::string, std::pair<double, std::string>> last_bucket; // series -> (value, le)
+  std::map<std::string, double> counts;
+  for (auto& x : samples) {
+    auto family = family_of(x.name, types);
+    if (types[family] != "histogram")
+      continue;
+    if (x.name == family + "_bucket") {
+      auto le_at = x.labels.find("le=\"");
+      ASSERT_NE(le_at, std::string::npos) << x.labels;
+      auto le = x.labels.substr(le_at + 4, x.labels.find('"', le_at + 4) - le_at - 4);
+      auto series = family + "{" + x.labels.substr(0, le_at) + "}";
+      auto& [before, before_le] = last_bucket[series];
+      EXPECT_GE(x.value, before) << series << " le=" << le;
+      before = x.value;
+      before_le = le;
+    } else if (x.name == family + "_count") {
+      auto series = family + "{" + (x.labels.empty() ? "" : x.labels + ",") + "}";
+      counts[series] = x.value;
+    }
+  }
+  EXPECT_FALSE(last_bucket.empty());
+  for (auto& [series, last] : last_bucket) {
+    EXPECT_EQ(last.second, "+Inf") << series;
+    ASSERT_EQ(counts.count(series), 1u) << series;
+    EXPECT_EQ(counts[series], last.first) << series;
+  }
+  // What docs/operations.md lists.
+  std::ifstream in{std::string{SHOP_SOURCE_DIR} + "/docs/operations.md"};
+  ASSERT_TRUE(in) << "cannot read docs/operations.md";
+  const std::regex row{"^\\| `(shop_[a-z0-9_]+)` \\| (counter|gauge|histogram) \\|.*"};
+  int documented = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (!std::regex_match(line, m, row))
+      continue;
+    ++documented;
+    EXPECT_EQ(types[m[1]], m[2].str()) << m[1] << " (docs/operations.md says " << m[2] << ")";
+  }
+  EXPECT_GE(documented, 30);
+  auto value_of = [&](const std::string& name, const std::string& labels) {
+    for (auto& x : samples)
+      if (x.name == name && x.labels == labels)
+        return x.value;
+    return -1.0;
+  };
+  EXPECT_GE(value_of("shop_http_requests_total", R"x(route="(unmatched)",status="404")x"), 1);
+  EXPECT_GE(value_of("shop_http_requests_total", R"x(route="(refused)",status="413")x"), 1);
+  EXPECT_GE(value_of("shop_http_requests_total",
+                     R"(route="POST /api/v1/flash-sales/{id}/purchase",status="201")"),
+            1);
+  EXPECT_GE(value_of("shop_journal_groups_total", ""), 1);
+  EXPECT_EQ(value_of("shop_flash_sale_remaining", R"(sale="sale-prom",sku="prom-1")"), 9);
 }
 
 // Per-user rate limit (API.md: `rate_limited` 429 with Retry-After): a user

@@ -53,6 +53,56 @@ std::string stored_format(const std::string& data_dir) {
 
 } // namespace
 
+// docs/operations.md, "The admin account": without a configured password a
+// new data dir gets a generated one, printed once; later starts without one
+// keep it; a configured password replaces it on every start, and stays when
+// the setting is removed.
+TEST(Startup, test_the_admin_password_is_generated_once_and_a_configured_one_set_at_every_start) {
+  temp_dir dir;
+  auto login_status = [](const shopd_process& shopd, const std::string& password) {
+    http_client c{shopd.port()};
+    return c.request("POST", "/api/v1/auth/login",
+                     R"({"username":"admin","password":")" + password + "\"}")
+      .status;
+  };
+  const std::string line = "admin password (generated; printed only this once): ";
+  std::string generated;
+  {
+    shopd_process shopd{dir.path()};
+    shopd.give_admin_password = false;
+    ASSERT_TRUE(shopd.start());
+    auto at = shopd.start_output().find(line);
+    ASSERT_NE(at, std::string::npos) << shopd.start_output();
+    auto begin = at + line.size();
+    generated = shopd.start_output().substr(begin, shopd.start_output().find('\n', begin) - begin);
+    EXPECT_EQ(generated.size(), 24u) << generated;
+    EXPECT_EQ(login_status(shopd, generated), 200);
+    http_client c{shopd.port()};
+    auto token = login(c, "admin", generated);
+    auto me = c.request("GET", "/api/v1/users/me", {}, {bearer(token)});
+    EXPECT_EQ(json_field(me.body, "role"), "admin") << me.body;
+    // Restarted without a password: nothing printed, nothing changed.
+    ASSERT_TRUE(shopd.stop());
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(shopd.start_output().find(line), std::string::npos) << shopd.start_output();
+    EXPECT_EQ(login_status(shopd, generated), 200);
+    ASSERT_TRUE(shopd.stop());
+  }
+  {
+    shopd_process shopd{dir.path(), {"--admin-password", "configured-pw-1"}};
+    ASSERT_TRUE(shopd.start());
+    EXPECT_EQ(shopd.start_output().find(line), std::string::npos) << shopd.start_output();
+    EXPECT_EQ(login_status(shopd, "configured-pw-1"), 200);
+    EXPECT_EQ(login_status(shopd, generated), 401);
+    ASSERT_TRUE(shopd.stop());
+  }
+  shopd_process shopd{dir.path()};
+  shopd.give_admin_password = false;
+  ASSERT_TRUE(shopd.start());
+  EXPECT_EQ(login_status(shopd, "configured-pw-1"), 200);
+  EXPECT_EQ(shopd.start_output().find(line), std::string::npos) << shopd.start_output();
+}
+
 TEST(Startup, test_a_port_in_use_is_refused_and_the_node_exits) {
   temp_dir first_dir, second_dir;
   shopd_process first{first_dir.path()};
