@@ -570,6 +570,28 @@ TEST(HttpServer, test_requests_past_the_in_flight_cap_get_503_at_once_and_later_
   EXPECT_EQ(bodies(stream).back(), "/6");
 }
 
+// A keep-alive connection with nothing asked and nothing owed is closed
+// after the idle timeout, counted from its last answer.
+TEST(HttpServer, test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout) {
+  http_limits limits;
+  limits.idle_timeout = 300ms;
+  held_server s{limits};
+  auto& [h, server, c] = s;
+  ASSERT_TRUE(c.connected());
+  c.send("GET /once HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(h.dispatched_after_reaching(1), 1);
+  std::this_thread::sleep_for(500ms); // waiting on the server: not idle
+  auto answered_at = std::chrono::steady_clock::now();
+  h.answer_all();
+  auto stream = c.read_to_eof(3000ms);
+  auto took = std::chrono::steady_clock::now() - answered_at;
+  EXPECT_EQ(bodies(stream), std::vector<std::string>{"/once"});
+  EXPECT_TRUE(c.saw_eof());
+  EXPECT_FALSE(c.saw_reset());
+  EXPECT_GE(took, 250ms);
+  EXPECT_LT(took, 2000ms);
+}
+
 // W3C Trace Context, level 1, section 3.2: what a traceparent must look like.
 TEST(TraceContext, test_traceparent_parsing_follows_the_w3c_rules) {
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -698,6 +699,22 @@ TEST(Lifecycle, test_sigterm_during_a_burst_answers_every_purchase_it_started) {
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
   EXPECT_EQ(get_inventory(c, "drain-1"), (inventory{1000000 - created.load(), created.load(), 0}));
+}
+
+// Ctrl-C in a terminal (SIGINT) stops the node as SIGTERM does: exit 0, data kept.
+TEST(Lifecycle, test_sigint_stops_the_node_cleanly_and_keeps_its_data) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  {
+    http_client c{shopd.port()};
+    create_product_and_sale(c, shopd.admin_token(), "int-1", 7, "sale-int", 7, 1);
+  }
+  ASSERT_EQ(::kill(shopd.pid(), SIGINT), 0);
+  EXPECT_EQ(shopd.wait_exit(10s), 0);
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_EQ(get_inventory(c, "int-1"), (inventory{7, 0, 0}));
 }
 
 TEST(Lifecycle, test_sigterm_after_traffic_stops_the_node_cleanly_and_keeps_its_data) {

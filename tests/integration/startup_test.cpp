@@ -228,7 +228,8 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
                                         {"--max-connections", "-1"},
                                         // more than any open-file limit leaves for clients
                                         {"--max-connections", "10000000"},
-                                        {"--no-such-flag", "1"}}) {
+                                        {"--no-such-flag", "1"},
+                                        {"--config", "/nonexistent/shop.toml"}}) {
     shopd_process shopd{dir.path(), args};
     EXPECT_LT(refused_start(shopd).count(), 10000) << args[0];
     EXPECT_NE(shopd.exit_status(), 0) << args[0];
