@@ -154,7 +154,7 @@ TEST(Crash, test_kill9_during_bursts_loses_no_acknowledged_order) {
 TEST(Crash, test_kill9_in_async_durability_loses_no_acknowledged_order) {
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--durability", "async", "--prepared-wal-mb", "1"}};
-  kill9_during_purchase_bursts_loses_no_acknowledged_order(shopd);
+  ASSERT_NO_FATAL_FAILURE(kill9_during_purchase_bursts_loses_no_acknowledged_order(shopd));
   EXPECT_NE(shopd.start_output().find("(durability async,"), std::string::npos)
     << shopd.start_output();
   EXPECT_EQ(prepared_files_made(dir.path()), 0u);
