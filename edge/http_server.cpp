@@ -616,6 +616,12 @@ write_result write_bytes(connection* c, std::string out, bool close_after) {
   return write_result::queued;
 }
 
+/// The interim answer to `Expect: 100-continue` (RFC 9110 10.1.1), ahead of
+/// the request's own. False if the connection is closing.
+bool send_continue(connection* c) {
+  return write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) != write_result::failed;
+}
+
 /// Writes every consecutive finished response, in request order, as one write.
 void flush(connection* c) {
   if (c->closing)
@@ -846,8 +852,7 @@ void update_reading(connection* c) {
       c->continue_owed = false;
       // Unless some of the body came already (the head's last LF is all
       // that waited), the client may be holding it back for this.
-      if (rest.size() <= 1
-          && write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) == write_result::failed)
+      if (rest.size() <= 1 && !send_continue(c))
         return; // the connection is closing
     }
     if (!rest.empty()) {
@@ -1055,10 +1060,8 @@ int on_headers_complete(http_parser* p) {
     arm_timer(c);
     return 0;
   }
-  if (wants_continue && unanswered(c) == 0) {
-    if (write_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", false) == write_result::failed)
-      return -1; // the connection is closing
-  }
+  if (wants_continue && unanswered(c) == 0 && !send_continue(c))
+    return -1; // the connection is closing
   return 0;
 }
 
