@@ -785,6 +785,13 @@ TEST(Configuration, test_options_come_from_flags_a_config_file_and_environment_v
     ASSERT_TRUE(shopd.start());
     EXPECT_EQ(payment_timeout_of(shopd, "both"), 5);
   }
+  {
+    // A variable set to the empty string counts as unset: the default (900 s)
+    // holds, where "" as a value would be refused.
+    shopd_process shopd{dir.path() + "/empty", {}, {"SHOP_PAYMENT_TIMEOUT=", "SHOP_DURABILITY="}};
+    ASSERT_TRUE(shopd.start()) << shopd.start_output();
+    EXPECT_EQ(payment_timeout_of(shopd, "empty"), 900);
+  }
   // An unknown flag is refused: shopd exits instead of running misconfigured.
   shopd_process bad{dir.path() + "/bad", {"--no-such-flag"}};
   EXPECT_FALSE(bad.start());

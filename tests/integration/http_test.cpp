@@ -1,5 +1,6 @@
-// The edge's HTTP/1.1 connection handling against a real shopd, beyond one
-// request at a time: pipelining into a client that reads slowly.
+// The edge's HTTP/1.1 handling against a real shopd: pipelining into a
+// client that reads slowly, /metrics, rate limits, the access log, the
+// connection limit, the request timeout and the answer of a login.
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -23,6 +25,7 @@
 
 #include <simdjson.h>
 
+#include "edge/jwt.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 
 using namespace shop::test;
@@ -585,4 +588,93 @@ TEST(Http, test_connections_past_the_limit_are_refused_and_the_node_keeps_servin
   http_client later{shopd.port()};
   EXPECT_EQ(later.request("GET", "/healthz").status, 200);
   EXPECT_EQ(get_inventory(later, "conn-1"), (inventory{99, 1, 0}));
+}
+
+// API.md, POST /api/v1/auth/login: 200 {"token","token_type":"Bearer",
+// "expires_in","user_id","role"}. The token is an HS256 JWT of --jwt-secret
+// for that account and role, valid for expires_in seconds; clients refresh by
+// that figure, so it must be the token's own lifetime.
+TEST(Auth, test_a_login_answers_a_bearer_token_valid_for_expires_in_seconds) {
+  temp_dir dir;
+  const std::string secret = "auth-test-secret";
+  shopd_process shopd{dir.path(), {"--jwt-secret", secret}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto made = c.request("POST", "/api/v1/users", R"({"username":"shape_1","password":"pw-shape-1"})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  auto user_id = json_field(made.body, "user_id");
+  ASSERT_FALSE(user_id.empty());
+  shop::edge::jwt_codec codec{secret};
+  struct account {
+    std::string name, password, id, role;
+  };
+  for (const account& a : {account{"shape_1", "pw-shape-1", user_id, "user"},
+                           account{"admin", shopd.admin_password, "", "admin"}}) {
+    SCOPED_TRACE(a.name);
+    auto before = static_cast<int64_t>(std::time(nullptr));
+    auto r = c.request("POST", "/api/v1/auth/login",
+                       R"({"username":")" + a.name + R"(","password":")" + a.password + R"("})");
+    auto after = static_cast<int64_t>(std::time(nullptr));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json_field(r.body, "token_type"), "Bearer") << r.body;
+    EXPECT_EQ(json_field(r.body, "role"), a.role) << r.body;
+    auto expires_in = std::strtoll(json_field(r.body, "expires_in").c_str(), nullptr, 10);
+    EXPECT_GT(expires_in, 0) << r.body;
+    auto claims = codec.verify(json_field(r.body, "token"), after);
+    ASSERT_TRUE(claims) << r.body;
+    EXPECT_EQ(claims->name, a.name);
+    EXPECT_EQ(shop::to_string(claims->role), a.role);
+    EXPECT_EQ(claims->sub, json_field(r.body, "user_id"));
+    if (!a.id.empty()) {
+      EXPECT_EQ(claims->sub, a.id);
+    }
+    EXPECT_GE(claims->exp, before + expires_in);
+    EXPECT_LE(claims->exp, after + expires_in);
+    // It is accepted as the account's bearer token, and not past its expiry.
+    auto me = c.request("GET", "/api/v1/users/me", {}, {bearer(json_field(r.body, "token"))});
+    EXPECT_EQ(me.status, 200) << me.body;
+    EXPECT_EQ(json_field(me.body, "user_id"), claims->sub);
+    EXPECT_FALSE(codec.verify(json_field(r.body, "token"), claims->exp + 1));
+  }
+}
+
+// docs/operations.md: a request with no answer within --request-timeout gets
+// 503 `unavailable`, counted under the route `(timeout)`, and the command
+// may still be applied afterwards. The late answer is dropped: the client's
+// next request on that connection gets its own answer, and the route's count
+// is not taken a second time. (A registration outlasts a 50 ms timeout: its
+// argon2id hash fills 128 MiB twice.)
+TEST(Http, test_a_request_past_the_request_timeout_gets_503_and_may_still_be_applied) {
+  temp_dir dir;
+  {
+    shopd_process shopd{dir.path(), {"--request-timeout", "0.05", "--password-hash-cost", "17"}};
+    ASSERT_TRUE(shopd.start());
+    http_client c{shopd.port()};
+    auto batches = metric(c, "shop_journal_batches_total");
+    auto r = c.request("POST", "/api/v1/users", R"({"username":"late_1","password":"pw-late-1"})");
+    ASSERT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(json_field(r.body, "error.code"), "unavailable");
+    EXPECT_NE(json_field(r.body, "error.message").find("may still take effect"), std::string::npos)
+      << r.body;
+    EXPECT_FALSE(json_field(r.body, "error.request_id").empty());
+    // The registration goes on and is committed after its 503.
+    ASSERT_TRUE(eventually(20s, [&] { return metric(c, "shop_journal_batches_total") > batches; }));
+    // The same connection's next request gets its own answer, not the late one.
+    auto next = c.request("GET", "/healthz");
+    EXPECT_EQ(next.status, 200) << next.body;
+    EXPECT_EQ(next.body, R"({"status":"ok"})");
+    EXPECT_EQ(metric(c, "shop_http_inflight"), 1) << "only /metrics itself";
+    EXPECT_EQ(metric(c, R"m(shop_http_requests_total{route="(timeout)",status="503"})m"), 1);
+    auto m = c.request("GET", "/metrics").body;
+    EXPECT_EQ(m.find(R"(shop_http_requests_total{route="POST /api/v1/users")"), std::string::npos)
+      << "a request is counted once, under (timeout)";
+    EXPECT_NE(m.find(R"m(shop_http_request_duration_seconds_count{route="(timeout)"} 1)m"),
+              std::string::npos)
+      << m;
+  }
+  // The account exists: the registration took effect after the 503.
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_FALSE(login(c, "late_1", "pw-late-1").empty());
 }
