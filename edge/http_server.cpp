@@ -94,12 +94,15 @@ const char* reason_phrase(int status) noexcept {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
 }
@@ -350,6 +353,13 @@ struct connection {
   size_t header_bytes = 0;
   bool in_message = false;
   int error_status = 0; // set by a callback that refuses the request
+  const char* error_text = nullptr; // and, for a 400 (or 411, 501, 505), why
+  /// Where the bytes being parsed begin, and the last byte parsed before them
+  /// (0: none yet): what a field name follows (on_header_field).
+  const char* parse_begin = nullptr;
+  char byte_before = 0;
+  /// The parser stopped at the last byte of a request's head, to check it.
+  bool head_ended = false;
   std::map<uint64_t, slot> slots;
   uint64_t next_seq = 0;
   uint64_t write_seq = 0;
@@ -360,7 +370,7 @@ struct connection {
   bool over_capacity = false; // past max_connections: its first request is refused with 503
   bool close_when_drained = false; // the client half-closed: answer, then close
   bool eof = false;                // the client sent all it will
-  bool headers_done = false;       // later header callbacks are a chunked body's trailers
+  bool headers_done = false;       // the request's head is complete
   /// The parser stopped after a complete request (http_parser_pause): the
   /// connection had as many unanswered requests or unwritten bytes as it may,
   /// or that request was its last. Bytes read and not yet parsed wait in
@@ -975,6 +985,7 @@ int on_message_begin(http_parser* p) {
   c->last_was_value = false;
   c->header_bytes = 0;
   c->headers_done = false;
+  c->head_ended = false;
   c->in_message = true;
   if (c->write_seq < c->unsafe_until)
     wait_for_answers(c); // an unsafe request before this one is not answered yet
@@ -982,28 +993,86 @@ int on_message_begin(http_parser* p) {
   return 0;
 }
 
+// -- framing checks -------------------------------------------------------------
+//
+// Debian builds http_parser without HTTP_PARSER_STRICT, and the lenient parser
+// frames some malformed requests where a proxy in front may frame them
+// another way: one request to the proxy, two to this server (request
+// smuggling). What the callbacks can see is checked here (RFC 9112 and 9110
+// say these MUST be refused): a field name must be a token, with nothing
+// between it and its colon; a field line and the head's end must follow a
+// line end (LF), not a bare CR that the parser took for one; the request
+// target holds no control characters; the Host field is there once for
+// HTTP/1.1, and valid. What the callbacks cannot see, a chunked body's
+// framing, is not taken at all: a request with Transfer-Encoding is refused
+// (411, 501) before its body, so every body is framed by Content-Length.
+
+/// Whatever the locale says.
+constexpr bool is_ascii_alnum(unsigned char ch) noexcept {
+  return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z');
+}
+
+/// RFC 9110 5.6.2: a token's characters.
+bool is_tchar(unsigned char ch) noexcept {
+  return is_ascii_alnum(ch) || (ch != 0 && std::strchr("!#$%&'*+-.^_`|~", ch) != nullptr);
+}
+
+/// RFC 9112 3.2 (uri-host [":" port]): unreserved, pct-encoded, sub-delims,
+/// ':' and the brackets of an IP literal. Empty is valid.
+bool valid_host(std::string_view host) noexcept {
+  for (unsigned char ch : host)
+    if (!(is_ascii_alnum(ch) || (ch != 0 && std::strchr("-._~%!$&'()*+,;=:[]", ch) != nullptr)))
+      return false;
+  return true;
+}
+
+/// Refuses the request being parsed (a callback returns what this does).
+int malformed(connection* c, int status, const char* why) {
+  c->error_status = status;
+  c->error_text = why;
+  return -1;
+}
+
 int on_url(http_parser* p, const char* at, size_t n) {
   auto c = conn_of(p);
+  // The lenient parser takes HTAB and FF into a target (and a CR or LF after
+  // one as the end of an HTTP/0.9 request line); a proxy may split there.
+  for (size_t i = 0; i < n; ++i) {
+    auto ch = static_cast<unsigned char>(at[i]);
+    if (ch < 0x20 || ch == 0x7f)
+      return malformed(c, 400, "a control character in the request target");
+    if (ch == '#')
+      return malformed(c, 400, "a fragment (#) in the request target");
+  }
   c->cur.path.append(at, n);
   return count_header_bytes(c, n);
 }
 
 int on_header_field(http_parser* p, const char* at, size_t n) {
   auto c = conn_of(p);
-  if (c->headers_done) // a chunked body's trailer: counted, not taken as a header
-    return count_header_bytes(c, n);
   if (c->last_was_value) {
     c->field.clear();
     c->last_was_value = false;
   }
+  if (c->field.empty()) {
+    // A field line starts after an LF. The lenient parser also ends a line
+    // at a bare CR followed by any byte, which it drops (RFC 9112 2.2: a
+    // bare CR is invalid).
+    char before = at > c->parse_begin ? at[-1] : c->byte_before;
+    if (before != '\n')
+      return malformed(c, 400, "a bare CR ends a line of the request head");
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (!is_tchar(static_cast<unsigned char>(at[i])))
+      // "Content-Length :" would be Content-Length to the lenient parser
+      // (RFC 9112 5.1: whitespace before the colon MUST be refused).
+      return malformed(c, 400, "a header field name that is not a token");
   c->field.append(at, n);
   return count_header_bytes(c, n);
 }
 
 int on_header_value(http_parser* p, const char* at, size_t n) {
   auto c = conn_of(p);
-  if (c->headers_done)
-    return count_header_bytes(c, n);
   if (!c->last_was_value) {
     if (c->cur.headers.size() >= c->srv->limits.max_headers) {
       c->error_status = 431;
@@ -1033,13 +1102,51 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 503; // before its body: no upload for an answer known now
     return -1;
   }
+  if (p->http_major != 1) // 0.9: a request line without a version
+    return p->http_major == 0
+             ? malformed(c, 400, "a request line without an HTTP version")
+             : malformed(c, 505, "only HTTP/1.0 and HTTP/1.1 are served");
+  int hosts = 0;
+  bool host_valid = true, transfer_encoding = false;
+  for (auto& [name, value] : c->cur.headers) {
+    if (name == "host") {
+      ++hosts;
+      host_valid = host_valid && valid_host(value);
+    } else if (name == "transfer-encoding") {
+      transfer_encoding = true;
+    }
+  }
+  if (hosts > 1 || !host_valid || (hosts == 0 && p->http_minor >= 1))
+    return malformed(c, 400, "an HTTP/1.1 request needs exactly one valid Host field");
+  if (transfer_encoding) // (the parser refused one beside Content-Length)
+    return (p->flags & F_CHUNKED) != 0
+             ? malformed(c, 411, "send the body with Content-Length, not chunked")
+             : malformed(c, 501, "no transfer coding is served; send the body with Content-Length");
   if (p->content_length != ULLONG_MAX && p->content_length > c->srv->limits.max_body_bytes) {
     c->error_status = 413;
     return -1; // an error (1 and 2 mean "skip the body" to http_parser)
   }
-  if (p->method == HTTP_CONNECT) {
-    c->error_status = 400; // no tunnels here; refused before any handler runs
-    return -1;
+  if (p->method == HTTP_CONNECT) // no tunnels here; refused before any handler runs
+    return malformed(c, 400, "CONNECT is not served");
+  if (!c->cur.path.empty() && c->cur.path[0] != '/' && c->cur.path != "*") {
+    // The absolute form (http://host/path), which a server must take (RFC
+    // 9112 3.2.2): routed by its path and query.
+    http_parser_url u;
+    http_parser_url_init(&u);
+    auto& t = c->cur.path;
+    auto part = [&](http_parser_url_fields f) {
+      return (u.field_set & (1 << f)) != 0
+               ? std::string_view{t}.substr(u.field_data[f].off, u.field_data[f].len)
+               : std::string_view{};
+    };
+    if (http_parser_parse_url(t.data(), t.size(), 0, &u) != 0 || part(UF_HOST).empty()
+        || !(equals_ignore_case(part(UF_SCHEMA), "http")
+             || equals_ignore_case(part(UF_SCHEMA), "https")))
+      return malformed(c, 400, "a request target that is neither a path nor an http URL");
+    std::string origin{part(UF_PATH).empty() ? "/" : part(UF_PATH)};
+    if (u.field_set & (1 << UF_QUERY))
+      origin.append("?").append(part(UF_QUERY));
+    t = std::move(origin);
   }
   // Other Upgrade requests (e.g. h2c) are served as plain HTTP/1.1, as RFC
   // 7230 allows: clearing the flag keeps http_parser parsing HTTP.
@@ -1052,6 +1159,9 @@ int on_headers_complete(http_parser* p) {
                   || (p->content_length > 0 && p->content_length != ULLONG_MAX);
   bool wants_continue = has_body && p->http_major == 1 && p->http_minor >= 1
                         && equals_ignore_case(c->cur.header("expect"), "100-continue");
+  // The parser stops at the head's last byte, which parse() checks.
+  c->head_ended = true;
+  http_parser_pause(p, 1);
   if (!is_safe(p->method) && unanswered(c) > 0) {
     // Its body waits in the socket meanwhile; the "100 Continue" goes out
     // when the request may go on.
@@ -1158,16 +1268,36 @@ void start_reading(connection* c) {
 }
 
 void parse(connection* c, const char* data, size_t n) {
-  c->in_parse = true;
-  auto parsed = http_parser_execute(&c->parser, &c->srv->settings, data, n);
-  c->in_parse = false;
+  size_t parsed = 0;
+  for (;;) {
+    c->in_parse = true;
+    c->parse_begin = data;
+    parsed = http_parser_execute(&c->parser, &c->srv->settings, data, n);
+    c->in_parse = false;
+    if (parsed > 0)
+      c->byte_before = data[parsed - 1];
+    if (c->closing || !c->head_ended || HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED)
+      break;
+    // Stopped at the byte the parser took as the head's last LF: after a
+    // bare CR it takes any byte (RFC 9112 2.2).
+    c->head_ended = false;
+    if (data[parsed] != '\n') {
+      malformed(c, 400, "a bare CR ends the request head");
+      break;
+    }
+    if (c->paused) // and waits for earlier answers (on_headers_complete)
+      break;
+    http_parser_pause(&c->parser, 0);
+    data += parsed;
+    n -= parsed;
+  }
   if (c->closing) {
     c->closing = false;
     close_connection(c);
     return;
   }
   auto err = HTTP_PARSER_ERRNO(&c->parser);
-  if (err == HPE_PAUSED) {
+  if (err == HPE_PAUSED && c->error_status == 0) {
     if (c->paused) // else it was the last request: the rest is dropped
       c->unparsed.assign(data + parsed, n - parsed);
     update_reading(c);
@@ -1185,9 +1315,16 @@ void parse(connection* c, const char* data, size_t n) {
     refuse(c, 413, "payload_too_large", "the request body is too large");
   else if (c->error_status == 431 || err == HPE_HEADER_OVERFLOW)
     refuse(c, 431, "header_too_large", "the request headers are too large or too many");
+  else if (c->error_status == 411)
+    refuse(c, 411, "length_required", c->error_text);
+  else if (c->error_status == 501)
+    refuse(c, 501, "not_implemented", c->error_text);
+  else if (c->error_status == 505)
+    refuse(c, 505, "http_version_not_supported", c->error_text);
   else
     refuse(c, 400, "bad_request",
-           std::string{"malformed HTTP request: "} + http_errno_description(err));
+           std::string{"malformed HTTP request: "}
+             + (c->error_text ? c->error_text : http_errno_description(err)));
   c->in_message = false;
   if (c->reading && !c->lingering) { // a lingering one reads on, and drops
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));

@@ -429,7 +429,11 @@ TEST_F(BadInput, test_thousands_of_mutated_requests_get_answers_and_break_no_rul
     auto out = c().raw_half_close(bytes);
     SCOPED_TRACE("request " + std::to_string(n) + ": " + bytes.substr(0, 300));
     // A 500 is a bug; a 503 would mean the node is struggling with one client.
-    ASSERT_EQ(out.find("HTTP/1.1 5"), std::string::npos) << out.substr(0, 500);
+    // (501 and 505 refuse a transfer coding or an HTTP version a mutation made.)
+    for (auto at = out.find("HTTP/1.1 5"); at != std::string::npos;
+         at = out.find("HTTP/1.1 5", at + 1))
+      ASSERT_TRUE(out.compare(at, 12, "HTTP/1.1 501") == 0 || out.compare(at, 12, "HTTP/1.1 505") == 0)
+        << out.substr(0, 500);
     if (out.empty())
       continue; // cut off before a request was complete: closed without an answer
     ASSERT_EQ(out.rfind("HTTP/1.1 ", 0), 0u) << out.substr(0, 300);
