@@ -341,6 +341,109 @@ struct http_server::impl {
 
 namespace {
 
+/// The bytes http_parser consumed, in order, checked for what Debian's
+/// lenient build takes without any callback seeing it: a bare CR in a head
+/// (it takes any byte after a CR for the LF: after the request line, after
+/// an empty field value, at the blank line), and a request line whose
+/// version is not exactly "HTTP/" DIGIT "." DIGIT (it checks only the "H").
+/// Bodies are skipped: parse() tells where each head ends and how long its
+/// body is (Content-Length; chunked bodies are refused).
+class head_scanner {
+public:
+  /// Takes the next `n` consumed bytes; false at the first that is invalid.
+  bool take(const char* p, size_t n) noexcept {
+    for (size_t i = 0; i < n; ++i) {
+      if (state_ == at::body) {
+        auto skip = std::min<uint64_t>(body_left_, n - i);
+        body_left_ -= skip;
+        i += skip - 1;
+        if (body_left_ == 0)
+          state_ = at::line_start;
+        continue;
+      }
+      char ch = p[i];
+      if (after_cr_) {
+        if (ch != '\n')
+          return false;
+        after_cr_ = false;
+        continue;
+      }
+      if (ch == '\r') {
+        after_cr_ = true;
+        if (state_ == at::target || (state_ == at::version && version_len_ < 8))
+          return false; // a request line without its version
+        if (state_ == at::version)
+          state_ = at::fields;
+        continue;
+      }
+      switch (state_) {
+        case at::line_start: // empty lines before a request line are skipped
+          if (ch == '\n')
+            break;
+          state_ = at::method;
+          break;
+        case at::method:
+          if (ch == ' ')
+            state_ = at::before_target;
+          break;
+        case at::before_target:
+          if (ch != ' ')
+            state_ = at::target;
+          break;
+        case at::target:
+          if (ch == ' ')
+            state_ = at::before_version;
+          else if (ch == '\n')
+            return false;
+          break;
+        case at::before_version:
+          if (ch == ' ')
+            break;
+          state_ = at::version;
+          version_len_ = 0;
+          [[fallthrough]];
+        case at::version:
+          if (version_len_ == 8) {
+            if (ch != '\n')
+              return false;
+            state_ = at::fields;
+            break;
+          }
+          if (!version_char(ch, version_len_++))
+            return false;
+          break;
+        case at::fields:
+        case at::body: // (handled above)
+          break;
+      }
+    }
+    return true;
+  }
+
+  /// The head ended at the byte the parser has not consumed yet (its LF);
+  /// `body` bytes follow it.
+  void head_done(uint64_t body) noexcept {
+    state_ = at::body;
+    body_left_ = body + 1;
+    after_cr_ = false;
+  }
+
+private:
+  enum class at : uint8_t { line_start, method, before_target, target, before_version, version,
+                            fields, body };
+
+  static bool version_char(char ch, uint8_t i) noexcept {
+    if (i < 5)
+      return ch == "HTTP/"[i];
+    return i == 6 ? ch == '.' : (ch >= '0' && ch <= '9');
+  }
+
+  at state_ = at::line_start;
+  bool after_cr_ = false;
+  uint8_t version_len_ = 0;
+  uint64_t body_left_ = 0;
+};
+
 struct connection {
   uv_tcp_t tcp;
   uv_timer_t timer;
@@ -354,11 +457,9 @@ struct connection {
   bool in_message = false;
   int error_status = 0; // set by a callback that refuses the request
   const char* error_text = nullptr; // and, for a 400 (or 411, 501, 505), why
-  /// Where the bytes being parsed begin, and the last byte parsed before them
-  /// (0: none yet): what a field name follows (on_header_field).
-  const char* parse_begin = nullptr;
-  char byte_before = 0;
-  /// The parser stopped at the last byte of a request's head, to check it.
+  head_scanner scan; // what the parser consumed, checked (parse())
+  /// The parser stopped at the last byte of a request's head, for parse()
+  /// to check the head before anything is sent or run for it.
   bool head_ended = false;
   std::map<uint64_t, slot> slots;
   uint64_t next_seq = 0;
@@ -389,7 +490,8 @@ struct connection {
   /// after the last unsafe request handed on (0: none yet).
   bool waits_for_answers = false;
   uint64_t unsafe_until = 0;
-  /// It waits after the head of a request that asked for "100 Continue".
+  /// A request that asked for "100 Continue" gets it once its head is
+  /// checked, or once it may go on after waiting for earlier answers.
   bool continue_owed = false;
   int pending_writes = 0;          // uv_write requests not yet completed (the
                                    // bytes uv_try_write could not send at once)
@@ -958,7 +1060,9 @@ connection* conn_of(http_parser* p) {
 void cap_parser_head_size(const http_limits& limits) {
   static std::mutex mtx;
   static uint64_t largest = 0;
-  auto wanted = static_cast<uint64_t>(limits.max_header_bytes) + 4 * limits.max_headers + 64;
+  // (+1: the parser counts the head's last LF twice, before and after
+  // parse() stops it there.)
+  auto wanted = static_cast<uint64_t>(limits.max_header_bytes) + 4 * limits.max_headers + 64 + 1;
   std::lock_guard<std::mutex> guard{mtx};
   if (wanted <= largest)
     return;
@@ -998,14 +1102,14 @@ int on_message_begin(http_parser* p) {
 // Debian builds http_parser without HTTP_PARSER_STRICT, and the lenient parser
 // frames some malformed requests where a proxy in front may frame them
 // another way: one request to the proxy, two to this server (request
-// smuggling). What the callbacks can see is checked here (RFC 9112 and 9110
-// say these MUST be refused): a field name must be a token, with nothing
-// between it and its colon; a field line and the head's end must follow a
-// line end (LF), not a bare CR that the parser took for one; the request
-// target holds no control characters; the Host field is there once for
-// HTTP/1.1, and valid. What the callbacks cannot see, a chunked body's
-// framing, is not taken at all: a request with Transfer-Encoding is refused
-// (411, 501) before its body, so every body is framed by Content-Length.
+// smuggling). What the callbacks see is checked here (RFC 9112 and 9110 say
+// these MUST be refused): a field name must be a token, with nothing between
+// it and its colon; the request target holds no control characters; the
+// Host field is there once in HTTP/1.1, and valid. The bytes no callback
+// sees (line ends, the request line's version) are checked by head_scanner
+// in parse(), before anything runs for the request. A chunked body's framing
+// is not taken at all: a request with Transfer-Encoding is refused (411,
+// 501) before its body, so every body is framed by Content-Length.
 
 /// Whatever the locale says.
 constexpr bool is_ascii_alnum(unsigned char ch) noexcept {
@@ -1054,14 +1158,6 @@ int on_header_field(http_parser* p, const char* at, size_t n) {
     c->field.clear();
     c->last_was_value = false;
   }
-  if (c->field.empty()) {
-    // A field line starts after an LF. The lenient parser also ends a line
-    // at a bare CR followed by any byte, which it drops (RFC 9112 2.2: a
-    // bare CR is invalid).
-    char before = at > c->parse_begin ? at[-1] : c->byte_before;
-    if (before != '\n')
-      return malformed(c, 400, "a bare CR ends a line of the request head");
-  }
   for (size_t i = 0; i < n; ++i)
     if (!is_tchar(static_cast<unsigned char>(at[i])))
       // "Content-Length :" would be Content-Length to the lenient parser
@@ -1102,9 +1198,11 @@ int on_headers_complete(http_parser* p) {
     c->error_status = 503; // before its body: no upload for an answer known now
     return -1;
   }
-  if (p->http_major != 1) // 0.9: a request line without a version
+  // HTTP/1.x past 1.1 is served as 1.1 (RFC 9110 2.5). The parser reads a
+  // request line without a version as HTTP/0.9.
+  if (p->http_major != 1)
     return p->http_major == 0
-             ? malformed(c, 400, "a request line without an HTTP version")
+             ? malformed(c, 400, "a request line without HTTP/1.0 or HTTP/1.1")
              : malformed(c, 505, "only HTTP/1.0 and HTTP/1.1 are served");
   int hosts = 0;
   bool host_valid = true, transfer_encoding = false;
@@ -1139,7 +1237,9 @@ int on_headers_complete(http_parser* p) {
                ? std::string_view{t}.substr(u.field_data[f].off, u.field_data[f].len)
                : std::string_view{};
     };
+    // (userinfo is an error there: RFC 9110 4.2.4)
     if (http_parser_parse_url(t.data(), t.size(), 0, &u) != 0 || part(UF_HOST).empty()
+        || (u.field_set & (1 << UF_USERINFO)) != 0
         || !(equals_ignore_case(part(UF_SCHEMA), "http")
              || equals_ignore_case(part(UF_SCHEMA), "https")))
       return malformed(c, 400, "a request target that is neither a path nor an http URL");
@@ -1159,7 +1259,7 @@ int on_headers_complete(http_parser* p) {
                   || (p->content_length > 0 && p->content_length != ULLONG_MAX);
   bool wants_continue = has_body && p->http_major == 1 && p->http_minor >= 1
                         && equals_ignore_case(c->cur.header("expect"), "100-continue");
-  // The parser stops at the head's last byte, which parse() checks.
+  // The parser stops at the head's last byte, and parse() checks the head.
   c->head_ended = true;
   http_parser_pause(p, 1);
   if (!is_safe(p->method) && unanswered(c) > 0) {
@@ -1170,8 +1270,7 @@ int on_headers_complete(http_parser* p) {
     arm_timer(c);
     return 0;
   }
-  if (wants_continue && unanswered(c) == 0 && !send_continue(c))
-    return -1; // the connection is closing
+  c->continue_owed = wants_continue && unanswered(c) == 0;
   return 0;
 }
 
@@ -1271,12 +1370,16 @@ void parse(connection* c, const char* data, size_t n) {
   size_t parsed = 0;
   for (;;) {
     c->in_parse = true;
-    c->parse_begin = data;
     parsed = http_parser_execute(&c->parser, &c->srv->settings, data, n);
     c->in_parse = false;
-    if (parsed > 0)
-      c->byte_before = data[parsed - 1];
-    if (c->closing || !c->head_ended || HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED)
+    auto status = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->closing || (status != HPE_OK && status != HPE_PAUSED))
+      break;
+    if (!c->scan.take(data, parsed)) {
+      malformed(c, 400, "a bare CR, or a request line without its HTTP version");
+      break;
+    }
+    if (!c->head_ended || status != HPE_PAUSED)
       break;
     // Stopped at the byte the parser took as the head's last LF: after a
     // bare CR it takes any byte (RFC 9112 2.2).
@@ -1285,8 +1388,18 @@ void parse(connection* c, const char* data, size_t n) {
       malformed(c, 400, "a bare CR ends the request head");
       break;
     }
+    auto length = c->parser.content_length;
+    c->scan.head_done(length == ULLONG_MAX ? 0 : length);
     if (c->paused) // and waits for earlier answers (on_headers_complete)
       break;
+    if (c->continue_owed) {
+      c->continue_owed = false;
+      c->in_parse = true; // a failed write closes the connection below, not now
+      send_continue(c);
+      c->in_parse = false;
+      if (c->closing)
+        break;
+    }
     http_parser_pause(&c->parser, 0);
     data += parsed;
     n -= parsed;
@@ -1304,7 +1417,7 @@ void parse(connection* c, const char* data, size_t n) {
     close_if_drained(c); // a half-closed client whose requests were all answered while parsing
     return;
   }
-  if (err == HPE_OK && !c->parser.upgrade) {
+  if (err == HPE_OK && !c->parser.upgrade && c->error_status == 0) {
     close_if_drained(c);
     return;
   }

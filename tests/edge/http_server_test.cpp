@@ -346,6 +346,19 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
      "POST /a HTTP/1.1\r\nHost: t\r\nX-A:\rZContent-Length: 2\r\n\r\n{}" + smuggled, 400},
     {"a bare CR ending the request line",
      "GET /a HTTP/1.1\rZHost: t\r\n\r\n" + smuggled, 400},
+    {"a bare CR after an empty field value, the blank line next",
+     "GET /a HTTP/1.1\r\nHost: t\r\nFoo:\rX\r\n" + smuggled, 400},
+    {"a bare CR after an empty field value, a folded line next",
+     "GET /a HTTP/1.1\r\nHost: t\r\nX-A:\rX\tv\r\n\r\n" + smuggled, 400},
+    {"a bare CR in an empty Content-Length",
+     "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length:\rX 2\r\n\r\n{}" + smuggled, 400},
+    {"a bare CR ending the head of a request that expects 100 Continue", // no 100 first
+     "POST /a HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\rX",
+     400},
+    {"a request line whose version is H and four other bytes",
+     "GET /a H\r\n\r\n1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
+    {"a request line whose version is not HTTP/", "GET /a HXYZW1.1\r\nHost: t\r\n\r\n" + smuggled,
+     400},
     {"a chunked body (its framing is the lenient parser's)", // RFC 9112 6.3: 411
      "POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2;\nxx\r\n3b\r\n0\r\n\r\n"
        + smuggled,
@@ -363,6 +376,12 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
      "GET /a\tHTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
     {"a fragment in the target", "GET /a#b HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
     {"an absolute target of another scheme", "GET ftp://t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled,
+     400},
+    {"an absolute target with userinfo", // RFC 9110 4.2.4
+     "GET http://u@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
+    {"a transfer coding beside Content-Length", // the parser's own refusal
+     "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n{}"
+       + smuggled,
      400},
     {"HTTP/2.0 in a request line", "GET /a HTTP/2.0\r\nHost: t\r\n\r\n" + smuggled, 505},
   };
@@ -382,23 +401,28 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
 }
 
 // What those checks must not refuse: bare LF line ends (RFC 9112 2.2 lets a
-// server take them), HTTP/1.0 without Host, field names of every token
-// character, the absolute form (RFC 9112 3.2.2, routed by its path and
-// query), and a head that arrives a byte at a time, so that every check
-// meets a line end, a field name and the head's end split across reads.
+// server take them), empty lines before a request line, HTTP/1.0 without
+// Host and HTTP/1.2 (served as 1.1), field names of every token character,
+// folded and empty field values, the absolute form (RFC 9112 3.2.2, routed
+// by its path and query), and a head that arrives a byte at a time, so that
+// every check meets a line end, a field name and the head's end split
+// across reads.
 TEST(HttpServer, test_valid_heads_pass_the_framing_checks_also_a_byte_at_a_time) {
   held_server s;
   auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
   c.send("GET /lf HTTP/1.1\nHost: t\n\n"
          "GET http://t:8080/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"
-         "GET /tokens HTTP/1.1\r\nHost: [::1]:80\r\n!#$%&'*+-.^_`|~09Az: v\r\n\r\n");
-  ASSERT_EQ(h.dispatched_after_reaching(3), 3);
+         "GET /tokens HTTP/1.1\r\nHost: [::1]:80\r\n!#$%&'*+-.^_`|~09Az: v\r\n\r\n"
+         "\r\n\nGET /folded HTTP/1.2\r\nHost: t\r\nX-F: a\r\n b\r\nX-E:\r\n\r\n");
+  ASSERT_EQ(h.dispatched_after_reaching(4), 4);
   auto reqs = h.requests();
   EXPECT_EQ(reqs[1].query, "x=1");
   EXPECT_EQ(reqs[2].header("!#$%&'*+-.^_`|~09az"), "v");
-  auto stream = serve_until(h, c, [](const std::string& st) { return answers_in(st) == 3; });
-  EXPECT_EQ(bodies(stream), (std::vector<std::string>{"/lf", "/abs", "/tokens"})) << stream;
+  EXPECT_EQ(reqs[3].header("x-f"), "a b"); // obs-fold: its line end taken out
+  auto stream = serve_until(h, c, [](const std::string& st) { return answers_in(st) == 4; });
+  EXPECT_EQ(bodies(stream), (std::vector<std::string>{"/lf", "/abs", "/tokens", "/folded"}))
+    << stream;
   {
     held_server s10;
     ASSERT_TRUE(s10.client.connected());
