@@ -379,6 +379,14 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
      400},
     {"an absolute target with userinfo", // RFC 9110 4.2.4
      "GET http://u@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
+    {"an absolute target with empty userinfo", "GET http://@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled,
+     400},
+    {"NUL starting a field value", // RFC 9110 5.5: no control bytes in a value
+     "GET /a HTTP/1.1\r\nHost: t\r\nX-A: " + std::string(1, '\0') + "1\r\n\r\n" + smuggled, 400},
+    {"a vertical tab starting a field value",
+     "GET /a HTTP/1.1\r\nHost: t\r\nX-A:\x0b" "1\r\n\r\n" + smuggled, 400},
+    {"DEL starting a field value", "GET /a HTTP/1.1\r\nHost: t\r\nX-A: \x7f\r\n\r\n" + smuggled,
+     400},
     {"a transfer coding beside Content-Length", // the parser's own refusal
      "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n{}"
        + smuggled,
@@ -403,7 +411,7 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
 // What those checks must not refuse: bare LF line ends (RFC 9112 2.2 lets a
 // server take them), empty lines before a request line, HTTP/1.0 without
 // Host and HTTP/1.2 (served as 1.1), field names of every token character,
-// folded and empty field values, the absolute form (RFC 9112 3.2.2, routed
+// folded and empty field values, a value with a tab and bytes past ASCII, the absolute form (RFC 9112 3.2.2, routed
 // by its path and query), and a head that arrives a byte at a time, so that
 // every check meets a line end, a field name and the head's end split
 // across reads.
@@ -413,12 +421,14 @@ TEST(HttpServer, test_valid_heads_pass_the_framing_checks_also_a_byte_at_a_time)
   ASSERT_TRUE(c.connected());
   c.send("GET /lf HTTP/1.1\nHost: t\n\n"
          "GET http://t:8080/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"
-         "GET /tokens HTTP/1.1\r\nHost: [::1]:80\r\n!#$%&'*+-.^_`|~09Az: v\r\n\r\n"
+         "GET /tokens HTTP/1.1\r\nHost: [::1]:80\r\n!#$%&'*+-.^_`|~09Az: v\r\n"
+         "X-T:\t\xc3\xa9\ta b\r\n\r\n"
          "\r\n\nGET /folded HTTP/1.2\r\nHost: t\r\nX-F: a\r\n b\r\nX-E:\r\n\r\n");
   ASSERT_EQ(h.dispatched_after_reaching(4), 4);
   auto reqs = h.requests();
   EXPECT_EQ(reqs[1].query, "x=1");
   EXPECT_EQ(reqs[2].header("!#$%&'*+-.^_`|~09az"), "v");
+  EXPECT_EQ(reqs[2].header("x-t"), "\xc3\xa9\ta b"); // obs-text and a tab inside a value
   EXPECT_EQ(reqs[3].header("x-f"), "a b"); // obs-fold: its line end taken out
   auto stream = serve_until(h, c, [](const std::string& st) { return answers_in(st) == 4; });
   EXPECT_EQ(bodies(stream), (std::vector<std::string>{"/lf", "/abs", "/tokens", "/folded"}))
