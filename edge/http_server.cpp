@@ -1387,7 +1387,9 @@ void parse(connection* c, const char* data, size_t n) {
     if (c->closing || (status != HPE_OK && status != HPE_PAUSED))
       break;
     if (!c->scan.take(data, parsed)) {
-      malformed(c, 400, "a bare CR, or a request line without its HTTP version");
+      malformed(c, 400,
+                "a bare CR, a control byte in a header field, or a request line without its"
+                " HTTP version");
       break;
     }
     if (!c->head_ended || status != HPE_PAUSED)
