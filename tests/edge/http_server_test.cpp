@@ -288,7 +288,8 @@ TEST(HttpServer, test_nothing_after_a_connection_close_request_runs) {
     raw_client c{s.server.port()};
     ASSERT_TRUE(c.connected());
     c.send("GET /first HTTP/1.1\r\nHost: t\r\n\r\n" + last
-           + "POST /after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}GET /after2 HTTP/1.1\r\nHost: t\r\n\r\n");
+           + "POST /after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+             "GET /after2 HTTP/1.1\r\nHost: t\r\n\r\n");
     EXPECT_EQ(h.dispatched_after_reaching(2), 2) << last;
     h.answer_all();
     auto stream = c.read_to_eof();
@@ -379,8 +380,8 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
      400},
     {"an absolute target with userinfo", // RFC 9110 4.2.4
      "GET http://u@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
-    {"an absolute target with empty userinfo", "GET http://@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled,
-     400},
+    {"an absolute target with empty userinfo",
+     "GET http://@t/a HTTP/1.1\r\nHost: t\r\n\r\n" + smuggled, 400},
     {"NUL starting a field value", // RFC 9110 5.5: no control bytes in a value
      "GET /a HTTP/1.1\r\nHost: t\r\nX-A: " + std::string(1, '\0') + "1\r\n\r\n" + smuggled, 400},
     {"a vertical tab starting a field value",
@@ -411,10 +412,10 @@ TEST(HttpServer, test_requests_a_proxy_could_frame_another_way_are_refused_and_c
 // What those checks must not refuse: bare LF line ends (RFC 9112 2.2 lets a
 // server take them), empty lines before a request line, HTTP/1.0 without
 // Host and HTTP/1.2 (served as 1.1), field names of every token character,
-// folded and empty field values, a value with a tab and bytes past ASCII, the absolute form (RFC 9112 3.2.2, routed
-// by its path and query), and a head that arrives a byte at a time, so that
-// every check meets a line end, a field name and the head's end split
-// across reads.
+// folded and empty field values, a value with a tab and bytes past ASCII,
+// the absolute form (RFC 9112 3.2.2, routed by its path and query), and a
+// head that arrives a byte at a time, so that every check meets a line end,
+// a field name and the head's end split across reads.
 TEST(HttpServer, test_valid_heads_pass_the_framing_checks_also_a_byte_at_a_time) {
   held_server s;
   auto& [h, server, c] = s;
@@ -437,7 +438,8 @@ TEST(HttpServer, test_valid_heads_pass_the_framing_checks_also_a_byte_at_a_time)
     held_server s10;
     ASSERT_TRUE(s10.client.connected());
     s10.client.send("GET /ten HTTP/1.0\r\n\r\n");
-    auto st = serve_until(s10.h, s10.client, [](const std::string& x) { return answers_in(x) == 1; });
+    auto st =
+      serve_until(s10.h, s10.client, [](const std::string& x) { return answers_in(x) == 1; });
     EXPECT_EQ(bodies(st), std::vector<std::string>{"/ten"}) << st;
   }
   const std::string slow = "POST /bytes?q=2 HTTP/1.1\r\nHost: t\r\nX-A:\r\nX-B: 1\r\n"
@@ -463,7 +465,8 @@ TEST(HttpServer, test_a_refused_request_keeps_its_request_id) {
   held_server s{limits};
   auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
-  c.send("POST /big HTTP/1.1\r\nHost: t\r\nX-Request-Id: client-42\r\nContent-Length: 5000\r\n\r\n");
+  c.send("POST /big HTTP/1.1\r\nHost: t\r\nX-Request-Id: client-42\r\n"
+         "Content-Length: 5000\r\n\r\n");
   auto stream = c.read_to_eof();
   EXPECT_EQ(stream.rfind("HTTP/1.1 413 ", 0), 0u) << stream;
   EXPECT_NE(stream.find("X-Request-Id: client-42\r\n"), std::string::npos) << stream;
@@ -610,7 +613,8 @@ TEST(HttpServer, test_a_request_waiting_for_earlier_answers_is_not_timed_out_mea
   ASSERT_EQ(answers_in(two), 2u) << two;
   // /third waits after its head, behind the unanswered /g, and its body stops
   // short: 408, a read timeout after /g's answer, not during the wait.
-  c.send("GET /g HTTP/1.1\r\nHost: t\r\n\r\nPOST /third HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab");
+  c.send("GET /g HTTP/1.1\r\nHost: t\r\n\r\n"
+         "POST /third HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab");
   ASSERT_EQ(h.dispatched_after_reaching(3), 3);
   std::this_thread::sleep_for(700ms);
   EXPECT_EQ(h.dispatched.load(), 3);
@@ -660,8 +664,8 @@ TEST(HttpServer, test_requests_past_the_in_flight_cap_get_503_at_once_and_later_
   held_server s{limits};
   auto& [h, server, c] = s;
   ASSERT_TRUE(c.connected());
-  c.send("GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\nGET /3 HTTP/1.1\r\nHost: t\r\n\r\n"
-         "GET /4 HTTP/1.1\r\nHost: t\r\n\r\n");
+  c.send("GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"
+         "GET /3 HTTP/1.1\r\nHost: t\r\n\r\nGET /4 HTTP/1.1\r\nHost: t\r\n\r\n");
   ASSERT_EQ(h.dispatched_after_reaching(4), 4);
   EXPECT_EQ(server.inflight(), 4u);
   raw_client late{server.port()};
