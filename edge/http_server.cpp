@@ -344,9 +344,9 @@ namespace {
 /// The bytes http_parser consumed, in order, checked for what Debian's
 /// lenient build takes without any callback seeing it: a bare CR in a head
 /// (it takes any byte after a CR for the LF: after the request line, after
-/// an empty field value, at the blank line), and a request line whose
-/// version is not exactly "HTTP/" DIGIT "." DIGIT (it checks only the "H"),
-/// and a control byte that starts a field value.
+/// an empty field value, at the blank line), a request line whose version
+/// is not exactly "HTTP/" DIGIT "." DIGIT (it checks only the "H"), and a
+/// control byte that starts a field value.
 /// Bodies are skipped: parse() tells where each head ends and how long its
 /// body is (Content-Length; chunked bodies are refused).
 class head_scanner {
@@ -1244,13 +1244,13 @@ int on_headers_complete(http_parser* p) {
                : std::string_view{};
     };
     // Userinfo is an error there (RFC 9110 4.2.4), also an empty one, which
-    // the parser does not report: any '@' in the authority.
+    // the parser does not report (UF_USERINFO): any '@' in the authority.
     auto scheme_end = t.find("://");
     auto authority = scheme_end == t.npos ? std::string_view{}
                                           : std::string_view{t}.substr(scheme_end + 3);
     authority = authority.substr(0, authority.find_first_of("/?#"));
     if (http_parser_parse_url(t.data(), t.size(), 0, &u) != 0 || part(UF_HOST).empty()
-        || (u.field_set & (1 << UF_USERINFO)) != 0 || authority.find('@') != authority.npos
+        || authority.find('@') != authority.npos
         || !(equals_ignore_case(part(UF_SCHEMA), "http")
              || equals_ignore_case(part(UF_SCHEMA), "https")))
       return malformed(c, 400, "a request target that is neither a path nor an http URL");
