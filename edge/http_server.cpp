@@ -344,9 +344,11 @@ namespace {
 /// The bytes http_parser consumed, in order, checked for what Debian's
 /// lenient build takes without any callback seeing it: a bare CR in a head
 /// (it takes any byte after a CR for the LF: after the request line, after
-/// an empty field value, at the blank line), a request line whose version
-/// is not exactly "HTTP/" DIGIT "." DIGIT (it checks only the "H"), and a
-/// control byte that starts a field value.
+/// an empty field value, at the blank line) and a request line whose version
+/// is not exactly "HTTP/" DIGIT "." DIGIT (it checks only the "H"). It also
+/// refuses a control byte that starts a field value, which the parser lets
+/// through: on_header_value sees that byte, but this loop passes over it
+/// anyway.
 /// Bodies are skipped: parse() tells where each head ends and how long its
 /// body is (Content-Length; chunked bodies are refused).
 class head_scanner {
