@@ -346,7 +346,17 @@ void api::handle(http_request& req, responder r) {
 
 void api::serve(context& ctx, const route& rt, bridge_state& bridge) {
   if (rt.auth != public_route) {
-    auto auth = ctx.req.header("authorization");
+    std::string_view auth;
+    int given = 0;
+    for (auto& [name, value] : ctx.req.headers)
+      if (name == "authorization") {
+        auth = value;
+        ++given;
+      }
+    if (given > 1) { // a proxy that reads the other one sees another caller
+      ctx.fail(errc::bad_request, "Authorization must be given once");
+      return;
+    }
     // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
     if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {

@@ -51,12 +51,23 @@ caf::expected<jwt_claims> jwt_codec::verify(std::string_view token, int64_t now_
       || !base64url_decode(token.substr(dot2 + 1), sig))
     return unauthorized("malformed token");
   thread_local simdjson::ondemand::parser parser;
-  // 1. The algorithm is pinned before anything else is trusted.
+  // 1. The algorithm is pinned before anything else is trusted: one `alg`,
+  // HS256, and no `crit` (RFC 7515 4.1.11: its extensions are not understood here).
   {
     simdjson::padded_string h{header};
     simdjson::ondemand::document doc;
-    std::string_view alg;
-    if (parser.iterate(h).get(doc) || doc["alg"].get_string().get(alg) || alg != "HS256")
+    simdjson::ondemand::object obj;
+    if (parser.iterate(h).get(doc) || doc.get_object().get(obj))
+      return unauthorized("unsupported token algorithm");
+    int algs = 0;
+    for (auto field : obj) {
+      std::string_view key, alg;
+      if (field.unescaped_key().get(key) || key == "crit")
+        return unauthorized("unsupported token algorithm");
+      if (key == "alg" && (++algs > 1 || field.value().get_string().get(alg) || alg != "HS256"))
+        return unauthorized("unsupported token algorithm");
+    }
+    if (algs != 1)
       return unauthorized("unsupported token algorithm");
   }
   // 2. The signature, compared in constant time.

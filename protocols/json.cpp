@@ -262,12 +262,23 @@ bool parse_time(std::string_view s, millis& out) {
     return false;
   int64_t days = days_from_civil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
   int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;
-  out = secs * 1000 + ms;
+  // An offset (or a leap second) can carry the instant past a four-digit
+  // year, which no answer could show: 9999-12-31T23:00:00-01:00 is refused.
+  constexpr int64_t first_ms = -62'167'219'200'000; // 0000-01-01T00:00:00.000Z
+  constexpr int64_t last_ms = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+  int64_t t = secs * 1000 + ms;
+  if (t < first_ms || t > last_ms)
+    return false;
+  out = t;
   return true;
 }
 
 bool is_valid_id(std::string_view s) noexcept {
   if (s.empty() || s.size() > 64)
+    return false;
+  // As a path segment, `.` or `..` is taken out by every URL resolver
+  // (RFC 3986 5.2.4): no client could reach /products/.. again.
+  if (s == "." || s == "..")
     return false;
   for (char c : s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
@@ -289,8 +300,15 @@ caf::error invalid_json(std::string_view why) {
 }
 
 caf::error invalid_field(std::string_view field, std::string_view why) {
-  return make_error(errc::validation_failed,
-                    "field '" + std::string{field} + "' " + std::string{why});
+  // An unknown field's name is the client's: a 60 KB one is not echoed whole.
+  constexpr size_t shown = 64;
+  std::string name{field.substr(0, shown)};
+  if (field.size() > shown) {
+    while (!name.empty() && (static_cast<unsigned char>(field[name.size()]) & 0xC0) == 0x80)
+      name.pop_back(); // cut before a character, not inside one
+    name += "...";
+  }
+  return make_error(errc::validation_failed, "field '" + name + "' " + std::string{why});
 }
 
 /// One object field's value, read with range and length checks.
@@ -311,7 +329,12 @@ public:
     std::string_view s;
     if (v_.get_string().get(s) != SUCCESS)
       return invalid_field(name_, "must be a string");
-    if (s.size() < min_len || s.size() > max_len)
+    // Characters, as the message says, not bytes: "ééé€" is 4 of them, not 9.
+    // (The parser has checked the text is UTF-8: count the bytes that begin one.)
+    size_t chars = 0;
+    for (unsigned char ch : s)
+      chars += (ch & 0xC0) != 0x80;
+    if (chars < min_len || chars > max_len)
       return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
                                     + std::to_string(max_len) + " characters long");
     out.assign(s);
@@ -322,7 +345,7 @@ public:
     if (auto err = string(1, 64, out))
       return err;
     if (!is_valid_id(out))
-      return invalid_field(name_, "must match [A-Za-z0-9._-]{1,64}");
+      return invalid_field(name_, "must match [A-Za-z0-9._-]{1,64} and not be . or ..");
     return caf::none;
   }
 
@@ -399,6 +422,51 @@ private:
 
 using field_handler = std::function<caf::error(std::string_view key, field_value& v, bool& known)>;
 
+/// Whether every number in `s` outside its strings is a JSON number (RFC 8259
+/// section 6) and ends where a value may end. Only an error's double check runs it.
+bool numbers_are_well_formed(std::string_view s) {
+  size_t i = 0;
+  auto digit = [&] { return i < s.size() && s[i] >= '0' && s[i] <= '9'; };
+  auto digits = [&] {
+    if (!digit())
+      return false;
+    while (digit())
+      ++i;
+    return true;
+  };
+  while (i < s.size()) {
+    if (s[i] == '"') { // a string: skip it, escapes included
+      for (++i; i < s.size() && s[i] != '"'; ++i)
+        if (s[i] == '\\')
+          ++i;
+      ++i;
+      continue;
+    }
+    if (s[i] != '-' && !digit()) {
+      ++i;
+      continue;
+    }
+    if (s[i] == '-')
+      ++i;
+    if (i < s.size() && s[i] == '0')
+      ++i; // no leading zeros: `01` is not a number
+    else if (!digits())
+      return false;
+    if (i < s.size() && s[i] == '.' && (++i, !digits()))
+      return false;
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      if (i < s.size() && (s[i] == '+' || s[i] == '-'))
+        ++i;
+      if (!digits())
+        return false;
+    }
+    if (i < s.size() && std::string_view{",}] \t\n\r"}.find(s[i]) == std::string_view::npos)
+      return false; // `0x1`, `1x`, `1true`
+  }
+  return true;
+}
+
 caf::error walk_fields(std::string_view body, const field_handler& on_field, bool empty_is_object);
 
 /// Parses `body` as one JSON object and hands each field to `on_field`.
@@ -414,9 +482,11 @@ caf::error for_each_field(std::string_view body, const field_handler& on_field,
     thread_local dom::parser full;
     dom::element ignored;
     auto parse_err = full.parse(body).get(ignored);
-    // A number too large for 64 bits is valid JSON: keep the field's error.
-    if (parse_err && parse_err != NUMBER_ERROR
-        && parse_err != NUMBER_OUT_OF_RANGE)
+    // A number too large for the parser is valid JSON: keep the field's
+    // error. The parser gives the same code for `0x1` or `01`: those are not.
+    if (parse_err
+        && ((parse_err != NUMBER_ERROR && parse_err != NUMBER_OUT_OF_RANGE)
+            || !numbers_are_well_formed(body)))
       return invalid_json(error_message(parse_err));
   }
   return err;

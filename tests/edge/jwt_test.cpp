@@ -52,3 +52,23 @@ TEST(Jwt, test_forged_and_alg_none_tokens_are_refused) {
     EXPECT_FALSE(jwt.verify(variant, 1000)) << variant;
   }
 }
+
+TEST(Jwt, test_a_header_with_two_algs_or_a_crit_is_refused_even_when_signed) {
+  jwt_codec jwt{"s3cret"};
+  auto payload = base64url_encode(R"({"sub":"u1","name":"alice","role":"user","exp":2000})");
+  auto signed_with = [&](const std::string& header) {
+    auto input = base64url_encode(header) + "." + payload;
+    return input + "." + base64url_encode(hmac_sha256("s3cret", input));
+  };
+  // The same signature under a plain header passes: only the header differs.
+  ASSERT_TRUE(jwt.verify(signed_with(R"({"alg":"HS256","typ":"JWT"})"), 1000));
+  ASSERT_TRUE(jwt.verify(signed_with(R"({"typ":"JWT","kid":"k1","alg":"HS256"})"), 1000));
+  for (auto header : {R"({"alg":"HS256","alg":"none"})", R"({"alg":"none","alg":"HS256"})",
+                      R"({"alg":"HS256","alg":"HS256"})",
+                      R"({"alg":"HS256","crit":["exp"],"exp":1})", R"({"typ":"JWT"})",
+                      R"(["alg","HS256"])", R"({"alg":null})"}) {
+    auto r = jwt.verify(signed_with(header), 1000);
+    ASSERT_FALSE(r) << header;
+    EXPECT_EQ(describe(r.error()).code, errc::unauthorized) << header;
+  }
+}

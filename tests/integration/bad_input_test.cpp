@@ -74,6 +74,11 @@ TEST_F(BadInput, test_malformed_json_and_wrong_types) {
   expect_error(buy(R"({"quantity":"1"})"), 422, "validation_failed");
   expect_error(buy(R"({"quantity":1.0})"), 422, "validation_failed");
   expect_error(buy(R"({"quantity":true})"), 422, "validation_failed");
+  // Not a JSON number at all (the parser calls these a problem with a number,
+  // as it does 2^64, which is JSON and out of range: 422 below).
+  expect_error(buy(R"({"quantity":0x1})"), 400, "invalid_json");
+  expect_error(buy(R"({"quantity":01})"), 400, "invalid_json");
+  expect_error(buy(R"({"quantity":-Infinity})"), 400, "invalid_json");
 }
 
 TEST_F(BadInput, test_quantities_out_of_range) {
@@ -144,6 +149,13 @@ TEST_F(BadInput, test_a_sale_on_a_day_that_does_not_exist_is_refused) {
   // A sale that has ended before it is created could never sell anything.
   expect_error(c().request("POST", "/api/v1/flash-sales",
                            R"({"id":"no-day","sku":"safe-1","price_cents":1,"quantity":1,"per_user_limit":1,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2020-01-02T00:00:00Z"})",
+                           {bearer(admin)}),
+               422, "validation_failed");
+  EXPECT_EQ(c().request("GET", "/api/v1/flash-sales/no-day").status, 404);
+  // An end past year 9999 once its offset is applied: it was stored with the
+  // year clamped, ending before it started.
+  expect_error(c().request("POST", "/api/v1/flash-sales",
+                           R"({"id":"no-day","sku":"safe-1","price_cents":1,"quantity":1,"per_user_limit":1,"starts_at":"9999-06-01T00:00:00Z","ends_at":"9999-12-31T23:00:00-01:00"})",
                            {bearer(admin)}),
                422, "validation_failed");
   EXPECT_EQ(c().request("GET", "/api/v1/flash-sales/no-day").status, 404);
@@ -226,6 +238,12 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
                            {"Authorization: Basic YWRtaW46eA=="}),
                401, "unauthorized");
+  // Two Authorization fields, whichever is valid: a proxy that reads the
+  // other one would see another caller.
+  expect_error(buy("{}", {bearer(admin)}), 400, "bad_request");
+  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
+                           {"Authorization: Basic YWRtaW46eA==", bearer(user)}),
+               400, "bad_request");
   // The scheme's name is case-insensitive (RFC 9110); the token is not.
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: bearer " + user}).status, 200);
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: BEARER " + user}).status, 200);

@@ -43,6 +43,15 @@ TEST(JsonDecode, test_unknown_and_duplicate_fields_are_refused) {
   r = decode_purchase(R"({"quantity":1,"quantity":2})");
   ASSERT_FALSE(r);
   EXPECT_EQ(code_of(r.error()), errc::validation_failed);
+  // A long unknown name is named by its start, cut between characters.
+  std::string name = "a";
+  for (int i = 0; i < 30'000; ++i)
+    name += "\xC3\xA9";
+  r = decode_purchase(R"({")" + name + R"(":1})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::validation_failed);
+  EXPECT_EQ(describe(r.error()).message,
+            "field '" + name.substr(0, 63) + "...' is not accepted here");
 }
 
 TEST(JsonDecode, test_malformed_json_is_invalid_json) {
@@ -57,6 +66,27 @@ TEST(JsonDecode, test_malformed_json_is_invalid_json) {
   EXPECT_EQ(code_of(r.error()), errc::validation_failed);
 }
 
+TEST(JsonDecode, test_a_malformed_number_is_invalid_json_and_a_huge_one_is_out_of_range) {
+  // The parser reports both as a problem with a number; only the second is JSON.
+  for (auto bad : {"0x1", "01", "-01", "1.", "1e", "1e+", "-", "--1", "-Infinity", "-NaN",
+                   "1_000", "1x", "1true", "1\"a\"", "1-2", ".5", "+1"}) {
+    auto r = decode_purchase(std::string{R"({"quantity":)"} + bad + "}");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::invalid_json) << bad;
+  }
+  for (auto huge : {"18446744073709551616", "-99999999999999999999999", "1e400", "-1E+400",
+                    "0.5e999"}) {
+    auto r = decode_purchase(std::string{R"({"quantity":)"} + huge + "}");
+    ASSERT_FALSE(r) << huge;
+    EXPECT_EQ(code_of(r.error()), errc::validation_failed) << huge;
+  }
+  // A digit in a string is no number; a huge number after one is still JSON.
+  auto r = decode_create_product(
+    R"({"sku":"p1","name":"01 \" 0x1","price_cents":18446744073709551616,"stock":1})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::validation_failed);
+}
+
 TEST(JsonDecode, test_registration_rules) {
   EXPECT_TRUE(decode_credentials(R"({"username":"alice_1","password":"12345678"})", true));
   for (auto bad : {R"({"username":"al","password":"12345678"})",
@@ -65,6 +95,32 @@ TEST(JsonDecode, test_registration_rules) {
                    R"({"username":"alice","password":"12345678","role":"admin"})"}) {
     EXPECT_FALSE(decode_credentials(bad, true)) << bad;
   }
+}
+
+TEST(JsonDecode, test_lengths_count_characters_not_bytes) {
+  auto credentials = [](const std::string& password) {
+    return R"({"username":"alice","password":")" + password + R"("})";
+  };
+  auto e_acute = [](int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i)
+      s += "\xC3\xA9"; // "é": two bytes, one character
+    return s;
+  };
+  // "ééé€": 4 characters in 9 bytes, too short.
+  auto four = decode_credentials(credentials("\xC3\xA9\xC3\xA9\xC3\xA9\xE2\x82\xAC"), true);
+  ASSERT_FALSE(four);
+  EXPECT_EQ(code_of(four.error()), errc::validation_failed);
+  EXPECT_TRUE(decode_credentials(credentials(e_acute(8)), true));
+  EXPECT_TRUE(decode_credentials(credentials(e_acute(128)), true)); // 256 bytes
+  EXPECT_FALSE(decode_credentials(credentials(e_acute(129)), true));
+  // A product name's 200 are characters too.
+  auto product = [](const std::string& name) {
+    return decode_create_product(R"({"sku":"p1","name":")" + name
+                                 + R"(","price_cents":1,"stock":1})");
+  };
+  EXPECT_TRUE(product(e_acute(200)));
+  EXPECT_FALSE(product(e_acute(201)));
 }
 
 TEST(JsonDecode, test_sale_needs_every_field_and_a_window) {
@@ -152,6 +208,19 @@ TEST(JsonDecode, test_cart_pay_and_callback_bodies) {
   EXPECT_FALSE(decode_sandbox_complete(R"({})"));
 }
 
+TEST(JsonDecode, test_ids_that_no_url_could_name_are_refused) {
+  auto product = [](const std::string& sku) {
+    return decode_create_product(R"({"sku":")" + sku + R"(","name":"x","price_cents":1,"stock":1})");
+  };
+  for (auto bad : {".", ".."}) {
+    auto r = product(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::validation_failed) << bad;
+  }
+  for (auto ok : {"...", ".a", "a..", "-", "_", "A.b-c_9"})
+    EXPECT_TRUE(product(ok)) << ok;
+}
+
 TEST(JsonTime, test_rfc3339_round_trip) {
   millis t = 0;
   ASSERT_TRUE(parse_time("2026-11-22T10:00:00.123Z", t));
@@ -181,6 +250,21 @@ TEST(JsonTime, test_days_that_do_not_exist_are_refused) {
   EXPECT_TRUE(parse_time("2000-02-29T00:00:00Z", t));
   EXPECT_TRUE(parse_time("2026-12-31T23:59:59Z", t));
   EXPECT_TRUE(parse_time("2026-01-31T00:00:00Z", t));
+}
+
+TEST(JsonTime, test_instants_past_a_four_digit_year_are_refused) {
+  // Every accepted instant is shown as it was meant; these were shown with
+  // the year clamped, an ends_at before its starts_at.
+  millis t = 0;
+  ASSERT_TRUE(parse_time("9999-12-31T23:59:59.999Z", t));
+  EXPECT_EQ(format_time(t), "9999-12-31T23:59:59.999Z");
+  ASSERT_TRUE(parse_time("0000-01-01T00:00:00Z", t));
+  EXPECT_EQ(format_time(t), "0000-01-01T00:00:00.000Z");
+  ASSERT_TRUE(parse_time("9999-12-31T23:00:00+01:00", t));
+  EXPECT_EQ(format_time(t), "9999-12-31T22:00:00.000Z");
+  EXPECT_FALSE(parse_time("9999-12-31T23:00:00-01:00", t));
+  EXPECT_FALSE(parse_time("9999-12-31T23:59:60Z", t)); // a leap second into year 10000
+  EXPECT_FALSE(parse_time("0000-01-01T00:00:00+00:01", t));
 }
 
 TEST(JsonEncode, test_strings_are_escaped) {
