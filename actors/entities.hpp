@@ -3,6 +3,7 @@
 // Clients never hold entity handles: they send commands to the region, which
 // activates the owning entity (loading it from storage) and delegates.
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,9 @@ struct sku_stock_state {
   entity_core core;
   stock_book book;
   receipt_cache receipt;
+  /// Receipts of keyed restocks whose batches are not yet stored: a retry
+  /// queued right behind its first attempt finds its receipt here.
+  std::map<std::string, restock_receipt> restocks_in_flight;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
   /// This SKU's sales not yet ended on /metrics (sale_gauges), refreshed after

@@ -38,6 +38,11 @@ struct sku_keys {
   std::string open = keys::entity(keys::open_skus, sku, shard_count);
   std::string tally = keys::entity(keys::tally, sku, shard_count);
   std::string receipt = keys::child(keys::receipt, sku, keys::product, shard_count);
+  /// A keyed restock's receipt. The key may hold '/' (any printable ASCII):
+  /// it is hashed, with the requester, into the key's last part.
+  std::string restock_receipt(const std::string& requester, const std::string& key) const {
+    return receipt + "/restock/" + to_hex(hmac_sha256("restock-receipt", requester + '\n' + key));
+  }
   std::string ledger(const std::string& order_id) const {
     return keys::child(keys::ledger, sku, order_id, shard_count);
   }
@@ -134,6 +139,25 @@ caf::expected<std::optional<ledger_entry>> find_any_entry(sku_actor* self, const
   if (!decode(raw, e))
     return make_error(errc::internal, "corrupt ledger entry for order " + order_id);
   return std::optional<ledger_entry>{std::move(e)};
+}
+
+/// A keyed restock's receipt: from memory while its batch is on its way to
+/// storage, else from storage.
+caf::expected<std::optional<restock_receipt>> find_restock_receipt(sku_actor* self,
+                                                                   const std::string& key) {
+  auto& st = self->state;
+  if (auto i = st.restocks_in_flight.find(key); i != st.restocks_in_flight.end())
+    return std::optional<restock_receipt>{i->second};
+  std::string raw;
+  auto found = st.core.ctx->db->get(key, raw);
+  if (!found)
+    return found.error();
+  if (!*found)
+    return std::optional<restock_receipt>{};
+  restock_receipt r;
+  if (!decode(raw, r))
+    return make_error(errc::internal, "corrupt restock receipt " + key);
+  return std::optional<restock_receipt>{std::move(r)};
 }
 
 /// Expiry requests one SKU has in flight at most. A sale whose thousands of
@@ -450,6 +474,21 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         if (!st.book.exists())
           return reject_durable<inventory_view>(self,
                                                 make_error(errc::not_found, "no such product"));
+        std::string receipt_key;
+        if (!c.idempotency_key.empty()) {
+          receipt_key = k.restock_receipt(c.requester, c.idempotency_key);
+          auto first = find_restock_receipt(self, receipt_key);
+          if (!first)
+            return reject_durable<inventory_view>(self, std::move(first.error()));
+          if (auto& r = *first) {
+            // A retry: the first answer again, also after a restart; the
+            // units are not added twice.
+            if (r->quantity != c.quantity || r->idempotency_key != c.idempotency_key
+                || r->requester != c.requester)
+              return reject_durable<inventory_view>(self, reused_key());
+            return reply_durable(self, r->answer);
+          }
+        }
         constexpr int64_t max_total = 1'000'000'000'000;
         auto p = st.book.product();
         if (c.quantity <= 0 || p.stocked + c.quantity > max_total)
@@ -457,10 +496,21 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
             self, make_error(errc::validation_failed, "restock would exceed the stock limit"));
         p.stocked += c.quantity;
         st.book.set_product(std::move(p));
+        auto answer = st.book.inventory();
         write_batch ops;
         ops.push_back(put_op(k.product, encode(st.book.product())));
+        if (!receipt_key.empty()) {
+          restock_receipt r{c.idempotency_key, c.requester, c.quantity, answer};
+          ops.push_back(put_op(receipt_key, encode(r)));
+          st.restocks_in_flight.insert_or_assign(receipt_key, std::move(r));
+        }
         st.core.persist(handle(), std::move(ops));
-        return reply_durable(self, st.book.inventory());
+        if (!receipt_key.empty())
+          st.core.after_commit([self, receipt_key](const caf::error* err) {
+            if (!err) // stored: storage answers for it from now on
+              self->state.restocks_in_flight.erase(receipt_key);
+          });
+        return reply_durable(self, std::move(answer));
       },
       [=](const get_inventory&) -> caf::result<inventory_view> {
         auto& st = self->state;

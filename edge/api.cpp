@@ -561,10 +561,14 @@ void api::patch_product(context& c) {
 void api::restock(context& c) {
   if (!check_id(c, c.params[0], "product"))
     return;
+  shop::restock cmd{c.params[0], 0, {}, c.claims.sub};
+  if (!idempotency_key(c, cmd.idempotency_key))
+    return;
   auto q = decode_restock(c.req.body);
   if (!q)
     return c.fail(q.error());
-  ask<inventory_view>(c, shop::restock{c.params[0], *q}, 200, encode_inventory);
+  cmd.quantity = *q;
+  ask<inventory_view>(c, std::move(cmd), 200, encode_inventory);
 }
 
 void api::get_inventory(context& c) {

@@ -285,6 +285,32 @@ bool decode(std::string_view in, creation_receipt& x) {
   return reader{in}.s(x.idempotency_key).s(x.requester).s(x.answer).done();
 }
 
+std::string encode(const restock_receipt& x) {
+  const auto& a = x.answer;
+  return writer{}
+    .s(x.idempotency_key)
+    .s(x.requester)
+    .i(x.quantity)
+    .s(a.sku)
+    .i(a.available)
+    .i(a.reserved)
+    .i(a.sold)
+    .take();
+}
+
+bool decode(std::string_view in, restock_receipt& x) {
+  auto& a = x.answer;
+  return reader{in}
+    .s(x.idempotency_key)
+    .s(x.requester)
+    .i(x.quantity)
+    .s(a.sku)
+    .i(a.available)
+    .i(a.reserved)
+    .i(a.sold)
+    .done();
+}
+
 // A view nests its record's encoding (format byte included) as one string.
 
 std::string encode(const product_view& x) {

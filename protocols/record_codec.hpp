@@ -19,6 +19,7 @@ namespace shop {
 [[nodiscard]] std::string encode(const cart_record& x);
 [[nodiscard]] std::string encode(const sku_tally& x);
 [[nodiscard]] std::string encode(const creation_receipt& x);
+[[nodiscard]] std::string encode(const restock_receipt& x);
 /// First answers, kept in a creation_receipt.
 [[nodiscard]] std::string encode(const product_view& x);
 [[nodiscard]] std::string encode(const sale_view& x);
@@ -35,6 +36,7 @@ namespace shop {
 [[nodiscard]] bool decode(std::string_view in, cart_record& x);
 [[nodiscard]] bool decode(std::string_view in, sku_tally& x);
 [[nodiscard]] bool decode(std::string_view in, creation_receipt& x);
+[[nodiscard]] bool decode(std::string_view in, restock_receipt& x);
 [[nodiscard]] bool decode(std::string_view in, product_view& x);
 [[nodiscard]] bool decode(std::string_view in, sale_view& x);
 [[nodiscard]] bool decode(std::string_view in, user_view& x);

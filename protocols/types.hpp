@@ -160,6 +160,16 @@ struct inventory_view {
   int64_t sold = 0;
 };
 
+/// What a restock that carried an Idempotency-Key leaves beside its SKU, in
+/// the restock's batch: a retry with the same key from the same requester
+/// gets `answer` again instead of adding the units a second time.
+struct restock_receipt {
+  std::string idempotency_key;
+  std::string requester;
+  int64_t quantity = 0;
+  inventory_view answer;
+};
+
 struct product_view {
   product_record product;
   inventory_view inventory;
@@ -240,6 +250,8 @@ struct update_product {
 struct restock {
   std::string sku;
   int64_t quantity = 0;
+  std::string idempotency_key; // optional
+  std::string requester;       // the admin's user id
 };
 struct get_inventory {
   std::string sku;
@@ -518,7 +530,8 @@ typename Inspector::result_type inspect(Inspector& f, update_product& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, restock& x) {
-  return f(caf::meta::type_name("shop::restock"), x.sku, x.quantity);
+  return f(caf::meta::type_name("shop::restock"), x.sku, x.quantity, x.idempotency_key,
+           x.requester);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_inventory& x) {

@@ -42,7 +42,8 @@ inline constexpr std::string_view sale = "sal";          // sal/<s>/<sale_id> ->
 inline constexpr std::string_view order = "ord";         // ord/<s>/<order_id> -> order_record
 inline constexpr std::string_view user = "usr";          // usr/<s>/<username> -> user_record
 inline constexpr std::string_view cart = "crt";          // crt/<s>/<user_id> -> cart_record
-/// rcp/<s>/<id>/<entity kind> -> creation_receipt (the shard is the entity's)
+/// rcp/<s>/<id>/<entity kind> -> creation_receipt (the shard is the entity's);
+/// rcp/<s>/<sku>/sku/restock/<hash of requester and key> -> restock_receipt
 inline constexpr std::string_view receipt = "rcp";
 
 /// Node-wide settings and secrets: `meta/<name>`.

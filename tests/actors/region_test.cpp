@@ -94,7 +94,7 @@ TEST_F(RegionTest, test_a_crashed_entity_restarts_from_durable_state) {
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}, {}, {}})));
   ASSERT_TRUE((ask<product_view>(create_product{{"p2", "Two", "", 100, 7}, {}, {}})));
-  ASSERT_TRUE((ask<inventory_view>(restock{"p1", 25})));
+  ASSERT_TRUE((ask<inventory_view>(restock{"p1", 25, {}, {}})));
   // Many requests in flight, then a crash in the middle of them.
   int answered = 0, failed = 0;
   for (int i = 0; i < 200; ++i) {
@@ -135,7 +135,7 @@ TEST_F(RegionTest, test_requests_held_for_a_commit_get_their_real_outcome_when_t
     pool.emplace_back([&] {
       caf::scoped_actor client{*sys};
       for (int i = 0; i < per_thread; ++i)
-        client->request(region, 5s, restock{"p1", 1})
+        client->request(region, 5s, restock{"p1", 1, {}, {}})
           .receive([&](inventory_view&) { ++acked; ++answered; },
                    [&](caf::error&) { ++answered; });
     });
@@ -158,7 +158,7 @@ TEST_F(RegionTest, test_a_change_still_being_written_when_its_entity_crashes_is_
   // the SKU crashes meanwhile. It may not wait longer for storage, and must
   // not say "not stored" of a change that the journal may still store.
   journal_->stall_next_group(3s);
-  auto pending = self->request(region, 10s, restock{"p1", 5});
+  auto pending = self->request(region, 10s, restock{"p1", 5, {}, {}});
   self->send(region, crash_entity{entity_kind::sku, "p1"});
   auto started = std::chrono::steady_clock::now();
   caf::error err;

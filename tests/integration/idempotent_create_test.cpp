@@ -1,8 +1,8 @@
 // Idempotency-Key on the routes that create a user, a product or a flash sale,
-// over real HTTP against a real shopd: a retry with the same key from the
-// same requester gets the first answer (same status, same body) and changes
-// nothing, also concurrently and across a crash; the same key with a
-// different request, or a creation without the key, is a conflict.
+// and on a restock, over real HTTP against a real shopd: a retry with the same
+// key from the same requester gets the first answer (same status, same body)
+// and changes nothing, also concurrently and across a crash; the same key with
+// a different request, or a creation without the key, is a conflict.
 
 #include <gtest/gtest.h>
 
@@ -96,6 +96,59 @@ TEST(IdempotentCreate, test_a_retried_product_creation_gets_its_first_answer_als
   r = c2.request("POST", "/api/v1/products", other, with_key(admin(), "lamp-1"));
   EXPECT_EQ(r.status, 409);
   EXPECT_EQ(get_inventory(c2, "lamp"), (inventory{45, 0, 0}));
+}
+
+TEST(IdempotentCreate, test_a_retried_restock_adds_its_units_once_also_after_a_crash) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = [&] { return std::vector<std::string>{bearer(shopd.admin_token())}; };
+  auto r = c.request("POST", "/api/v1/products",
+                     R"({"sku":"mug","name":"Mug","price_cents":800,"stock":10})", admin());
+  ASSERT_EQ(r.status, 201) << r.body;
+  // Eight copies at once, each on its own connection: one restock of 5.
+  const std::string path = "/api/v1/products/mug/restock";
+  std::mutex m;
+  std::vector<http_result> answers;
+  parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t) {
+    auto a = cc.request("POST", path, R"({"quantity":5})", with_key(admin(), "delivery/7"));
+    std::lock_guard<std::mutex> g{m};
+    answers.push_back(std::move(a));
+  });
+  ASSERT_EQ(answers.size(), 8u);
+  for (auto& a : answers) {
+    EXPECT_EQ(a.status, 200) << a.body;
+    EXPECT_EQ(a.body, answers.front().body);
+  }
+  const auto first = answers.front().body;
+  EXPECT_EQ(json_field(first, "available"), "15") << first;
+  EXPECT_EQ(get_inventory(c, "mug"), (inventory{15, 0, 0}));
+
+  // The same key for another quantity: a conflict, nothing added.
+  r = c.request("POST", path, R"({"quantity":6})", with_key(admin(), "delivery/7"));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(json_field(r.body, "error.code"), "conflict");
+  // Another key, or none, is another restock.
+  r = c.request("POST", path, R"({"quantity":5})", with_key(admin(), "delivery/8"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = c.request("POST", path, R"({"quantity":5})", admin());
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(get_inventory(c, "mug"), (inventory{25, 0, 0}));
+  // A bad key is refused before anything changes.
+  r = c.request("POST", path, R"({"quantity":5})", with_key(admin(), std::string(129, 'k')));
+  EXPECT_EQ(r.status, 400) << r.body;
+
+  // The receipt is stored with the restock: a retry after a crash gets the
+  // first answer again and adds nothing.
+  ASSERT_TRUE(shopd.restart());
+  http_client c2{shopd.port()};
+  r = c2.request("POST", path, R"({"quantity":5})", with_key(admin(), "delivery/7"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, first);
+  r = c2.request("POST", path, R"({"quantity":6})", with_key(admin(), "delivery/7"));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(get_inventory(c2, "mug"), (inventory{25, 0, 0}));
 }
 
 TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale) {

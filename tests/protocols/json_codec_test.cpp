@@ -369,6 +369,22 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_FALSE(decode_count(encode_count(3) + "x", units));
 }
 
+TEST(RecordCodec, test_a_restock_receipt_round_trips_and_a_cut_one_is_refused) {
+  restock_receipt r{"delivery/7", "admin-id", 5, {"mug", 15, 2, 3}};
+  auto raw = encode(r);
+  restock_receipt b;
+  ASSERT_TRUE(decode(raw, b));
+  EXPECT_EQ(b.idempotency_key, "delivery/7");
+  EXPECT_EQ(b.requester, "admin-id");
+  EXPECT_EQ(b.quantity, 5);
+  EXPECT_EQ(b.answer.sku, "mug");
+  EXPECT_EQ(b.answer.available, 15);
+  EXPECT_EQ(b.answer.reserved, 2);
+  EXPECT_EQ(b.answer.sold, 3);
+  for (size_t n = 0; n < raw.size(); ++n)
+    EXPECT_FALSE(decode(raw.substr(0, n), b)) << n;
+}
+
 TEST(RecordCodec, test_a_creation_receipt_and_its_first_answer_round_trip) {
   product_view pv{{"lamp", "Desk lamp", "warm", 2500, 40}, {"lamp", 40, 0, 0}};
   sale_view sv;
