@@ -122,6 +122,23 @@ void persist_settled(sku_actor* self, const sku_keys& k, const std::string& orde
   });
 }
 
+/// The record stored under `key`, decoded; none if there is none. A record
+/// that does not decode is an internal error naming `what` and `id`.
+template <class T>
+caf::expected<std::optional<T>> read_stored(const store& db, const std::string& key,
+                                            const char* what, const std::string& id) {
+  std::string raw;
+  auto found = db.get(key, raw);
+  if (!found)
+    return found.error();
+  if (!*found)
+    return std::optional<T>{};
+  T x;
+  if (!decode(raw, x))
+    return make_error(errc::internal, "corrupt " + std::string{what} + id);
+  return std::optional<T>{std::move(x)};
+}
+
 /// The ledger entry of `order_id` in any state: from memory (reserved, or
 /// settled and not yet durable) or else from storage (settled).
 caf::expected<std::optional<ledger_entry>> find_any_entry(sku_actor* self, const sku_keys& k,
@@ -129,16 +146,8 @@ caf::expected<std::optional<ledger_entry>> find_any_entry(sku_actor* self, const
   auto& book = self->state.book;
   if (auto e = book.find_entry(order_id))
     return std::optional<ledger_entry>{*e};
-  std::string raw;
-  auto found = self->state.core.ctx->db->get(k.settled(order_id), raw);
-  if (!found)
-    return found.error();
-  if (!*found)
-    return std::optional<ledger_entry>{};
-  ledger_entry e;
-  if (!decode(raw, e))
-    return make_error(errc::internal, "corrupt ledger entry for order " + order_id);
-  return std::optional<ledger_entry>{std::move(e)};
+  return read_stored<ledger_entry>(*self->state.core.ctx->db, k.settled(order_id),
+                                   "ledger entry for order ", order_id);
 }
 
 /// A keyed restock's receipt: from memory while its batch is on its way to
@@ -148,16 +157,7 @@ caf::expected<std::optional<restock_receipt>> find_restock_receipt(sku_actor* se
   auto& st = self->state;
   if (auto i = st.restocks_in_flight.find(key); i != st.restocks_in_flight.end())
     return std::optional<restock_receipt>{i->second};
-  std::string raw;
-  auto found = st.core.ctx->db->get(key, raw);
-  if (!found)
-    return found.error();
-  if (!*found)
-    return std::optional<restock_receipt>{};
-  restock_receipt r;
-  if (!decode(raw, r))
-    return make_error(errc::internal, "corrupt restock receipt " + key);
-  return std::optional<restock_receipt>{std::move(r)};
+  return read_stored<restock_receipt>(*st.core.ctx->db, key, "restock receipt ", key);
 }
 
 /// Expiry requests one SKU has in flight at most. A sale whose thousands of

@@ -276,10 +276,6 @@ bool parse_time(std::string_view s, millis& out) {
 bool is_valid_id(std::string_view s) noexcept {
   if (s.empty() || s.size() > 64)
     return false;
-  // As a path segment, `.` or `..` is taken out by every URL resolver
-  // (RFC 3986 5.2.4): no client could reach /products/.. again.
-  if (s == "." || s == "..")
-    return false;
   for (char c : s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
               || c == '.' || c == '_' || c == '-';
@@ -345,7 +341,19 @@ public:
     if (auto err = string(1, 64, out))
       return err;
     if (!is_valid_id(out))
-      return invalid_field(name_, "must match [A-Za-z0-9._-]{1,64} and not be . or ..");
+      return invalid_field(name_, "must match [A-Za-z0-9._-]{1,64}");
+    return caf::none;
+  }
+
+  /// The id a new product or sale is created under. Not `.` or `..`: as a
+  /// path segment, every URL resolver takes those out (RFC 3986 5.2.4), and
+  /// no client could reach /products/.. again. (Ids that exist are looked up
+  /// as they are.)
+  caf::error new_id(std::string& out) {
+    if (auto err = id(out))
+      return err;
+    if (out == "." || out == "..")
+      return invalid_field(name_, "must not be . or .., which no URL keeps");
     return caf::none;
   }
 
@@ -423,8 +431,11 @@ private:
 using field_handler = std::function<caf::error(std::string_view key, field_value& v, bool& known)>;
 
 /// Whether every number in `s` outside its strings is a JSON number (RFC 8259
-/// section 6) and ends where a value may end. Only an error's double check runs it.
-bool numbers_are_well_formed(std::string_view s) {
+/// section 6) and ends where a value may end; if so, `zeros` is `s` with each
+/// number written as `0` and spaces, which any parser takes. Only an error's
+/// double check runs it.
+bool numbers_are_well_formed(std::string_view s, std::string& zeros) {
+  zeros.assign(s);
   size_t i = 0;
   auto digit = [&] { return i < s.size() && s[i] >= '0' && s[i] <= '9'; };
   auto digits = [&] {
@@ -446,6 +457,7 @@ bool numbers_are_well_formed(std::string_view s) {
       ++i;
       continue;
     }
+    const size_t begin = i;
     if (s[i] == '-')
       ++i;
     if (i < s.size() && s[i] == '0')
@@ -463,6 +475,8 @@ bool numbers_are_well_formed(std::string_view s) {
     }
     if (i < s.size() && std::string_view{",}] \t\n\r"}.find(s[i]) == std::string_view::npos)
       return false; // `0x1`, `1x`, `1true`
+    zeros.replace(begin, i - begin, i - begin, ' ');
+    zeros[begin] = '0';
   }
   return true;
 }
@@ -482,11 +496,16 @@ caf::error for_each_field(std::string_view body, const field_handler& on_field,
     thread_local dom::parser full;
     dom::element ignored;
     auto parse_err = full.parse(body).get(ignored);
-    // A number too large for the parser is valid JSON: keep the field's
-    // error. The parser gives the same code for `0x1` or `01`: those are not.
-    if (parse_err
-        && ((parse_err != NUMBER_ERROR && parse_err != NUMBER_OUT_OF_RANGE)
-            || !numbers_are_well_formed(body)))
+    // The parser says the same of a number too large for it, which is JSON
+    // (the field's error stands), as of `0x1` or `01`, which is not. It stops
+    // at that number: with every number made 0, a second parse finds any
+    // other fault after it (a missing comma).
+    if (parse_err == NUMBER_ERROR || parse_err == NUMBER_OUT_OF_RANGE) {
+      std::string zeros;
+      if (numbers_are_well_formed(body, zeros))
+        parse_err = full.parse(zeros).get(ignored);
+    }
+    if (parse_err)
       return invalid_json(error_message(parse_err));
   }
   return err;
@@ -584,7 +603,7 @@ caf::expected<product_record> decode_create_product(std::string_view body) {
   auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
     if (k == "sku") {
       has_sku = true;
-      return v.id(out.sku);
+      return v.new_id(out.sku);
     }
     if (k == "name") {
       has_name = true;
@@ -671,7 +690,7 @@ caf::expected<sale_terms> decode_create_sale(std::string_view body) {
   auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
     if (k == "id") {
       seen |= 1;
-      return v.id(out.id);
+      return v.new_id(out.id);
     }
     if (k == "sku") {
       seen |= 2;

@@ -52,8 +52,7 @@ private:
 /// Parses RFC 3339 (`Z` or a `+hh:mm` offset, optional fraction). Returns false on bad input.
 [[nodiscard]] bool parse_time(std::string_view s, millis& out);
 
-/// True for ids of API.md: [A-Za-z0-9._-]{1,64}, except `.` and `..` (no URL
-/// keeps those path segments).
+/// True for ids of API.md: [A-Za-z0-9._-]{1,64}.
 [[nodiscard]] bool is_valid_id(std::string_view s) noexcept;
 
 // -- request decoders: each returns a validation error (errc::invalid_json or

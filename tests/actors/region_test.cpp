@@ -176,6 +176,34 @@ TEST_F(RegionTest, test_a_change_still_being_written_when_its_entity_crashes_is_
   EXPECT_EQ(metrics->crashes.load(), 1u);
 }
 
+TEST_F(RegionTest, test_a_keyed_restock_retried_while_its_batch_is_written_adds_its_units_once) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 50}, {}, {}})));
+  // The disk holds the first attempt's batch, so storage has no receipt yet
+  // when the retries queued behind it arrive: they find it in memory.
+  journal_->stall_next_group(500ms);
+  auto first = self->request(region, 10s, restock{"p1", 5, "delivery-1", "admin-1"});
+  auto retry = self->request(region, 10s, restock{"p1", 5, "delivery-1", "admin-1"});
+  auto other = self->request(region, 10s, restock{"p1", 6, "delivery-1", "admin-1"});
+  std::vector<int64_t> available;
+  auto keep = [&](inventory_view& v) { available.push_back(v.available); };
+  auto fail = [&](caf::error& e) { ADD_FAILURE() << describe(e).message; };
+  first.receive(keep, fail);
+  retry.receive(keep, fail);
+  caf::error err;
+  other.receive([&](inventory_view&) { ADD_FAILURE() << "the key added units twice"; },
+                [&](caf::error& e) { err = std::move(e); });
+  EXPECT_EQ(available, (std::vector<int64_t>{55, 55}));
+  EXPECT_EQ(describe(err).code, errc::conflict);
+  // The same key from another admin is another restock.
+  auto v = ask<inventory_view>(restock{"p1", 5, "delivery-1", "admin-2"});
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->available, 60);
+  v = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->available, 60);
+}
+
 TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
   start(300ms);
   for (int i = 0; i < 20; ++i)

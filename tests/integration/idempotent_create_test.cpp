@@ -34,10 +34,10 @@ std::string rfc3339_in(std::chrono::seconds from_now) {
 }
 
 /// Sends eight copies of one POST at once, each on its own connection (a
-/// client retrying over fresh connections); each must be answered 201 with
-/// one and the same body, which is returned.
-std::string created_once(uint16_t port, const std::string& path, const std::string& body,
-                         const std::vector<std::string>& headers) {
+/// client retrying over fresh connections); each must be answered `status`
+/// with one and the same body, which is returned.
+std::string answered_once(uint16_t port, const std::string& path, const std::string& body,
+                          const std::vector<std::string>& headers, int status = 201) {
   std::mutex m;
   std::vector<http_result> answers;
   parallel_for(port, 8, 8, [&](http_client& cc, size_t) {
@@ -47,7 +47,7 @@ std::string created_once(uint16_t port, const std::string& path, const std::stri
   });
   EXPECT_EQ(answers.size(), 8u);
   for (auto& a : answers) {
-    EXPECT_EQ(a.status, 201) << a.body;
+    EXPECT_EQ(a.status, status) << a.body;
     EXPECT_EQ(a.body, answers.front().body);
   }
   return answers.empty() ? std::string{} : answers.front().body;
@@ -109,19 +109,8 @@ TEST(IdempotentCreate, test_a_retried_restock_adds_its_units_once_also_after_a_c
   ASSERT_EQ(r.status, 201) << r.body;
   // Eight copies at once, each on its own connection: one restock of 5.
   const std::string path = "/api/v1/products/mug/restock";
-  std::mutex m;
-  std::vector<http_result> answers;
-  parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t) {
-    auto a = cc.request("POST", path, R"({"quantity":5})", with_key(admin(), "delivery/7"));
-    std::lock_guard<std::mutex> g{m};
-    answers.push_back(std::move(a));
-  });
-  ASSERT_EQ(answers.size(), 8u);
-  for (auto& a : answers) {
-    EXPECT_EQ(a.status, 200) << a.body;
-    EXPECT_EQ(a.body, answers.front().body);
-  }
-  const auto first = answers.front().body;
+  const auto first =
+    answered_once(shopd.port(), path, R"({"quantity":5})", with_key(admin(), "delivery/7"), 200);
   EXPECT_EQ(json_field(first, "available"), "15") << first;
   EXPECT_EQ(get_inventory(c, "mug"), (inventory{15, 0, 0}));
 
@@ -168,7 +157,7 @@ TEST(IdempotentCreate, test_concurrent_retries_of_a_sale_creation_make_one_sale)
                            R"("starts_at":"2020-01-01T00:00:00Z","ends_at":")"
                            + rfc3339_in(5s) + R"("})";
   auto first =
-    created_once(shopd.port(), "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
+    answered_once(shopd.port(), "/api/v1/flash-sales", body, with_key(admin, "kettle-sale-1"));
   EXPECT_EQ(json_field(first, "status"), "active");
   EXPECT_EQ(json_field(first, "remaining"), "30");
   // One sale took 30 units off the SKU's available stock for sale, not eight.
@@ -194,7 +183,7 @@ TEST(IdempotentCreate, test_a_retried_registration_gets_its_first_answer_only_wi
   http_client c{shopd.port()};
   const std::string body = R"({"username":"carol","password":"carol-secret-1"})";
   // Eight copies at once: one account.
-  auto first = created_once(shopd.port(), "/api/v1/users", body, {"Idempotency-Key: signup-carol"});
+  auto first = answered_once(shopd.port(), "/api/v1/users", body, {"Idempotency-Key: signup-carol"});
   auto user_id = json_field(first, "user_id");
   EXPECT_FALSE(user_id.empty());
 

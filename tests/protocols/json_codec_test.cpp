@@ -81,10 +81,20 @@ TEST(JsonDecode, test_a_malformed_number_is_invalid_json_and_a_huge_one_is_out_o
     EXPECT_EQ(code_of(r.error()), errc::validation_failed) << huge;
   }
   // A digit in a string is no number; a huge number after one is still JSON.
-  auto r = decode_create_product(
-    R"({"sku":"p1","name":"01 \" 0x1","price_cents":18446744073709551616,"stock":1})");
-  ASSERT_FALSE(r);
-  EXPECT_EQ(code_of(r.error()), errc::validation_failed);
+  for (auto name : {R"(01 \" 0x1)", R"(a\\)", R"(\\\" 01)"}) {
+    auto r = decode_create_product(std::string{R"({"sku":"p1","name":")"} + name
+                                   + R"(","price_cents":18446744073709551616,"stock":1})");
+    ASSERT_FALSE(r) << name;
+    EXPECT_EQ(code_of(r.error()), errc::validation_failed) << name;
+  }
+  // The parser stops at a huge number: a fault after it is still found.
+  for (auto bad : {R"({"quantity":18446744073709551616 "x":1})",
+                   R"({"quantity":1e400,})", R"({"quantity":[1e400 2]})",
+                   R"({"quantity":-1e400} x)"}) {
+    auto r = decode_purchase(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::invalid_json) << bad;
+  }
 }
 
 TEST(JsonDecode, test_registration_rules) {
@@ -212,13 +222,25 @@ TEST(JsonDecode, test_ids_that_no_url_could_name_are_refused) {
   auto product = [](const std::string& sku) {
     return decode_create_product(R"({"sku":")" + sku + R"(","name":"x","price_cents":1,"stock":1})");
   };
+  auto sale = [](const std::string& id) {
+    return decode_create_sale(
+      R"({"id":")" + id
+      + R"(","sku":"..","price_cents":10,"quantity":5,"per_user_limit":1,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2026-01-02T00:00:00Z"})");
+  };
   for (auto bad : {".", ".."}) {
     auto r = product(bad);
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(code_of(r.error()), errc::validation_failed) << bad;
+    auto s = sale(bad);
+    ASSERT_FALSE(s) << bad;
+    EXPECT_EQ(code_of(s.error()), errc::validation_failed) << bad;
   }
-  for (auto ok : {"...", ".a", "a..", "-", "_", "A.b-c_9"})
+  for (auto ok : {"...", ".a", "a..", "-", "_", "A.b-c_9"}) {
     EXPECT_TRUE(product(ok)) << ok;
+    EXPECT_TRUE(sale(ok)) << ok;
+  }
+  // One made before the rule is still named as it is (here as a sale's SKU).
+  EXPECT_TRUE(is_valid_id(".."));
 }
 
 TEST(JsonTime, test_rfc3339_round_trip) {
