@@ -16,6 +16,8 @@ using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 /// sku -> self: reservation expiry timer.
 using expiry_atom = caf::atom_constant<caf::atom("expiry")>;
+/// sku -> self: look at the next restored reservations' orders (after a load).
+using recheck_atom = caf::atom_constant<caf::atom("recheck")>;
 /// fault injection: the entity throws (only reachable with --fault-injection).
 using crash_atom = caf::atom_constant<caf::atom("crash")>;
 /// region: the number of live entities and other figures.

@@ -27,6 +27,9 @@ struct sku_stock_state {
   /// Receipts of keyed restocks whose batches are not yet stored: a retry
   /// queued right behind its first attempt finds its receipt here.
   std::map<std::string, restock_receipt> restocks_in_flight;
+  /// The orders of reservations restored at load not looked at yet (see
+  /// recheck_restored), taken from the back.
+  std::vector<std::string> recheck;
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
   /// This SKU's sales not yet ended on /metrics (sale_gauges), refreshed after

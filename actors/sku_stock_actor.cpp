@@ -178,6 +178,46 @@ void arm_timer(sku_actor* self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expiry_atom::value);
 }
 
+/// Whether the stored order `order_id` has left `pending_payment` (cancelled,
+/// expired, paid, ...). None yet (a placement under way) or unreadable: no.
+bool order_has_moved_on(const entity_context& ctx, const std::string& order_id) {
+  std::string raw;
+  auto found = ctx.db->get(keys::entity(keys::order, order_id, ctx.shard_count), raw);
+  order_record o;
+  if (!found || !*found || !decode(raw, o))
+    return false;
+  return o.status != order_status::pending_payment;
+}
+
+/// Orders looked at per recheck message: the SKU answers purchases and reads
+/// between them.
+constexpr size_t recheck_chunk = 512;
+
+/// A kill -9 between an order's cancel (or payment) and its SKU's release
+/// (or sale) leaves the order ended in storage and its reservation open. A
+/// SKU loaded again looks at the stored order of each reservation it
+/// restored, a chunk per message (the SKU serves meanwhile, and the load
+/// itself reads no more than before), and asks those that moved on at once
+/// instead of at the reservation's expiry, up to a payment timeout later,
+/// with the units and the buyer's count against a limit held until then.
+/// The order's entity decides, as at any expiry.
+void recheck_restored(sku_actor* self) {
+  auto& st = self->state;
+  auto now = now_millis();
+  bool sooner = false;
+  for (size_t n = 0; n < recheck_chunk && !st.recheck.empty(); ++n) {
+    if (order_has_moved_on(*st.core.ctx, st.recheck.back()))
+      sooner |= st.book.check_sooner(st.recheck.back(), now);
+    st.recheck.pop_back();
+  }
+  if (!st.recheck.empty())
+    self->send(self, recheck_atom::value);
+  else
+    std::vector<std::string>{}.swap(st.recheck);
+  if (sooner)
+    arm_timer(self);
+}
+
 /// Sells a reserved entry's units. The buyer's stored count in a sale closed
 /// at activation is read first (stock_book::needs_closed_buyer); if it cannot
 /// be read, the entry stays reserved and its expiry timer tries again.
@@ -391,6 +431,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
                             ledger_entry e;
                             if (!decode(v, e) || e.state != reservation_state::reserved)
                               return !(corrupt = true);
+                            st.recheck.push_back(e.order_id);
                             st.book.restore(std::move(e));
                             return true;
                           });
@@ -401,6 +442,8 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
     st.book.finish_restore();
     if (st.book.open_reservations() > 0)
       arm_timer(self);
+    if (!st.recheck.empty())
+      self->send(self, recheck_atom::value);
     // Running sales go on /metrics (anew: what an earlier activation put
     // there may be gone from storage); an ended one's counts were not all loaded.
     if (ctx->metrics)
@@ -657,6 +700,7 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
         return reply_durable(self, true); // idempotent: releasing twice changes nothing
       },
       [=](expiry_atom) { on_expiry(self, k); },
+      [=](recheck_atom) { recheck_restored(self); },
     };
   };
   auto can_passivate = [self] {

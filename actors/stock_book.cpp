@@ -270,6 +270,15 @@ void stock_book::check_later(const std::string& order_id, millis at) {
   queue_check(*h, at);
 }
 
+bool stock_book::check_sooner(const std::string& order_id, millis at) {
+  auto h = ledger_.find(order_id);
+  if (!h || h->entry.state != reservation_state::reserved || h->check == handed_out_mark
+      || h->check <= at)
+    return false;
+  queue_check(*h, at);
+  return true;
+}
+
 std::optional<millis> stock_book::next_check() const {
   if (queue_.empty())
     return std::nullopt;

@@ -140,6 +140,9 @@ public:
   /// Queues a handed-out entry that is still reserved again, due at `at`
   /// (its order was still being placed, or could not be asked).
   void check_later(const std::string& order_id, millis at);
+  /// Moves a queued entry's check to `at` if that is sooner; false if the
+  /// entry is not queued (settled, or handed out) or due by then anyway.
+  bool check_sooner(const std::string& order_id, millis at);
   /// The earliest check time of a queued entry, if any.
   std::optional<millis> next_check() const;
   /// Number of reserved entries (a SKU with open reservations must stay active for its timers).

@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 
 #include "actors/entities.hpp"
+#include "protocols/record_codec.hpp"
 #include "storage/keys.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 
@@ -406,6 +407,49 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
   crash(entity_kind::order, "o1");
   ASSERT_TRUE((ask<order_record>(get_order{"o1", "u1"})));
   EXPECT_EQ(lines_in_cart(), 1u);
+}
+
+// A kill -9 between a cancel's write and its SKU's release leaves the order
+// cancelled in storage and its reservation open. Loaded again, the SKU asks
+// the order at once, not at the reservation's expiry (15 minutes here), and
+// releases the units (and the buyer's count against a limit); a paid order's
+// units are sold. An order still unpaid keeps its reservation.
+TEST_F(RegionTest, test_a_reservation_whose_order_ended_before_a_crash_is_settled_when_its_sku_loads) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  const auto shards = entity_context{}.shard_count;
+  auto place = [&](int64_t quantity) {
+    checkout order;
+    order.user_id = "u1";
+    order.items = {{"a", quantity, 0}};
+    auto placed = ask<purchase_result>(order);
+    EXPECT_TRUE(placed);
+    return placed ? placed->order.order_id : std::string{};
+  };
+  auto cancelled = place(2), paid = place(3), unpaid = place(1);
+  ASSERT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 6);
+  // What the crash leaves: the orders' new states stored, the SKU's not.
+  for (auto [id, status] : {std::pair{cancelled, order_status::cancelled},
+                            std::pair{paid, order_status::paid}}) {
+    auto key = keys::entity(keys::order, id, shards);
+    std::string raw;
+    ASSERT_TRUE(*db_->get(key, raw));
+    order_record o;
+    ASSERT_TRUE(decode(raw, o));
+    o.status = status;
+    ASSERT_FALSE(db_->write({put_op(key, encode(o))}, true));
+  }
+  // Every entity starts again from what is stored, as after a restart.
+  for (auto& id : {cancelled, paid, unpaid})
+    self->send(region, crash_entity{entity_kind::order, id});
+  self->send(region, crash_entity{entity_kind::sku, "a"});
+  caf::expected<inventory_view> inv{caf::sec::request_timeout};
+  ASSERT_TRUE(test::eventually(3s, [&] {
+    inv = ask_retrying<inventory_view>(get_inventory{"a"});
+    return inv && inv->reserved == 1;
+  })) << (inv ? std::to_string(inv->reserved) : describe(inv.error()).message);
+  EXPECT_EQ(inv->available, 6); // 2 back, 3 sold, 1 still held
+  EXPECT_EQ(inv->sold, 3);
 }
 
 // A cancel's answer says the stock is released: by the time it comes, every
