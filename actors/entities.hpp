@@ -30,6 +30,9 @@ struct sku_stock_state {
   /// The orders of reservations restored at load not looked at yet (see
   /// recheck_restored), taken from the back.
   std::vector<std::string> recheck;
+  /// What that look found and took (logged when it ends).
+  size_t recheck_moved = 0;
+  std::chrono::steady_clock::duration recheck_time{};
   /// When the expiry timer fires next (0: not armed).
   millis timer_at = 0;
   /// This SKU's sales not yet ended on /metrics (sale_gauges), refreshed after

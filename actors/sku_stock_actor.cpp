@@ -203,17 +203,31 @@ constexpr size_t recheck_chunk = 512;
 /// The order's entity decides, as at any expiry.
 void recheck_restored(sku_actor* self) {
   auto& st = self->state;
+  auto started = std::chrono::steady_clock::now();
   auto now = now_millis();
   bool sooner = false;
   for (size_t n = 0; n < recheck_chunk && !st.recheck.empty(); ++n) {
-    if (order_has_moved_on(*st.core.ctx, st.recheck.back()))
-      sooner |= st.book.check_sooner(st.recheck.back(), now);
+    const auto& id = st.recheck.back();
+    // Only an open reservation not due yet: a due one's order is asked anyway.
+    auto e = st.book.find_entry(id);
+    if (e && e->state == reservation_state::reserved && e->expires_at > now
+        && order_has_moved_on(*st.core.ctx, id) && st.book.check_sooner(id, now)) {
+      sooner = true;
+      ++st.recheck_moved;
+    }
     st.recheck.pop_back();
   }
-  if (!st.recheck.empty())
+  st.recheck_time += std::chrono::steady_clock::now() - started;
+  if (!st.recheck.empty()) {
     self->send(self, recheck_atom::value);
-  else
+  } else {
     std::vector<std::string>{}.swap(st.recheck);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(st.recheck_time).count();
+    if (st.recheck_moved > 0 || ms >= 100)
+      spdlog::info("sku {}: looked at the stored orders of its restored reservations in {} ms; "
+                   "{} had left pending_payment (asked at once)",
+                   st.core.id, ms, st.recheck_moved);
+  }
   if (sooner)
     arm_timer(self);
 }

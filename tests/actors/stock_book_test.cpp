@@ -223,6 +223,26 @@ TEST(StockBook, test_a_check_put_back_is_due_again_at_its_new_time) {
   EXPECT_EQ(b.open_reservations(), 0u);
 }
 
+TEST(StockBook, test_a_check_moved_sooner_is_due_then_and_only_a_queued_one_moves) {
+  auto b = book_with(5, 5, 5);
+  b.reserve(entry("o1", "u", 1, 900));
+  b.reserve(entry("o2", "v", 1, 800));
+  b.reserve(entry("o3", "w", 1, 100));
+  EXPECT_TRUE(b.check_sooner("o1", 200)); // its order ended before a crash
+  EXPECT_EQ(b.take_due(150, 10), std::vector<std::string>{"o3"});
+  EXPECT_FALSE(b.check_sooner("o3", 50)); // handed out: its order is being asked
+  EXPECT_FALSE(b.check_sooner("o2", 900)); // not sooner
+  EXPECT_FALSE(b.check_sooner("o9", 50));  // no such entry
+  EXPECT_EQ(*b.next_check(), 200);
+  EXPECT_EQ(b.take_due(200, 10), std::vector<std::string>{"o1"});
+  EXPECT_EQ(b.handed_out(), 2u);
+  EXPECT_EQ(b.open_reservations(), 3u);
+  EXPECT_TRUE(b.release("o1"));
+  EXPECT_FALSE(b.check_sooner("o1", 100)); // settled
+  EXPECT_EQ(*b.next_check(), 800);
+  EXPECT_EQ(b.take_due(800, 10), std::vector<std::string>{"o2"});
+}
+
 TEST(StockBook, test_a_moved_expiry_is_due_at_its_new_time_only) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 100));
