@@ -3,6 +3,7 @@
 // Clients never hold entity handles: they send commands to the region, which
 // activates the owning entity (loading it from storage) and delegates.
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <utility>
