@@ -208,10 +208,9 @@ void recheck_restored(sku_actor* self) {
   bool sooner = false;
   for (size_t n = 0; n < recheck_chunk && !st.recheck.empty(); ++n) {
     const auto& id = st.recheck.back();
-    // Only an open reservation not due yet: a due one's order is asked anyway.
-    auto e = st.book.find_entry(id);
-    if (e && e->state == reservation_state::reserved && e->expires_at > now
-        && order_has_moved_on(*st.core.ctx, id) && st.book.check_sooner(id, now)) {
+    // Only a queued reservation not due yet: a due one's order is asked anyway.
+    if (st.book.can_check_sooner(id, now) && order_has_moved_on(*st.core.ctx, id)
+        && st.book.check_sooner(id, now)) {
       sooner = true;
       ++st.recheck_moved;
     }

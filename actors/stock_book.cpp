@@ -270,12 +270,16 @@ void stock_book::check_later(const std::string& order_id, millis at) {
   queue_check(*h, at);
 }
 
-bool stock_book::check_sooner(const std::string& order_id, millis at) {
+bool stock_book::can_check_sooner(const std::string& order_id, millis at) const {
   auto h = ledger_.find(order_id);
-  if (!h || h->entry.state != reservation_state::reserved || h->check == handed_out_mark
-      || h->check <= at)
+  return h && h->entry.state == reservation_state::reserved && h->check != handed_out_mark
+         && h->check > at;
+}
+
+bool stock_book::check_sooner(const std::string& order_id, millis at) {
+  if (!can_check_sooner(order_id, at))
     return false;
-  queue_check(*h, at);
+  queue_check(*ledger_.find(order_id), at);
   return true;
 }
 

@@ -140,6 +140,9 @@ public:
   /// Queues a handed-out entry that is still reserved again, due at `at`
   /// (its order was still being placed, or could not be asked).
   void check_later(const std::string& order_id, millis at);
+  /// Whether check_sooner(order_id, at) would move the entry: it is queued
+  /// (reserved, not handed out) and not due by `at` anyway.
+  bool can_check_sooner(const std::string& order_id, millis at) const;
   /// Moves a queued entry's check to `at` if that is sooner; false if the
   /// entry is not queued (settled, or handed out) or due by then anyway.
   bool check_sooner(const std::string& order_id, millis at);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <optional>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -164,6 +165,22 @@ void refuse_for(api::context& ctx, std::chrono::milliseconds wait, std::string m
     error_response(make_error(errc::rate_limited, std::move(message)), ctx.r.request_id(), secs);
   res.route = ctx.route;
   ctx.r.send(std::move(res));
+}
+
+/// Reads the field `name` (lower case), which may be given once, into `out`
+/// (nullopt if absent). Given twice, answers 400 and returns false: which
+/// one the client meant is anybody's guess, and a proxy may read the other.
+bool field_once(api::context& c, std::string_view name, std::string_view display,
+                std::optional<std::string_view>& out) {
+  for (auto& [n, value] : c.req.headers)
+    if (n == name) {
+      if (out) {
+        c.fail(errc::bad_request, std::string{display} + " must be given once");
+        return false;
+      }
+      out = value;
+    }
+  return true;
 }
 
 } // namespace
@@ -346,17 +363,10 @@ void api::handle(http_request& req, responder r) {
 
 void api::serve(context& ctx, const route& rt, bridge_state& bridge) {
   if (rt.auth != public_route) {
-    std::string_view auth;
-    int given = 0;
-    for (auto& [name, value] : ctx.req.headers)
-      if (name == "authorization") {
-        auth = value;
-        ++given;
-      }
-    if (given > 1) { // a proxy that reads the other one sees another caller
-      ctx.fail(errc::bad_request, "Authorization must be given once");
+    std::optional<std::string_view> field;
+    if (!field_once(ctx, "authorization", "Authorization", field))
       return;
-    }
+    auto auth = field.value_or(std::string_view{});
     // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
     if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {
@@ -440,18 +450,11 @@ namespace {
 /// Reads the optional Idempotency-Key header (1..128 printable ASCII) into
 /// `out`; on a bad one, answers 400 and returns false.
 bool idempotency_key(api::context& c, std::string& out) {
-  std::string_view key;
-  bool has_key = false;
-  for (auto& [name, value] : c.req.headers)
-    if (name == "idempotency-key") {
-      if (has_key) { // which one the client meant is anybody's guess
-        c.fail(errc::bad_request, "Idempotency-Key must be given once");
-        return false;
-      }
-      key = value;
-      has_key = true;
-    }
-  if (has_key && (key.empty() || key.size() > 128)) {
+  std::optional<std::string_view> field;
+  if (!field_once(c, "idempotency-key", "Idempotency-Key", field))
+    return false;
+  auto key = field.value_or(std::string_view{});
+  if (field && (key.empty() || key.size() > 128)) {
     c.fail(errc::bad_request, "Idempotency-Key must be 1 to 128 characters");
     return false;
   }
