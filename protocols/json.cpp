@@ -260,6 +260,11 @@ bool parse_time(std::string_view s, millis& out) {
   }
   if (pos != s.size())
     return false;
+  // RFC 3339 allows second 60 for a leap second only, which UTC inserts as
+  // 23:59:60: read as the next day's midnight, as POSIX time does. At any
+  // other minute `00:00:60` would be taken for `00:01:00`.
+  if (sec == 60 && ((hour * 60 + min - offset_min) % 1440 + 1440) % 1440 != 1439)
+    return false;
   int64_t days = days_from_civil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
   int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;
   // An offset (or a leap second) can carry the instant past a four-digit

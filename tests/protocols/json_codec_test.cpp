@@ -274,6 +274,22 @@ TEST(JsonTime, test_days_that_do_not_exist_are_refused) {
   EXPECT_TRUE(parse_time("2026-01-31T00:00:00Z", t));
 }
 
+TEST(JsonTime, test_second_60_only_as_a_leap_second) {
+  // UTC inserts a leap second as 23:59:60, read as the next midnight. At any
+  // other minute second 60 does not exist: it was read as the next minute.
+  millis t = 0;
+  ASSERT_TRUE(parse_time("2016-12-31T23:59:60Z", t));
+  EXPECT_EQ(format_time(t), "2017-01-01T00:00:00.000Z");
+  ASSERT_TRUE(parse_time("2017-01-01T08:59:60+09:00", t)); // the same leap second in Tokyo
+  EXPECT_EQ(format_time(t), "2017-01-01T00:00:00.000Z");
+  ASSERT_TRUE(parse_time("2016-12-31T18:29:60.5-05:30", t));
+  EXPECT_EQ(format_time(t), "2017-01-01T00:00:00.500Z");
+  EXPECT_FALSE(parse_time("2020-01-01T00:00:60Z", t));
+  EXPECT_FALSE(parse_time("2016-12-31T23:58:60Z", t));
+  EXPECT_FALSE(parse_time("2016-12-31T23:59:60+01:00", t)); // 22:59:60 UTC
+  EXPECT_FALSE(parse_time("2016-12-31T23:59:61Z", t));
+}
+
 TEST(JsonTime, test_instants_past_a_four_digit_year_are_refused) {
   // Every accepted instant is shown as it was meant; these were shown with
   // the year clamped, an ends_at before its starts_at.
