@@ -1,15 +1,27 @@
 #include "protocols/metrics.hpp"
 
-#include <cstdio>
+#include <charconv>
+#include <cmath>
 
 namespace shop {
 
 namespace {
 
+/// The shortest text that reads back as `v` (0.1, not 0.10000000000000001):
+/// a bucket's `le` label must match what a query writes (`{le="0.1"}`).
 std::string format_number(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  if (std::isnan(v))
+    return "NaN";
+  if (std::isinf(v))
+    return v > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  // Counts as whole numbers (12345678, not 1.2345678e+07); others %g-style,
+  // fixed unless the exponent is below -4 or above 5.
+  constexpr double exact_integers = 9007199254740992.0; // 2^53
+  auto [end, ec] = std::trunc(v) == v && std::fabs(v) < exact_integers
+                     ? std::to_chars(buf, buf + sizeof(buf), static_cast<int64_t>(v))
+                     : std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::general);
+  return ec == std::errc{} ? std::string{buf, end} : std::string{"NaN"};
 }
 
 void open_labels(std::string& out, std::string_view name, std::string_view suffix,
