@@ -2,8 +2,10 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
-HTTP_PORT ?= 8080
-DATA_DIR ?= ./data
+# make run HTTP_PORT=9000 DATA_DIR=/tmp/shop: passed to shopd only when set, so that
+# SHOP_HTTP_PORT and SHOP_DATA_DIR (and shopd's defaults, 8080 and ./data) apply otherwise.
+HTTP_PORT ?=
+DATA_DIR ?=
 
 .PHONY: all deps build run test test-sanitize bench clean
 
@@ -19,10 +21,11 @@ $(BUILD_DIR)/build.ninja: | deps
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Starts one node on http://127.0.0.1:$(HTTP_PORT) with RocksDB in $(DATA_DIR).
-# The admin password comes from SHOP_ADMIN_PASSWORD, else it is generated and printed once.
+# Starts one node, by default on http://127.0.0.1:8080 with RocksDB in ./data. The admin
+# password comes from SHOP_ADMIN_PASSWORD, else it is generated and printed once.
 run: build
-	$(BUILD_DIR)/cluster/shopd --http-port $(HTTP_PORT) --data-dir $(DATA_DIR) --sandbox-payments
+	$(BUILD_DIR)/cluster/shopd $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
+	  $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --sandbox-payments
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 600

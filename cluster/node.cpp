@@ -58,16 +58,15 @@ fd_plan plan_file_descriptors() {
 namespace {
 
 struct node_system_config : caf::actor_system_config {
-  node_system_config(size_t workers, const std::string& policy) {
+  node_system_config(size_t configured, const std::string& policy) {
     register_shop_types(*this);
-    if (workers == 0)
-      workers = usable_cores() - 1;
-    workers = std::max<size_t>(1, workers);
+    workers = std::max<size_t>(1, configured == 0 ? usable_cores() - 1 : configured);
     // CAF defaults to 4 workers; on small machines their polling steals CPU.
     set("scheduler.max-threads", workers);
     set("scheduler.policy", caf::atom_from_string(policy));
     set("logger.verbosity", caf::atom("quiet"));
   }
+  size_t workers; ///< scheduler threads, `--workers 0` resolved
 };
 
 /// Reads a node secret from storage, or stores `configured` (if given) or a new random one.
@@ -343,9 +342,11 @@ caf::error node::start() {
   }
   i.jwt_secret = *jwt_secret;
   i.payment_secret = *payment_secret;
-  spdlog::info("node {}: started with data in {} (durability {}, {} shards)", cfg.node_id,
-               cfg.data_dir,
-               cfg.mode == durability::sync ? "sync" : "async", cfg.shards);
+  auto workers = i.sys_cfg->workers;
+  spdlog::info("node {}: started with data in {} (durability {}, {} shards, {} worker{}, {} "
+               "scheduler)",
+               cfg.node_id, cfg.data_dir, cfg.mode == durability::sync ? "sync" : "async",
+               cfg.shards, workers, workers == 1 ? "" : "s", cfg.scheduler_policy);
   return caf::none;
 }
 

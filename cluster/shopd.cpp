@@ -1,6 +1,6 @@
 // shopd: one node of the shop. Thin: parse configuration, start the node and
-// its edge, wait for SIGINT/SIGTERM (or storage failing for good), stop in
-// order.
+// its edge, wait for SIGINT, SIGTERM or SIGHUP (or storage failing for good),
+// stop in order.
 
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cluster/node.hpp"
+#include "edge/http_server.hpp"
 #include "edge/server.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/json.hpp"
@@ -86,6 +87,28 @@ const CLI::Validator node_name{[](std::string& in) -> std::string {
                                },
                                ""};
 
+/// `--admin-password`: one a login can take, by the registration rule (empty:
+/// not given).
+const CLI::Validator admin_password_rule{
+  [](std::string& in) -> std::string {
+    return in.empty() || shop::is_valid_new_password(in)
+             ? std::string{}
+             : "the admin password must be UTF-8 text of 8 to 128 characters, as a user's";
+  },
+  ""};
+
+/// An HMAC key given by the operator: at least `min_bytes` (empty: not given,
+/// so the node generates one).
+CLI::Validator secret_of(size_t min_bytes, std::string why) {
+  return CLI::Validator{[min_bytes, why](std::string& in) -> std::string {
+                          return in.empty() || in.size() >= min_bytes
+                                   ? std::string{}
+                                   : "a secret of at least " + std::to_string(min_bytes)
+                                       + " bytes" + why;
+                        },
+                        ""};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -95,6 +118,7 @@ int main(int argc, char** argv) {
   double request_timeout_s = 5;
 
   CLI::App app{"shopd: an actor-based shop backend for flash sales (one node)"};
+  app.set_version_flag("--version", "shopd " SHOP_VERSION);
   app.set_config("--config", "", "read options from a TOML/INI file");
   app.option_defaults()->always_capture_default();
   auto opt = [&](const char* name, auto& var, const char* env, const char* help) {
@@ -105,7 +129,8 @@ int main(int argc, char** argv) {
     ->check(decimal);
   opt("--data-dir", cfg.data_dir, "SHOP_DATA_DIR", "RocksDB directory");
   opt("--admin-password", cfg.admin_password, "SHOP_ADMIN_PASSWORD",
-      "password of user 'admin' (default: generated and printed once)");
+      "password of user 'admin', 8 to 128 characters (default: generated and printed once)")
+    ->check(admin_password_rule);
   opt("--durability", durability, "SHOP_DURABILITY",
       "sync: fsync the WAL per group commit; async: WAL without fsync")
     ->check(CLI::IsMember({"sync", "async"}));
@@ -126,10 +151,14 @@ int main(int argc, char** argv) {
       "seconds an idle entity stays active")
     ->check(finite_seconds)
     ->check(CLI::Range(0.1, 86400.0));
+  // RFC 7518 3.2: an HS256 key MUST be 256 bits or more.
   opt("--jwt-secret", cfg.jwt_secret, "SHOP_JWT_SECRET",
-      "HMAC key of tokens (default: generated once and stored in the data dir)");
+      "HMAC key of tokens, 32 bytes or more (default: generated once and stored in the data dir)")
+    ->check(secret_of(32, " (RFC 7518: an HS256 key has 256 bits or more)"));
   opt("--payment-secret", cfg.payment_secret, "SHOP_PAYMENT_SECRET",
-      "HMAC key of payment gateway callbacks (default: generated once and stored in the data dir)");
+      "HMAC key of payment gateway callbacks, 16 bytes or more (default: generated once and "
+      "stored in the data dir)")
+    ->check(secret_of(16, ": a shorter one lets a forged callback mark orders paid"));
   app.add_flag("--sandbox-payments", edge_cfg.api.sandbox_payments,
                "enable POST /api/v1/payments/{id}/sandbox-complete, a gateway stand-in that "
                "sends itself the signed callback (make run turns it on)")
@@ -212,6 +241,8 @@ int main(int argc, char** argv) {
     spdlog::set_formatter(std::move(formatter));
   }
 
+  spdlog::info("shopd {}: starting", SHOP_VERSION);
+
   // File descriptors: storage's share first, so that no number of clients
   // can leave RocksDB without a file to open (cluster/node.hpp, fd_plan).
   auto fds = shop::plan_file_descriptors();
@@ -235,10 +266,13 @@ int main(int argc, char** argv) {
                edge_cfg.limits.max_connections, fds.storage_open_files);
 
   // Block the stop signals before any thread starts; main waits for them below.
+  // SIGHUP (the terminal went away) stops as cleanly as SIGTERM: its default
+  // would kill the node mid-answer.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // A write past the file size limit (ulimit -f, systemd's LimitFSIZE) must
@@ -255,6 +289,14 @@ int main(int argc, char** argv) {
       ::kill(::getpid(), SIGTERM);
   };
 
+  // The listen address first: a start refused for it must not open (or
+  // create) the data dir, nor generate an admin password that a later start
+  // would never print.
+  if (auto err = shop::edge::http_server::check_listen(edge_cfg.http_host, edge_cfg.http_port);
+      !err.empty()) {
+    spdlog::error("cannot start the edge: {}", err);
+    return 1;
+  }
   shop::node node{cfg};
   if (auto err = node.start()) {
     spdlog::error("cannot start the node: {}", shop::describe(err).message);
@@ -285,6 +327,7 @@ int main(int argc, char** argv) {
     spdlog::info("shopd: signal {} received; stopping", sig);
   edge.stop();
   node.stop();
+  spdlog::info("shopd: stopped");
   spdlog::shutdown();
   return storage_stopped ? 3 : 0;
 }

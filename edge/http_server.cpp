@@ -1762,6 +1762,40 @@ http_server::~http_server() {
   stop();
 }
 
+namespace {
+
+/// A numeric IPv4 or IPv6 address (no name lookup).
+bool listen_address(const std::string& host, uint16_t port, sockaddr_storage& addr) {
+  return uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) == 0
+         || uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0;
+}
+
+/// Binds `listener` to `addr` and listens; libuv reports a port in use only
+/// at the listen. Returns a libuv error code, 0 on success.
+int bind_and_listen(uv_tcp_t& listener, const sockaddr_storage& addr, uv_connection_cb cb) {
+  int rc = uv_tcp_bind(&listener, reinterpret_cast<const sockaddr*>(&addr), 0);
+  return rc != 0 ? rc : uv_listen(reinterpret_cast<uv_stream_t*>(&listener), 1024, cb);
+}
+
+} // namespace
+
+std::string http_server::check_listen(const std::string& host, uint16_t port) {
+  sockaddr_storage addr{};
+  if (!listen_address(host, port, addr))
+    return "invalid listen address '" + host + "'";
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uv_tcp_t probe;
+  uv_tcp_init(&loop, &probe);
+  int rc = bind_and_listen(probe, addr, [](uv_stream_t*, int) {});
+  uv_close(reinterpret_cast<uv_handle_t*>(&probe), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (rc != 0)
+    return "cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc);
+  return {};
+}
+
 std::string http_server::start(const std::string& host, uint16_t port) {
   auto& i = *impl_;
   // A write to a connection its client reset raises SIGPIPE, which kills the
@@ -1771,18 +1805,12 @@ std::string http_server::start(const std::string& host, uint16_t port) {
   if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
     std::signal(SIGPIPE, SIG_IGN);
   sockaddr_storage addr{};
-  int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0)
-    rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
-  if (rc != 0)
+  if (!listen_address(host, port, addr))
     return "invalid listen address '" + host + "'";
   uv_loop_init(&i.loop);
   uv_tcp_init(&i.loop, &i.listener);
   i.listener.data = impl_.get();
-  rc = uv_tcp_bind(&i.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0)
-    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&i.listener), 1024, on_connection);
-  if (rc != 0) {
+  if (int rc = bind_and_listen(i.listener, addr, on_connection); rc != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(&i.listener), nullptr);
     uv_run(&i.loop, UV_RUN_DEFAULT);
     uv_loop_close(&i.loop);

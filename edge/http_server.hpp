@@ -159,6 +159,12 @@ public:
   /// success. Sets SIGPIPE to be ignored unless the program handles it.
   [[nodiscard]] std::string start(const std::string& host, uint16_t port);
 
+  /// Whether `start(host, port)` could listen now: the error `start` would
+  /// give (an address that is not numeric or not this machine's, a port in
+  /// use), or empty. Listens for a moment and closes again, so a program can
+  /// refuse a start before it has changed anything.
+  [[nodiscard]] static std::string check_listen(const std::string& host, uint16_t port);
+
   /// Stops accepting and reading, answers what is in flight (the last answer
   /// on each connection says `Connection: close`), closes each connection once
   /// its answers are written, and `drain_timeout` (at least the 2 s a closed

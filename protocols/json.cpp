@@ -312,6 +312,14 @@ caf::error invalid_field(std::string_view field, std::string_view why) {
   return make_error(errc::validation_failed, "field '" + name + "' " + std::string{why});
 }
 
+/// Characters of UTF-8 text: the bytes that begin one ("ééé€" is 4, not 9).
+size_t utf8_chars(std::string_view s) noexcept {
+  size_t chars = 0;
+  for (unsigned char ch : s)
+    chars += (ch & 0xC0) != 0x80;
+  return chars;
+}
+
 /// One object field's value, read with range and length checks.
 class field_value {
 public:
@@ -330,11 +338,9 @@ public:
     std::string_view s;
     if (v_.get_string().get(s) != SUCCESS)
       return invalid_field(name_, "must be a string");
-    // Characters, as the message says, not bytes: "ééé€" is 4 of them, not 9.
-    // (The parser has checked the text is UTF-8: count the bytes that begin one.)
-    size_t chars = 0;
-    for (unsigned char ch : s)
-      chars += (ch & 0xC0) != 0x80;
+    // Characters, as the message says, not bytes (the parser has checked
+    // that the text is UTF-8).
+    size_t chars = utf8_chars(s);
     if (chars < min_len || chars > max_len)
       return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
                                     + std::to_string(max_len) + " characters long");
@@ -564,6 +570,13 @@ caf::error missing(std::string_view field) {
 
 } // namespace
 
+namespace {
+
+constexpr size_t min_password_chars = 8; // at registration; a login takes 1 or more
+constexpr size_t max_password_chars = 128;
+
+} // namespace
+
 caf::expected<login_user> decode_credentials(std::string_view body, bool strict) {
   login_user out;
   bool has_user = false, has_pass = false;
@@ -574,7 +587,7 @@ caf::expected<login_user> decode_credentials(std::string_view body, bool strict)
     }
     if (k == "password") {
       has_pass = true;
-      return v.string(strict ? 8 : 1, 128, out.password);
+      return v.string(strict ? min_password_chars : 1, max_password_chars, out.password);
     }
     known = false;
     return caf::error{};
@@ -597,6 +610,13 @@ bool is_valid_username(std::string_view s) noexcept {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
       return false;
   return true;
+}
+
+bool is_valid_new_password(std::string_view s) noexcept {
+  if (!simdjson::validate_utf8(s.data(), s.size()))
+    return false; // no JSON body could carry it to a login
+  size_t chars = utf8_chars(s);
+  return chars >= min_password_chars && chars <= max_password_chars;
 }
 
 constexpr int64_t max_price_cents = 1'000'000'000'000; // 10 billion units of currency

@@ -63,6 +63,8 @@ private:
 [[nodiscard]] caf::expected<login_user> decode_credentials(std::string_view body, bool strict);
 /// The registration rule for usernames: [a-z0-9_]{3,32}.
 [[nodiscard]] bool is_valid_username(std::string_view s) noexcept;
+/// The registration rule for passwords: UTF-8 text of 8 to 128 characters.
+[[nodiscard]] bool is_valid_new_password(std::string_view s) noexcept;
 [[nodiscard]] caf::expected<product_record> decode_create_product(std::string_view body);
 [[nodiscard]] caf::expected<update_product> decode_update_product(std::string_view body);
 /// `{"quantity"}`, 1..10^9.

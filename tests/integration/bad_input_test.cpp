@@ -17,7 +17,7 @@ using namespace shop::test;
 
 namespace {
 
-constexpr const char* secret = "bad-input-test-secret";
+constexpr const char* secret = "bad-input-test-secret-of-32-bytes";
 
 class BadInput : public ::testing::Test {
 protected:

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -701,8 +702,9 @@ TEST(Lifecycle, test_sigterm_during_a_burst_answers_every_purchase_it_started) {
   EXPECT_EQ(get_inventory(c, "drain-1"), (inventory{1000000 - created.load(), created.load(), 0}));
 }
 
-// Ctrl-C in a terminal (SIGINT) stops the node as SIGTERM does: exit 0, data kept.
-TEST(Lifecycle, test_sigint_stops_the_node_cleanly_and_keeps_its_data) {
+// Ctrl-C in a terminal (SIGINT) and a closed terminal (SIGHUP, whose default
+// would kill the node mid-answer) stop the node as SIGTERM does: exit 0, data kept.
+TEST(Lifecycle, test_sigint_and_sighup_stop_the_node_cleanly_and_keep_its_data) {
   temp_dir dir;
   shopd_process shopd{dir.path()};
   ASSERT_TRUE(shopd.start());
@@ -710,11 +712,14 @@ TEST(Lifecycle, test_sigint_stops_the_node_cleanly_and_keeps_its_data) {
     http_client c{shopd.port()};
     create_product_and_sale(c, shopd.admin_token(), "int-1", 7, "sale-int", 7, 1);
   }
-  ASSERT_EQ(::kill(shopd.pid(), SIGINT), 0);
-  EXPECT_EQ(shopd.wait_exit(10s), 0);
-  ASSERT_TRUE(shopd.start());
-  http_client c{shopd.port()};
-  EXPECT_EQ(get_inventory(c, "int-1"), (inventory{7, 0, 0}));
+  for (int sig : {SIGINT, SIGHUP}) {
+    ASSERT_EQ(::kill(shopd.pid(), sig), 0);
+    EXPECT_EQ(shopd.wait_exit(10s), 0) << strsignal(sig);
+    EXPECT_NE(shopd.output().find("shopd: stopped"), std::string::npos) << shopd.output();
+    ASSERT_TRUE(shopd.start());
+    http_client c{shopd.port()};
+    EXPECT_EQ(get_inventory(c, "int-1"), (inventory{7, 0, 0})) << strsignal(sig);
+  }
 }
 
 TEST(Lifecycle, test_sigterm_after_traffic_stops_the_node_cleanly_and_keeps_its_data) {

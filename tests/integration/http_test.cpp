@@ -596,7 +596,7 @@ TEST(Http, test_connections_past_the_limit_are_refused_and_the_node_keeps_servin
 // that figure, so it must be the token's own lifetime.
 TEST(Auth, test_a_login_answers_a_bearer_token_valid_for_expires_in_seconds) {
   temp_dir dir;
-  const std::string secret = "auth-test-secret";
+  const std::string secret = "auth-test-secret-of-32-bytes-long";
   shopd_process shopd{dir.path(), {"--jwt-secret", secret}};
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
