@@ -52,13 +52,14 @@ const CLI::Validator decimal{[](std::string& in) -> std::string {
                              },
                              ""};
 
-/// A finite number (CLI11's range check lets "nan" through); `what` names
-/// it in the error.
+/// A finite decimal number (CLI11's range check lets "nan" through, and
+/// strtod reads "0x10" as 16); `what` names it in the error.
 CLI::Validator finite(std::string what) {
   return CLI::Validator{[what](std::string& in) -> std::string {
                           char* end = nullptr;
                           double v = std::strtod(in.c_str(), &end);
-                          bool ok = !in.empty() && end == in.c_str() + in.size() && std::isfinite(v);
+                          bool ok = !in.empty() && end == in.c_str() + in.size() && std::isfinite(v)
+                                    && in.find_first_not_of("0123456789.eE+-") == std::string::npos;
                           return ok ? std::string{} : "'" + in + "' is not " + what;
                         },
                         ""};

@@ -244,6 +244,7 @@ TEST(Startup, test_invalid_options_are_refused_before_anything_starts) {
                                         {"--http-port", "-1"},
                                         {"--request-timeout", "nan"},
                                         {"--payment-timeout", "inf"},
+                                        {"--payment-timeout", "0x10"}, // not 16 s
                                         {"--passivate-after", "NaN"},
                                         {"--max-body-bytes", "-1"}, // not SIZE_MAX
                                         {"--max-body-bytes", "0"},
