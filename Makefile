@@ -2,8 +2,9 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
-# make run HTTP_PORT=9000 DATA_DIR=/tmp/shop: passed to shopd only when set, so that
-# SHOP_HTTP_PORT and SHOP_DATA_DIR (and shopd's defaults, 8080 and ./data) apply otherwise.
+# make run HTTP_PORT=9000 DATA_DIR=/tmp/shop: passed to shopd only when set (on make's
+# command line or in the environment, where they win over SHOP_HTTP_PORT and SHOP_DATA_DIR);
+# otherwise the SHOP_* variables, --config and shopd's defaults (8080, ./data) apply.
 HTTP_PORT ?=
 DATA_DIR ?=
 

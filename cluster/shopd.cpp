@@ -268,12 +268,16 @@ int main(int argc, char** argv) {
 
   // Block the stop signals before any thread starts; main waits for them below.
   // SIGHUP (the terminal went away) stops as cleanly as SIGTERM: its default
-  // would kill the node mid-answer.
+  // would kill the node mid-answer. Unless it was ignored when shopd started
+  // (nohup): a blocked signal is kept pending even if ignored, so waiting for
+  // it would stop the node that nohup is meant to keep running.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
+  struct sigaction hangup{};
+  if (::sigaction(SIGHUP, nullptr, &hangup) != 0 || hangup.sa_handler != SIG_IGN)
+    sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // A write past the file size limit (ulimit -f, systemd's LimitFSIZE) must

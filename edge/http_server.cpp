@@ -1784,7 +1784,8 @@ std::string http_server::check_listen(const std::string& host, uint16_t port) {
   if (!listen_address(host, port, addr))
     return "invalid listen address '" + host + "'";
   uv_loop_t loop;
-  uv_loop_init(&loop);
+  if (int rc = uv_loop_init(&loop); rc != 0)
+    return std::string{"cannot listen: "} + uv_strerror(rc);
   uv_tcp_t probe;
   uv_tcp_init(&loop, &probe);
   int rc = bind_and_listen(probe, addr, [](uv_stream_t*, int) {});

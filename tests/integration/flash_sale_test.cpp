@@ -722,6 +722,22 @@ TEST(Lifecycle, test_sigint_and_sighup_stop_the_node_cleanly_and_keep_its_data) 
   }
 }
 
+// Started with SIGHUP ignored (nohup), the node keeps running when it comes:
+// it is not a stop signal then.
+TEST(Lifecycle, test_a_node_started_under_nohup_outlives_a_hangup) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  auto before = std::signal(SIGHUP, SIG_IGN); // inherited through fork and exec
+  bool started = shopd.start();
+  std::signal(SIGHUP, before);
+  ASSERT_TRUE(started);
+  ASSERT_EQ(::kill(shopd.pid(), SIGHUP), 0);
+  EXPECT_EQ(shopd.wait_exit(1500ms), -1) << "a hangup stopped a node started under nohup";
+  http_client c{shopd.port()};
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  EXPECT_TRUE(shopd.stop());
+}
+
 TEST(Lifecycle, test_sigterm_after_traffic_stops_the_node_cleanly_and_keeps_its_data) {
   temp_dir dir;
   shopd_process shopd{dir.path()};
