@@ -568,10 +568,6 @@ caf::error missing(std::string_view field) {
   return invalid_field(field, "is required");
 }
 
-} // namespace
-
-namespace {
-
 constexpr size_t min_password_chars = 8; // at registration; a login takes 1 or more
 constexpr size_t max_password_chars = 128;
 
