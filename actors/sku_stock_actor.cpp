@@ -181,12 +181,9 @@ void arm_timer(sku_actor* self) {
 /// Whether the stored order `order_id` has left `pending_payment` (cancelled,
 /// expired, paid, ...). None yet (a placement under way) or unreadable: no.
 bool order_has_moved_on(const entity_context& ctx, const std::string& order_id) {
-  std::string raw;
-  auto found = ctx.db->get(keys::entity(keys::order, order_id, ctx.shard_count), raw);
-  order_record o;
-  if (!found || !*found || !decode(raw, o))
-    return false;
-  return o.status != order_status::pending_payment;
+  auto o = read_stored<order_record>(*ctx.db, keys::entity(keys::order, order_id, ctx.shard_count),
+                                     "order ", order_id);
+  return o && *o && (*o)->status != order_status::pending_payment;
 }
 
 /// Orders looked at per recheck message: the SKU answers purchases and reads
