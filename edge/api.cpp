@@ -102,6 +102,38 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
+/// Percent-decodes `in` into `out`; in a query component (`form`), '+' is a
+/// space as well. False on a bad escape.
+bool percent_decode(std::string_view in, std::string& out, bool form) {
+  auto hex = [](char h) -> int {
+    if (h >= '0' && h <= '9')
+      return h - '0';
+    if (h >= 'a' && h <= 'f')
+      return h - 'a' + 10;
+    if (h >= 'A' && h <= 'F')
+      return h - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    char ch = in[i];
+    if (ch == '+' && form) {
+      out.push_back(' ');
+    } else if (ch == '%') {
+      if (i + 2 >= in.size())
+        return false;
+      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return true;
+}
+
 int64_t now_secs() {
   return std::chrono::duration_cast<std::chrono::seconds>(
            std::chrono::system_clock::now().time_since_epoch())
@@ -284,11 +316,26 @@ void api::add(std::string method, std::string pattern, int auth, void (api::*fn)
 }
 
 void api::handle(http_request& req, responder r) {
+  static const std::string unmatched = "(unmatched)";
   auto segments = split_path(req.path);
+  // "/products/sku%2D1" names what "/products/sku-1" does (RFC 3986 6.2.2.2).
+  // Each segment is decoded after the split, so an encoded '/' stays in its
+  // segment, where it matches no route's word and no id.
+  std::vector<std::string> decoded;
+  bool bad_escape = false;
+  if (req.path.find('%') != std::string::npos) {
+    decoded.resize(segments.size());
+    for (size_t i = 0; i < segments.size() && !bad_escape; ++i) {
+      bad_escape = !percent_decode(segments[i], decoded[i], false);
+      segments[i] = decoded[i];
+    }
+  }
   const route* match = nullptr;
   std::vector<std::string> allowed; // methods of the routes whose path matches
   std::vector<std::string> params;
   for (auto& rt : routes_) {
+    if (bad_escape)
+      break;
     if (rt.segments.size() != segments.size())
       continue;
     bool ok = true;
@@ -318,7 +365,6 @@ void api::handle(http_request& req, responder r) {
     if (rt.method == "GET")
       allow("HEAD");
   }
-  static const std::string unmatched = "(unmatched)";
   context ctx{req, std::move(r), std::move(params), {}, match ? match->name : unmatched};
   if (clients_limiter_.enabled() && (!match || match->limited)) {
     auto wait = clients_limiter_.take(client_key(req.peer), req.received);
@@ -328,7 +374,13 @@ void api::handle(http_request& req, responder r) {
     }
   }
   if (!match) {
-    if (!allowed.empty()) {
+    if (bad_escape) {
+      auto res = error_response(
+        make_error(errc::bad_request, "malformed percent-encoding in the path"),
+        ctx.r.request_id());
+      res.route = unmatched;
+      ctx.r.send(std::move(res));
+    } else if (!allowed.empty()) {
       auto res = error_response(make_error(errc::method_not_allowed,
                                            req.method + " is not allowed on " + req.path),
                                 ctx.r.request_id());
@@ -629,41 +681,6 @@ void api::cancel_order(context& c) {
                       200, encode_order);
 }
 
-namespace {
-
-/// Percent-decodes a query component ('+' is a space). False on a bad escape.
-bool url_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    char ch = in[i];
-    if (ch == '+') {
-      out.push_back(' ');
-    } else if (ch == '%') {
-      auto hex = [](char h) -> int {
-        if (h >= '0' && h <= '9')
-          return h - '0';
-        if (h >= 'a' && h <= 'f')
-          return h - 'a' + 10;
-        if (h >= 'A' && h <= 'F')
-          return h - 'A' + 10;
-        return -1;
-      };
-      if (i + 2 >= in.size())
-        return false;
-      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-      if (hi < 0 || lo < 0)
-        return false;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return true;
-}
-
-} // namespace
-
 void api::list_products(context& c) {
   shop::list_products cmd;
   std::string_view query = c.req.query;
@@ -677,7 +694,8 @@ void api::list_products(context& c) {
     auto eq = part.find('=');
     auto name = part.substr(0, eq);
     std::string value;
-    if (!url_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), value))
+    if (!percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1),
+                        value, true))
       return c.fail(errc::bad_request, "malformed percent-encoding in the query string");
     auto once = [&](bool& seen) {
       if (seen) {
