@@ -18,6 +18,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "storage/wal_files.hpp"
+
 namespace shop {
 
 namespace {
@@ -27,23 +29,6 @@ constexpr const char* tmp_suffix = ".tmp";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-/// RocksDB's WAL files: `<dir>/<digits>.log` (LogFileName in RocksDB's file/filename.cc).
-bool is_wal(const std::string& dir, const std::string& fname) {
-  auto slash = fname.rfind('/');
-  if (slash == std::string::npos)
-    return false;
-  auto parent = fname.substr(0, slash);
-  while (parent.size() > 1 && parent.back() == '/')
-    parent.pop_back();
-  auto base = fname.substr(slash + 1);
-  if (parent != dir || base.size() <= 4 || !ends_with(base, ".log"))
-    return false;
-  for (size_t i = 0; i + 4 < base.size(); ++i)
-    if (base[i] < '0' || base[i] > '9')
-      return false;
-  return true;
 }
 
 /// The error of the call that just failed (errno), as RocksDB's own files
@@ -308,7 +293,7 @@ rocksdb::IOStatus prepared_wal_fs::NewWritableFile(const std::string& fname,
                                                    const rocksdb::FileOptions& opts,
                                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
                                                    rocksdb::IODebugContext* dbg) {
-  if (!is_wal(dir_, fname))
+  if (!is_wal_file(dir_, fname))
     return target()->NewWritableFile(fname, opts, result, dbg);
   std::string spare;
   {

@@ -21,6 +21,7 @@
 
 #include "protocols/errc.hpp"
 #include "storage/prepared_wal.hpp"
+#include "storage/wal_files.hpp"
 
 namespace shop {
 namespace {
@@ -175,18 +176,22 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   // WAL files written with zeros ahead of use: a WAL fsync then writes no
   // metadata (storage/prepared_wal.hpp).
   std::shared_ptr<prepared_wal_fs> wal_fs;
-  std::unique_ptr<rocksdb::Env> env;
-  auto base_fs = opts.file_system ? opts.file_system : rocksdb::FileSystem::Default();
+  auto fs = opts.file_system ? opts.file_system : rocksdb::FileSystem::Default();
   if (opts.prepared_wal_bytes > 0) {
-    wal_fs = std::make_shared<prepared_wal_fs>(base_fs, opts.path, opts.prepared_wal_bytes);
-    env = rocksdb::NewCompositeEnv(wal_fs);
+    wal_fs = std::make_shared<prepared_wal_fs>(fs, opts.path, opts.prepared_wal_bytes);
+    fs = wal_fs;
   } else {
     prepared_wal_fs::remove_files(opts.path);
-    if (opts.file_system)
-      env = rocksdb::NewCompositeEnv(opts.file_system);
   }
-  if (env)
+  // A write refused with a failed WAL sync must not come back at the next
+  // start (storage/wal_files.hpp).
+  if (opts.synced_writes)
+    fs = std::make_shared<wal_sync_guard_fs>(fs, opts.path);
+  std::unique_ptr<rocksdb::Env> env;
+  if (fs != rocksdb::FileSystem::Default()) {
+    env = rocksdb::NewCompositeEnv(fs);
     o.env = env.get();
+  }
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) {

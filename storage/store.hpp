@@ -73,6 +73,12 @@ struct store_options {
   /// SST files kept open (RocksDB's max_open_files); -1: every one. Its WAL,
   /// MANIFEST and the files being written are not counted.
   int max_open_files = -1;
+  /// Every write is synced before it is acknowledged (durability `sync`):
+  /// a WAL sync that fails then turns what it did not make durable back into
+  /// zeros, so that a write refused with it is not replayed at the next start
+  /// (storage/wal_files.hpp). False for `async`, which acknowledges writes
+  /// before they are synced.
+  bool synced_writes = true;
   /// The file system RocksDB works on; null: the operating system's. (Tests
   /// put one here that fails on purpose.) Prepared WAL files are written and
   /// renamed with POSIX calls of their own, not through it.

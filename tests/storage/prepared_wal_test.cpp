@@ -9,7 +9,6 @@
 #include <functional>
 #include <filesystem>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -19,10 +18,13 @@
 
 #include "storage/prepared_wal.hpp"
 #include "storage/store.hpp"
+#include "storage/wal_files.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 #include "tests/fixtures/wal_file.hpp"
+#include "tests/fixtures/wal_sync_failing_fs.hpp"
 
 using namespace shop;
+using shop::test::copy_as_crashed;
 using shop::test::live_wal;
 namespace fs = std::filesystem;
 
@@ -53,24 +55,6 @@ bool eventually(const std::function<bool()>& pred) {
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
   return true;
-}
-
-/// What a crash leaves on the disk, taken while `from` is open: every file
-/// as it is now (the journal's writes are synced, so nothing acknowledged
-/// is only in memory). No flush runs meanwhile: too little data. The
-/// prepared-file maker may run meanwhile: a `wal-spare-<n>.tmp` listed here
-/// can be renamed before it is copied, and a crash then lacks it (as one a
-/// moment later could), so a file gone from under the copy is left out.
-void copy_as_crashed(const std::string& from, const std::string& to) {
-  fs::create_directories(to);
-  for (auto& e : fs::directory_iterator(from)) {
-    if (!e.is_regular_file() || e.path().filename() == "LOCK")
-      continue;
-    std::error_code ec;
-    fs::copy_file(e.path(), fs::path{to} / e.path().filename(), ec);
-    if (ec && ec != std::errc::no_such_file_or_directory)
-      throw fs::filesystem_error("cannot copy as crashed", e.path(), ec);
-  }
 }
 
 /// Opens `dir` with small prepared files, writes past a quarter of one so
@@ -380,4 +364,43 @@ TEST(PreparedWal, test_a_prepared_file_gone_missing_means_an_empty_wal_not_an_er
   std::string got;
   ASSERT_TRUE(db->Get({}, "k", &got).ok());
   EXPECT_EQ(got, "v");
+}
+
+// A failed sync of a WAL begun from a prepared file: the refused write's
+// bytes become zeros again within the file (storage/wal_files.hpp), and a
+// restart replays every synced write and not it. The file systems as the
+// store stacks them, with a sync that fails between the guard and the
+// prepared file; RocksDB driven directly.
+TEST(PreparedWal, test_a_write_refused_with_a_failed_sync_of_a_prepared_wal_is_not_replayed) {
+  test::temp_dir dir;
+  auto data = dir.path() + "/data";
+  auto wal_fs = file_system_with_two_ready(data);
+  ASSERT_TRUE(wal_fs);
+  auto failing = std::make_shared<test::wal_sync_failing_fs>(wal_fs);
+  auto env = rocksdb::NewCompositeEnv(std::make_shared<wal_sync_guard_fs>(failing, data));
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.env = env.get();
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, data, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db{raw};
+  ASSERT_EQ(wal_fs->prepared_wals(), 1u);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(db->Put(synced, "k/acked/" + std::to_string(i), "yes").ok());
+  failing->failing = true;
+  EXPECT_FALSE(db->Put(synced, "k/refused", std::string(5000, 'r')).ok());
+  auto crashed = dir.path() + "/crashed";
+  copy_as_crashed(data, crashed);
+  EXPECT_EQ(fs::file_size(live_wal(crashed)), prepared_bytes); // still the prepared file
+
+  auto recovered = store::open({crashed, 0});
+  ASSERT_TRUE(recovered);
+  std::string value;
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(*(*recovered)->get("k/acked/" + std::to_string(i), value)) << i;
+  EXPECT_FALSE(*(*recovered)->get("k/refused", value));
+  EXPECT_FALSE((*recovered)->write({put_op("k/next", "1")}, true));
 }
