@@ -1,5 +1,7 @@
 #include "storage/store.hpp"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -7,6 +9,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -95,9 +99,50 @@ void append(rocksdb::WriteBatch& wb, const write_batch& ops) {
 
 } // namespace
 
-store::store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistics> stats,
-             std::string path)
-  : db_(std::move(db)), stats_(std::move(stats)), path_(std::move(path)) {
+/// A data dir this process has open, from before anything in it is opened
+/// until the database is closed. RocksDB's `LOCK` is a POSIX record lock, and
+/// a process loses those on a file when it closes *any* descriptor of it: a
+/// second open of the same dir would drop the first one's lock (the prepared
+/// files' look at `LOCK` opens and closes it), and another process could then
+/// open the database too. So a second open is refused before that.
+class dir_claim {
+public:
+  /// The claim on `dir`, or null if this process has it open.
+  static std::unique_ptr<dir_claim> take(const std::string& dir) {
+    char buf[PATH_MAX];
+    std::string real = ::realpath(dir.c_str(), buf) != nullptr ? std::string{buf} : dir;
+    std::lock_guard<std::mutex> guard{mtx()};
+    if (!claimed().insert(real).second)
+      return nullptr;
+    return std::unique_ptr<dir_claim>{new dir_claim{std::move(real)}};
+  }
+
+  ~dir_claim() {
+    std::lock_guard<std::mutex> guard{mtx()};
+    claimed().erase(real_);
+  }
+
+  dir_claim(const dir_claim&) = delete;
+  dir_claim& operator=(const dir_claim&) = delete;
+
+private:
+  explicit dir_claim(std::string real) : real_(std::move(real)) {}
+  static std::mutex& mtx() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::string>& claimed() {
+    static std::set<std::string> dirs;
+    return dirs;
+  }
+
+  std::string real_;
+};
+
+store::store(std::unique_ptr<dir_claim> claim, std::unique_ptr<rocksdb::DB> db,
+             std::shared_ptr<rocksdb::Statistics> stats, std::string path)
+  : claim_(std::move(claim)), db_(std::move(db)), stats_(std::move(stats)),
+    path_(std::move(path)) {
 }
 
 store::~store() {
@@ -173,6 +218,10 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   if (::mkdir(opts.path.c_str(), 0700) != 0 && errno != EEXIST)
     return make_error(errc::unavailable,
                       "cannot create the data dir " + opts.path + ": " + std::strerror(errno));
+  auto claim = dir_claim::take(opts.path);
+  if (!claim)
+    return make_error(errc::unavailable,
+                      "cannot open RocksDB at " + opts.path + ": this process has it open");
   // WAL files written with zeros ahead of use: a WAL fsync then writes no
   // metadata (storage/prepared_wal.hpp).
   std::shared_ptr<prepared_wal_fs> wal_fs;
@@ -202,7 +251,7 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
                          + (locked ? " (is another shopd running on this data dir?)" : ""));
   }
   std::shared_ptr<store> db{
-    new store(std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
+    new store(std::move(claim), std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
   db->wal_fs_ = std::move(wal_fs);
   db->env_ = std::move(env);
   return db;

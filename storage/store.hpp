@@ -61,6 +61,7 @@ enum class write_state : uint8_t {
   stopped,
 };
 
+class dir_claim;
 class prepared_wal_fs;
 
 struct store_options {
@@ -88,6 +89,7 @@ struct store_options {
 class store {
 public:
   /// Opens (or creates) the database. On error returns errc::unavailable with RocksDB's text.
+  /// A data dir this process already has open is refused before anything in it is touched.
   [[nodiscard]] static caf::expected<std::shared_ptr<store>> open(const store_options& opts);
 
   ~store();
@@ -127,8 +129,10 @@ public:
   const std::string& path() const noexcept { return path_; }
 
 private:
-  store(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<rocksdb::Statistics> stats,
-        std::string path);
+  store(std::unique_ptr<dir_claim> claim, std::unique_ptr<rocksdb::DB> db,
+        std::shared_ptr<rocksdb::Statistics> stats, std::string path);
+  // Declared first: released after the database is closed (store.cpp).
+  std::unique_ptr<dir_claim> claim_;
   // Declared before db_: the database is closed before its file system goes.
   std::shared_ptr<prepared_wal_fs> wal_fs_;
   std::unique_ptr<rocksdb::Env> env_;

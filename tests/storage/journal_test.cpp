@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -260,6 +263,52 @@ TEST(Store, test_a_new_data_dir_is_private_to_its_owner) {
   ASSERT_TRUE(store::open({path}));
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0750u);
+}
+
+namespace {
+
+/// Whether another process finds the RocksDB `LOCK` in `dir` held. Asked from
+/// a child: this process closing a descriptor of the file would drop its own
+/// lock. The child only makes system calls (this process has threads).
+bool locked_for_others(const std::string& dir) {
+  auto lock = dir + "/LOCK";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+    struct flock lk{};
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    bool locked = fd >= 0 && ::fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK;
+    ::_exit(locked ? 0 : 1);
+  }
+  int status = 0;
+  return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status)
+         && WEXITSTATUS(status) == 0;
+}
+
+} // namespace
+
+// RocksDB's LOCK is a POSIX record lock, which a process loses when it closes
+// any descriptor of the file. A second open of a data dir the process has
+// open must be refused without touching it, by either name, with or without
+// prepared WAL files (whose look at LOCK opens it): the first keeps its lock
+// and its writes, and no other process can open the database meanwhile.
+TEST(Store, test_a_second_open_in_the_same_process_is_refused_and_the_first_keeps_its_lock) {
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(locked_for_others(dir.path()));
+  EXPECT_FALSE(store::open({dir.path()}));
+  EXPECT_FALSE(store::open({dir.path(), 0}));
+  EXPECT_FALSE(store::open({dir.path() + "/."}));
+  EXPECT_TRUE(locked_for_others(dir.path()));
+  EXPECT_FALSE((*db)->write({put_op("k/still", "mine")}, true));
+  db->reset();
+  EXPECT_FALSE(locked_for_others(dir.path()));
+  auto again = store::open({dir.path()});
+  ASSERT_TRUE(again);
+  std::string value;
+  EXPECT_TRUE(*(*again)->get("k/still", value));
 }
 
 // RocksDB stops taking writes after an I/O error on its WAL other than a full
