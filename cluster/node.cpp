@@ -256,9 +256,7 @@ caf::error node::start() {
   // Prepared WAL files shorten the WAL's fsyncs; `async` makes none per commit.
   auto prepared_wal_bytes =
     cfg.mode == durability::sync ? static_cast<uint64_t>(cfg.prepared_wal_mb) << 20 : 0;
-  store_options so{cfg.data_dir, prepared_wal_bytes, cfg.storage_open_files};
-  so.synced_writes = cfg.mode == durability::sync;
-  auto db = store::open(so);
+  auto db = store::open(store_options{cfg.data_dir, prepared_wal_bytes, cfg.storage_open_files});
   if (!db)
     return db.error();
   i.db = *db;

@@ -1,7 +1,5 @@
 #include "storage/store.hpp"
 
-#include <limits.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -107,36 +105,37 @@ void append(rocksdb::WriteBatch& wb, const write_batch& ops) {
 /// open the database too. So a second open is refused before that.
 class dir_claim {
 public:
-  /// The claim on `dir`, or null if this process has it open.
-  static std::unique_ptr<dir_claim> take(const std::string& dir) {
-    char buf[PATH_MAX];
-    std::string real = ::realpath(dir.c_str(), buf) != nullptr ? std::string{buf} : dir;
+  /// The claim on the directory `st` describes, or null if this process
+  /// has it open (by any name: it is known by device and inode).
+  static std::unique_ptr<dir_claim> take(const struct stat& st) {
+    id key{st.st_dev, st.st_ino};
     std::lock_guard<std::mutex> guard{mtx()};
-    if (!claimed().insert(real).second)
+    if (!claimed().insert(key).second)
       return nullptr;
-    return std::unique_ptr<dir_claim>{new dir_claim{std::move(real)}};
+    return std::unique_ptr<dir_claim>{new dir_claim{key}};
   }
 
   ~dir_claim() {
     std::lock_guard<std::mutex> guard{mtx()};
-    claimed().erase(real_);
+    claimed().erase(key_);
   }
 
   dir_claim(const dir_claim&) = delete;
   dir_claim& operator=(const dir_claim&) = delete;
 
 private:
-  explicit dir_claim(std::string real) : real_(std::move(real)) {}
+  using id = std::pair<dev_t, ino_t>;
+  explicit dir_claim(id key) : key_(key) {}
   static std::mutex& mtx() {
     static std::mutex m;
     return m;
   }
-  static std::set<std::string>& claimed() {
-    static std::set<std::string> dirs;
+  static std::set<id>& claimed() {
+    static std::set<id> dirs;
     return dirs;
   }
 
-  std::string real_;
+  id key_;
 };
 
 store::store(std::unique_ptr<dir_claim> claim, std::unique_ptr<rocksdb::DB> db,
@@ -208,6 +207,11 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   // by the end of the file, and kTolerateCorruptedTailRecords refuses to open
   // (tests/storage/prepared_wal_test.cpp, "torn").
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // A failed WAL write or sync stops writes until RocksDB resumes into a new
+  // WAL file or the database is opened again: nothing is appended after the
+  // zeros that replace the failed write (storage/wal_files.hpp). (The
+  // default; without it RocksDB would go on writing into that file.)
+  o.paranoid_checks = true;
   o.info_log = std::make_shared<rocksdb_to_spdlog>();
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -218,7 +222,11 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   if (::mkdir(opts.path.c_str(), 0700) != 0 && errno != EEXIST)
     return make_error(errc::unavailable,
                       "cannot create the data dir " + opts.path + ": " + std::strerror(errno));
-  auto claim = dir_claim::take(opts.path);
+  struct stat dir_st{};
+  if (::stat(opts.path.c_str(), &dir_st) != 0)
+    return make_error(errc::unavailable,
+                      "cannot open the data dir " + opts.path + ": " + std::strerror(errno));
+  auto claim = dir_claim::take(dir_st);
   if (!claim)
     return make_error(errc::unavailable,
                       "cannot open RocksDB at " + opts.path + ": this process has it open");
@@ -232,15 +240,11 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   } else {
     prepared_wal_fs::remove_files(opts.path);
   }
-  // A write refused with a failed WAL sync must not come back at the next
-  // start (storage/wal_files.hpp).
-  if (opts.synced_writes)
-    fs = std::make_shared<wal_sync_guard_fs>(fs, opts.path);
-  std::unique_ptr<rocksdb::Env> env;
-  if (fs != rocksdb::FileSystem::Default()) {
-    env = rocksdb::NewCompositeEnv(fs);
-    o.env = env.get();
-  }
+  // A write that failed must not come back at the next start, whatever
+  // reached the WAL of it (storage/wal_files.hpp).
+  auto wal_guard = std::make_shared<wal_guard_fs>(fs, opts.path);
+  auto env = rocksdb::NewCompositeEnv(wal_guard);
+  o.env = env.get();
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(o, opts.path, &raw);
   if (!s.ok()) {
@@ -253,6 +257,7 @@ caf::expected<std::shared_ptr<store>> store::open(const store_options& opts) {
   std::shared_ptr<store> db{
     new store(std::move(claim), std::unique_ptr<rocksdb::DB>{raw}, std::move(stats), opts.path)};
   db->wal_fs_ = std::move(wal_fs);
+  db->wal_guard_ = std::move(wal_guard);
   db->env_ = std::move(env);
   return db;
 }
@@ -304,15 +309,19 @@ caf::error store::write_all(const std::vector<const write_batch*>& batches, bool
     append(wb, *b);
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  std::lock_guard<std::mutex> lock{write_mtx_};
   auto s = db_->Write(wo, &wb);
-  if (!s.ok()) {
+  if (s.ok()) {
+    wal_guard_->acknowledged();
+  } else {
+    wal_guard_->refused(); // what reached the WAL of it becomes zeros
     write_failed_.store(true);
     // RocksDB 7.8 resumes by flushing the memtable to a new table file and
     // the WAL to a new file with it, but an empty memtable is not switched:
     // the failed WAL writer stays, and its next call aborts (Debian builds
     // RocksDB with assertions; fixed upstream in 9.6.1). With nothing in the
     // memtable, the failed write was the first of its WAL file: only a
-    // restart, which opens a new one, is safe. (One writer thread: nothing
+    // restart, which opens a new one, is safe. (Under write_mtx_: nothing
     // was added between the failure and this look.)
     if (!wal_unusable_.load() && int_property("rocksdb.num-entries-active-mem-table") == 0
         && int_property("rocksdb.num-deletes-active-mem-table") == 0) {

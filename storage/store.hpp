@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,7 @@ enum class write_state : uint8_t {
 
 class dir_claim;
 class prepared_wal_fs;
+class wal_guard_fs;
 
 struct store_options {
   /// The RocksDB directory; created when missing. Default: ./data
@@ -74,12 +76,6 @@ struct store_options {
   /// SST files kept open (RocksDB's max_open_files); -1: every one. Its WAL,
   /// MANIFEST and the files being written are not counted.
   int max_open_files = -1;
-  /// Every write is synced before it is acknowledged (durability `sync`):
-  /// a WAL sync that fails then turns what it did not make durable back into
-  /// zeros, so that a write refused with it is not replayed at the next start
-  /// (storage/wal_files.hpp). False for `async`, which acknowledges writes
-  /// before they are synced.
-  bool synced_writes = true;
   /// The file system RocksDB works on; null: the operating system's. (Tests
   /// put one here that fails on purpose.) Prepared WAL files are written and
   /// renamed with POSIX calls of their own, not through it.
@@ -135,10 +131,14 @@ private:
   std::unique_ptr<dir_claim> claim_;
   // Declared before db_: the database is closed before its file system goes.
   std::shared_ptr<prepared_wal_fs> wal_fs_;
+  std::shared_ptr<wal_guard_fs> wal_guard_;
   std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Statistics> stats_;
   std::string path_;
+  // One write at a time reaches RocksDB, and its outcome reaches wal_guard_
+  // before the next one starts (storage/wal_files.hpp).
+  std::mutex write_mtx_;
   std::atomic<bool> write_failed_{false}; // since the last write that failed, until resumed
   // A failed write that RocksDB cannot safely resume from: writes are refused
   // without reaching RocksDB until the database is opened again.

@@ -1,33 +1,38 @@
 #pragma once
-// RocksDB's WAL files: which files they are, and what a WAL sync that fails
+// RocksDB's WAL files: which files they are, and what a write that fails
 // leaves in them.
 //
-// A group commit appends its records to the WAL, then syncs (fdatasync). If
-// the sync fails, RocksDB refuses the write (the journal answers every
-// purchase in the group with 503) and takes no more writes into that file.
-// But the records are in the file: the append reached the page cache, and a
-// failed writeback leaves them readable there. At the next start RocksDB
-// replays them, and a purchase answered 503 comes back as an order its buyer
-// never saw, holding a unit and the buyer's per-user limit until the payment
-// timeout. (The same after a failed sync that RocksDB resumes from, when the
-// node is killed before the old WAL is deleted.)
+// A write appends its record to the WAL, then (in `sync` durability) syncs
+// the file, and the first synced write of each new WAL also syncs the
+// directory. If a step after the append fails, RocksDB reports the write as
+// failed (the journal answers every purchase in the group with 503) and takes
+// no more writes into that file. But the record is in the file: the append
+// reached the page cache (and a failed writeback leaves it readable there),
+// or the file sync even succeeded and only the directory's failed. At the
+// next start RocksDB replays it, and a purchase answered 503 comes back as an
+// order its buyer never saw, holding a unit and the buyer's per-user limit
+// until the payment timeout.
 //
-// `wal_sync_guard_fs` wraps the file system RocksDB writes through. For each
-// WAL file it counts the bytes appended and the bytes a sync made durable;
-// when a sync fails, it writes zeros over the bytes appended since the last
-// sync that succeeded. RocksDB's log reader takes zeros as padding (as at the
-// end of a prepared WAL file, storage/prepared_wal.hpp), so a restart replays
-// exactly the writes that were synced, and a write refused with the failed
-// sync is gone, as its 503 said.
+// `wal_guard_fs` wraps the file system RocksDB writes through and counts the
+// bytes appended to each WAL file. The store tells it how each of its writes
+// ended: `acknowledged` after one that succeeded, `refused` after one that
+// failed. A refusal writes zeros over what the newest WAL file received since
+// the last acknowledged write: the failed write's record and nothing else.
+// RocksDB's log reader takes zeros as padding (as at the end of a prepared
+// WAL file, storage/prepared_wal.hpp), so a restart replays exactly the
+// acknowledged writes. In `async` durability too: its acknowledged writes,
+// never synced, are all before that point.
 //
-// Only for `sync` durability, where every acknowledged write was synced. In
-// `async`, writes are acknowledged before any sync: zeroing them would lose
-// acknowledged writes. The zeros go to the page cache (the disk just failed a
-// sync): a restart on the same machine reads them. A power cut after a failed
-// sync may still leave the refused write on the disk, if its pages were
-// written before the error.
+// This relies on RocksDB appending nothing more to a WAL file after a failed
+// write (`paranoid_checks`, set by the store: the error stops writes until
+// RocksDB resumes into a new WAL file or the database is opened again), and
+// on the store's writes reaching RocksDB one at a time. The zeros go to the
+// page cache (the disk may just have failed a sync): a restart on the same
+// machine reads them. A power cut right after the failure may still leave
+// the refused record on the disk, if its pages were written before.
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <rocksdb/file_system.h>
@@ -38,20 +43,37 @@ namespace shop {
 /// (LogFileName in RocksDB's file/filename.cc).
 bool is_wal_file(const std::string& dir, const std::string& fname);
 
-class wal_sync_guard_fs final : public rocksdb::FileSystemWrapper {
+class wal_guard_fs final : public rocksdb::FileSystemWrapper {
 public:
   /// Guards the WAL files in `dir` (the data dir) written through `base`.
-  wal_sync_guard_fs(const std::shared_ptr<rocksdb::FileSystem>& base, std::string dir);
+  wal_guard_fs(const std::shared_ptr<rocksdb::FileSystem>& base, std::string dir);
 
-  static const char* kClassName() { return "shop.WalSyncGuardFileSystem"; }
+  static const char* kClassName() { return "shop.WalGuardFileSystem"; }
   const char* Name() const override { return kClassName(); }
 
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& opts,
                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
                                     rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus ReuseWritableFile(const std::string& fname, const std::string& old_fname,
+                                      const rocksdb::FileOptions& opts,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                      rocksdb::IODebugContext* dbg) override;
+
+  /// A write succeeded: everything the newest WAL file holds is acknowledged.
+  void acknowledged();
+  /// A write failed: zeros over what the newest WAL file received since the
+  /// last acknowledged write.
+  void refused();
+
+  struct marks; // one WAL file's counts
 
 private:
+  std::unique_ptr<rocksdb::FSWritableFile> guard(std::unique_ptr<rocksdb::FSWritableFile> file,
+                                                 const std::string& fname);
+
   std::string dir_;
+  std::mutex mtx_;
+  std::shared_ptr<marks> newest_; // the WAL file created last
 };
 
 } // namespace shop

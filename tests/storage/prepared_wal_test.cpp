@@ -368,16 +368,18 @@ TEST(PreparedWal, test_a_prepared_file_gone_missing_means_an_empty_wal_not_an_er
 
 // A failed sync of a WAL begun from a prepared file: the refused write's
 // bytes become zeros again within the file (storage/wal_files.hpp), and a
-// restart replays every synced write and not it. The file systems as the
-// store stacks them, with a sync that fails between the guard and the
-// prepared file; RocksDB driven directly.
+// restart replays every acknowledged write and not it. The file systems as
+// the store stacks them, with a sync that fails between the guard and the
+// prepared file; RocksDB driven directly, and the guard told of each write's
+// outcome as the store tells it.
 TEST(PreparedWal, test_a_write_refused_with_a_failed_sync_of_a_prepared_wal_is_not_replayed) {
   test::temp_dir dir;
   auto data = dir.path() + "/data";
   auto wal_fs = file_system_with_two_ready(data);
   ASSERT_TRUE(wal_fs);
   auto failing = std::make_shared<test::wal_sync_failing_fs>(wal_fs);
-  auto env = rocksdb::NewCompositeEnv(std::make_shared<wal_sync_guard_fs>(failing, data));
+  auto guard = std::make_shared<wal_guard_fs>(failing, data);
+  auto env = rocksdb::NewCompositeEnv(guard);
   rocksdb::Options o;
   o.create_if_missing = true;
   o.env = env.get();
@@ -388,10 +390,13 @@ TEST(PreparedWal, test_a_write_refused_with_a_failed_sync_of_a_prepared_wal_is_n
   ASSERT_EQ(wal_fs->prepared_wals(), 1u);
   rocksdb::WriteOptions synced;
   synced.sync = true;
-  for (int i = 0; i < 10; ++i)
+  for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(db->Put(synced, "k/acked/" + std::to_string(i), "yes").ok());
+    guard->acknowledged();
+  }
   failing->failing = true;
   EXPECT_FALSE(db->Put(synced, "k/refused", std::string(5000, 'r')).ok());
+  guard->refused();
   auto crashed = dir.path() + "/crashed";
   copy_as_crashed(data, crashed);
   EXPECT_EQ(fs::file_size(live_wal(crashed)), prepared_bytes); // still the prepared file

@@ -1,6 +1,7 @@
-// A WAL sync that fails: in `sync` durability the writes refused with it
-// must not come back at the next start (storage/wal_files.hpp); in `async`
-// the writes acknowledged before it, never synced, must.
+// A write that fails after its record reached the WAL (its file sync failed,
+// or the directory sync after it) must not come back at the next start
+// (storage/wal_files.hpp); every write acknowledged before it must, also the
+// unsynced ones of `async` durability.
 
 #include <gtest/gtest.h>
 
@@ -59,6 +60,33 @@ TEST(WalFiles, test_a_write_refused_with_a_failed_wal_sync_is_not_there_after_a_
   }
 }
 
+// The first synced write of each WAL file also syncs the directory (the new
+// file's name). When that fails the write is refused, though the file sync
+// before it made its record durable.
+TEST(WalFiles, test_a_write_refused_because_the_directory_sync_failed_is_not_there_after_a_restart) {
+  test::temp_dir dir;
+  auto data = dir.path() + "/data";
+  auto crashed = dir.path() + "/crashed";
+  auto fs = std::make_shared<test::wal_sync_failing_fs>();
+  store_options opts{data, 0};
+  opts.file_system = fs;
+  {
+    auto db = store::open(opts); // a new WAL file: the first synced write syncs the directory
+    ASSERT_TRUE(db);
+    fs->failing_dir_syncs = true;
+    EXPECT_TRUE((*db)->write({put_op("k/refused", std::string(5000, 'r'))}, true));
+    copy_as_crashed(data, crashed);
+  }
+  fs->failing_dir_syncs = false;
+  for (auto& d : {crashed, data}) {
+    auto db = store::open({d, 0});
+    ASSERT_TRUE(db) << d;
+    std::string value;
+    EXPECT_FALSE(*(*db)->get("k/refused", value)) << d;
+    EXPECT_FALSE((*db)->write({put_op("k/next", "1")}, true)) << d;
+  }
+}
+
 TEST(WalFiles, test_in_async_durability_a_failed_sync_keeps_the_acknowledged_writes) {
   test::temp_dir dir;
   auto data = dir.path() + "/data";
@@ -66,7 +94,6 @@ TEST(WalFiles, test_in_async_durability_a_failed_sync_keeps_the_acknowledged_wri
   auto fs = std::make_shared<test::wal_sync_failing_fs>();
   store_options opts{data, 0};
   opts.file_system = fs;
-  opts.synced_writes = false;
   {
     auto db = store::open(opts);
     ASSERT_TRUE(db);
