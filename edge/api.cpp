@@ -318,36 +318,38 @@ void api::add(std::string method, std::string pattern, int auth, void (api::*fn)
 void api::handle(http_request& req, responder r) {
   static const std::string unmatched = "(unmatched)";
   auto segments = split_path(req.path);
-  // "/products/sku%2D1" names what "/products/sku-1" does (RFC 3986 6.2.2.2).
-  // Each segment is decoded after the split, so an encoded '/' stays in its
-  // segment, where it matches no route's word and no id.
-  std::vector<std::string> decoded;
-  bool bad_escape = false;
-  if (req.path.find('%') != std::string::npos) {
-    decoded.resize(segments.size());
-    for (size_t i = 0; i < segments.size() && !bad_escape; ++i) {
-      bad_escape = !percent_decode(segments[i], decoded[i], false);
-      segments[i] = decoded[i];
-    }
-  }
   const route* match = nullptr;
   std::vector<std::string> allowed; // methods of the routes whose path matches
   std::vector<std::string> params;
+  bool bad_escape = false; // a route's words matched, an id's escape was malformed
   for (auto& rt : routes_) {
-    if (bad_escape)
-      break;
     if (rt.segments.size() != segments.size())
       continue;
+    // A route's words as they are: a proxy that filters paths by prefix
+    // (`/metrics`, `/api/v1/admin`) sees what this matches.
     bool ok = true;
-    std::vector<std::string> ps;
-    for (size_t i = 0; i < segments.size() && ok; ++i) {
-      if (rt.segments[i].front() == '{')
-        ps.emplace_back(segments[i]);
-      else
+    for (size_t i = 0; i < segments.size() && ok; ++i)
+      if (rt.segments[i].front() != '{')
         ok = rt.segments[i] == segments[i];
-    }
     if (!ok)
       continue;
+    // Its ids percent-decoded: `sku%2D1` is `sku-1` (RFC 3986 6.2.2.2). An
+    // encoded '/' stays in its id, which then names nothing.
+    std::vector<std::string> ps;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      if (rt.segments[i].front() != '{')
+        continue;
+      if (segments[i].find('%') == std::string_view::npos) {
+        ps.emplace_back(segments[i]);
+      } else {
+        ps.emplace_back();
+        ok = percent_decode(segments[i], ps.back(), false);
+      }
+    }
+    if (!ok) {
+      bad_escape = true;
+      continue;
+    }
     // HEAD is served by the GET route (RFC 9110 9.3.2); the server leaves
     // out the body and keeps its Content-Length.
     if (rt.method == req.method || (req.method == "HEAD" && rt.method == "GET")) {

@@ -126,19 +126,21 @@ TEST_F(BadInput, test_unknown_route_and_method) {
   EXPECT_EQ(r2.body.find('\xFF'), std::string::npos) << r2.body;
 }
 
-TEST_F(BadInput, test_a_percent_encoded_path_names_what_its_decoded_path_does) {
+TEST_F(BadInput, test_a_percent_encoded_id_names_what_its_decoded_id_does) {
   auto plain = c().request("GET", "/api/v1/inventory/safe-1");
   ASSERT_EQ(plain.status, 200) << plain.body;
-  for (auto path : {"/api/v1/inventory/safe%2D1", "/api/v1/inventory/safe%2d1",
-                    "/api/v1/%69nventory/%73afe-1"}) {
+  for (auto path : {"/api/v1/inventory/safe%2D1", "/api/v1/inventory/%73afe%2d1"}) {
     auto r = c().request("GET", path);
     EXPECT_EQ(r.status, 200) << path << ": " << r.body;
     EXPECT_EQ(r.body, plain.body) << path;
   }
-  // An encoded '/' stays inside its segment: no id holds one, no route matches.
+  // A route's own words are matched as sent, as a proxy filtering by path sees them.
+  expect_error(c().request("GET", "/api/v1/%69nventory/safe-1"), 404, "not_found");
+  expect_error(c().request("GET", "/%6Detrics"), 404, "not_found");
+  // An encoded '/' stays inside its id, which then names nothing.
   expect_error(c().request("GET", "/api/v1/inventory%2Fsafe-1"), 404, "not_found");
   expect_error(c().request("GET", "/api/v1/products/safe-1%2Fx"), 404, "not_found");
-  for (auto path : {"/api/v1/inventory/safe%2", "/api/v1/inventory/safe%zz1", "/api/v1/%"})
+  for (auto path : {"/api/v1/inventory/safe%2", "/api/v1/inventory/safe%zz1", "/api/v1/inventory/%"})
     expect_error(c().request("GET", path), 400, "bad_request");
 }
 
