@@ -18,6 +18,7 @@
 
 #include "actors/entities.hpp"
 #include "protocols/record_codec.hpp"
+#include "protocols/search_words.hpp"
 #include "storage/keys.hpp"
 
 namespace shop {
@@ -33,29 +34,13 @@ constexpr auto stock_timeout = std::chrono::seconds{1};
 constexpr auto warn_interval = std::chrono::seconds{10};
 constexpr size_t shard_digits = 4;
 
-std::vector<std::string> words_of(std::string_view text) {
-  std::vector<std::string> out;
-  std::string word;
-  for (unsigned char c : text) {
-    // ASCII letters and digits split words; other bytes (UTF-8 included) are kept.
-    if (std::isalnum(c) || c >= 0x80) {
-      word.push_back(static_cast<char>(std::tolower(c)));
-    } else if (!word.empty()) {
-      out.push_back(std::move(word));
-      word.clear();
-    }
-  }
-  if (!word.empty())
-    out.push_back(std::move(word));
-  return out;
-}
-
 /// Every query word is the beginning of a word of the name (so "blu sh"
-/// finds "Blue Shirt"); an empty query matches everything.
+/// finds "Blue Shirt", "CAFÉ" finds "Café"); an empty query matches
+/// everything. Words as protocols/search_words.hpp makes them.
 bool matches(const std::vector<std::string>& query, std::string_view name) {
   if (query.empty())
     return true;
-  auto words = words_of(name);
+  auto words = search_words(name);
   for (auto& q : query) {
     bool found = false;
     for (auto& w : words)
@@ -99,7 +84,7 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
   return {
     [=](const list_products& c) -> caf::result<product_page> {
       auto rp = self->make_response_promise<product_page>();
-      auto query = words_of(c.query);
+      auto query = search_words(c.query);
       auto limit = static_cast<size_t>(std::max<int64_t>(1, c.limit));
       auto start = c.cursor.empty() ? std::string{} : catalog_key(c.cursor);
       if (!c.cursor.empty() && start.empty()) {

@@ -127,6 +127,7 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
   create_product(c, admin, "shirt-blue", "Blue Oxford Shirt", 4000, 2);
   create_product(c, admin, "mug", "Coffee Mug", 900, 3);
   create_product(c, admin, "cap", "Baseball Cap", 1200, 0);
+  create_product(c, admin, "glace", "Café Crème Glacée", 700, 4);
 
   std::multiset<std::string> seen;
   std::string cursor;
@@ -140,7 +141,8 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
     if (cursor == "null") // the last page
       break;
   }
-  EXPECT_EQ(seen, (std::multiset<std::string>{"cap", "mug", "shirt-blue", "tee-blue", "tee-red"}));
+  EXPECT_EQ(seen, (std::multiset<std::string>{"cap", "glace", "mug", "shirt-blue", "tee-blue",
+                                               "tee-red"}));
 
   // Every query word must begin a word of the name, in any case.
   auto search = [&](const std::string& q) {
@@ -153,6 +155,9 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
   EXPECT_EQ(search("BLU+sh"), (std::set<std::string>{"shirt-blue"}));
   EXPECT_EQ(search("tee%20red"), (std::set<std::string>{"tee-red"}));
   EXPECT_EQ(search("lamp"), (std::set<std::string>{}));
+  // In every script: "CAFÉ CRÈ" and "glacée" find "Café Crème Glacée".
+  EXPECT_EQ(search("CAF%C3%89+CR%C3%88"), (std::set<std::string>{"glace"}));
+  EXPECT_EQ(search("glac%C3%A9e"), (std::set<std::string>{"glace"}));
   // Listed products carry live stock.
   auto r = c.request("GET", "/api/v1/products?q=mug");
   EXPECT_EQ(column(r.body, "items", "available"), (std::vector<std::string>{"3"}));

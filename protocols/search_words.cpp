@@ -1,0 +1,128 @@
+#include "protocols/search_words.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+
+namespace shop {
+
+namespace {
+
+struct fold_run {
+  char32_t first;
+  char32_t last;
+  int32_t offset;
+  uint8_t stride;
+};
+
+struct code_range {
+  char32_t first;
+  char32_t last;
+};
+
+#include "protocols/unicode_tables.inc"
+
+/// The code point of the UTF-8 sequence at `s[i]` and its length, or
+/// {0, 0} if none begins there (a stray or missing continuation byte, an
+/// overlong form, a surrogate, past U+10FFFF).
+std::pair<char32_t, size_t> decode_at(std::string_view s, size_t i) {
+  auto b = static_cast<unsigned char>(s[i]);
+  size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
+  if (len == 0 || b > 0xF4 || i + len > s.size())
+    return {0, 0};
+  char32_t cp = b & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) {
+    auto c = static_cast<unsigned char>(s[i + k]);
+    if ((c & 0xC0) != 0x80)
+      return {0, 0};
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  static constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return {0, 0};
+  return {cp, len};
+}
+
+void encode_to(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+/// The entry of `table` whose range may hold `cp` (the last one that begins
+/// at or before it), or null.
+template <class T, size_t N>
+const T* range_of(const T (&table)[N], char32_t cp) {
+  auto it = std::upper_bound(std::begin(table), std::end(table), cp,
+                             [](char32_t c, const T& r) { return c < r.first; });
+  if (it == std::begin(table))
+    return nullptr;
+  --it;
+  return cp <= it->last ? &*it : nullptr;
+}
+
+} // namespace
+
+char32_t fold_case(char32_t cp) {
+  if (cp < 0x80)
+    return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+  auto r = range_of(fold_runs, cp);
+  if (r == nullptr || (cp - r->first) % r->stride != 0)
+    return cp;
+  return static_cast<char32_t>(static_cast<int32_t>(cp) + r->offset);
+}
+
+bool is_word_char(char32_t cp) {
+  if (cp < 0x80)
+    return (cp >= '0' && cp <= '9') || (cp >= 'A' && cp <= 'Z') || (cp >= 'a' && cp <= 'z');
+  return range_of(word_ranges, cp) != nullptr;
+}
+
+std::vector<std::string> search_words(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
+  auto end_word = [&] {
+    if (!word.empty()) {
+      out.push_back(std::move(word));
+      word.clear();
+    }
+  };
+  for (size_t i = 0; i < text.size();) {
+    auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x80) {
+      if (is_word_char(b))
+        word.push_back(static_cast<char>(fold_case(b)));
+      else
+        end_word();
+      ++i;
+      continue;
+    }
+    auto [cp, len] = decode_at(text, i);
+    if (len == 0) { // not UTF-8: kept as it is
+      word.push_back(text[i]);
+      ++i;
+      continue;
+    }
+    if (is_word_char(cp))
+      encode_to(word, fold_case(cp));
+    else
+      end_word();
+    i += len;
+  }
+  end_word();
+  return out;
+}
+
+} // namespace shop
