@@ -122,7 +122,10 @@ wal_guard_fs::guard(std::unique_ptr<rocksdb::FSWritableFile> file, const std::st
   auto m = std::make_shared<marks>(fname);
   {
     std::lock_guard<std::mutex> lock{mtx_};
-    newest_ = m;
+    live_.erase(std::remove_if(live_.begin(), live_.end(),
+                               [](const std::weak_ptr<marks>& w) { return w.expired(); }),
+                live_.end());
+    live_.push_back(m);
   }
   return std::make_unique<counted_wal>(std::move(file), std::move(m));
 }
@@ -149,34 +152,45 @@ rocksdb::IOStatus wal_guard_fs::ReuseWritableFile(const std::string& fname,
 }
 
 void wal_guard_fs::acknowledged() {
+  // Every file: RocksDB may have begun a new WAL file on another thread (a
+  // flush) after this write's record went into the one before.
   std::lock_guard<std::mutex> lock{mtx_};
-  if (newest_)
-    newest_->acked = newest_->end.load();
+  for (auto& w : live_)
+    if (auto m = w.lock())
+      m->acked = m->end.load();
 }
 
 void wal_guard_fs::refused() {
-  std::shared_ptr<marks> m;
-  uint64_t from = 0;
-  uint64_t to = 0;
+  // What each file received since it was last acknowledged: [acked, end).
+  struct tail {
+    std::shared_ptr<marks> m;
+    uint64_t from;
+    uint64_t to;
+  };
+  std::vector<tail> tails;
   {
     std::lock_guard<std::mutex> lock{mtx_};
-    if (!newest_)
-      return;
-    m = newest_;
-    from = m->acked;
-    to = m->end.load();
-    m->acked = to; // zeroed once
+    for (auto& w : live_) {
+      auto m = w.lock();
+      if (!m)
+        continue;
+      auto end = m->end.load();
+      if (end > m->acked) {
+        tails.push_back({m, m->acked, end});
+        m->acked = end; // zeroed once
+      }
+    }
   }
-  if (to <= from)
-    return; // the write failed before it reached the WAL
-  if (write_zeros(m->path, from, to))
-    spdlog::warn("wal: a write failed after it reached {}: its {} bytes there are zeros now "
-                 "(not replayed at the next start)",
-                 m->path, to - from);
-  else
-    spdlog::error("wal: a write failed after it reached {}, and writing zeros over its {} bytes "
-                  "failed too ({}): it may be replayed at the next start",
-                  m->path, to - from, std::strerror(errno));
+  for (auto& [m, from, to] : tails) {
+    if (write_zeros(m->path, from, to))
+      spdlog::warn("wal: a write failed after it reached {}: its {} bytes there are zeros now "
+                   "(not replayed at the next start)",
+                   m->path, to - from);
+    else
+      spdlog::error("wal: a write failed after it reached {}, and writing zeros over its {} "
+                    "bytes failed too ({}): it may be replayed at the next start",
+                    m->path, to - from, std::strerror(errno));
+  }
 }
 
 } // namespace shop

@@ -16,8 +16,8 @@
 // `wal_guard_fs` wraps the file system RocksDB writes through and counts the
 // bytes appended to each WAL file. The store tells it how each of its writes
 // ended: `acknowledged` after one that succeeded, `refused` after one that
-// failed. A refusal writes zeros over what the newest WAL file received since
-// the last acknowledged write: the failed write's record and nothing else.
+// failed. A refusal writes zeros over what the WAL files received since the
+// last acknowledged write: the failed write's record, and nothing acknowledged.
 // RocksDB's log reader takes zeros as padding (as at the end of a prepared
 // WAL file, storage/prepared_wal.hpp), so a restart replays exactly the
 // acknowledged writes. In `async` durability too: its acknowledged writes,
@@ -25,8 +25,10 @@
 //
 // This relies on RocksDB appending nothing more to a WAL file after a failed
 // write (`paranoid_checks`, set by the store: the error stops writes until
-// RocksDB resumes into a new WAL file or the database is opened again), and
-// on the store's writes reaching RocksDB one at a time. The zeros go to the
+// RocksDB resumes into a new WAL file or the database is opened again; only
+// a Busy or Incomplete status, which no file system under this one returns,
+// would let it go on), and on the store's writes reaching RocksDB one at a
+// time. The zeros go to the
 // page cache (the disk may just have failed a sync): a restart on the same
 // machine reads them. A power cut right after the failure may still leave
 // the refused record on the disk, if its pages were written before.
@@ -34,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <rocksdb/file_system.h>
 
@@ -59,10 +62,13 @@ public:
                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
                                       rocksdb::IODebugContext* dbg) override;
 
-  /// A write succeeded: everything the newest WAL file holds is acknowledged.
+  /// A write succeeded: everything the WAL files hold is acknowledged (the
+  /// store's writes reach RocksDB one at a time, each followed by this call
+  /// or `refused`).
   void acknowledged();
-  /// A write failed: zeros over what the newest WAL file received since the
-  /// last acknowledged write.
+  /// A write failed: zeros over what each WAL file received since it was last
+  /// acknowledged, which is that write's record (in the newest file, or in the
+  /// one before if RocksDB began a new one on another thread meanwhile).
   void refused();
 
   struct marks; // one WAL file's counts
@@ -73,7 +79,7 @@ private:
 
   std::string dir_;
   std::mutex mtx_;
-  std::shared_ptr<marks> newest_; // the WAL file created last
+  std::vector<std::weak_ptr<marks>> live_; // the WAL files RocksDB still holds open
 };
 
 } // namespace shop
