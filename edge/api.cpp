@@ -85,21 +85,25 @@ http_response json_response(int status, std::string body) {
   return res;
 }
 
+/// The segments of an absolute path: `/a/b` and `/a/b/` are {a, b}; an
+/// empty segment elsewhere (`//a`, `/a//b`) stays, and matches no route, so
+/// a proxy that filters by path prefix (`/metrics`) sees every path that
+/// reaches a route.
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < path.size()) {
-    if (path[i] == '/') {
-      ++i;
-      continue;
-    }
-    auto j = path.find('/', i);
-    if (j == std::string_view::npos)
-      j = path.size();
-    out.push_back(path.substr(i, j - i));
-    i = j;
+  if (!path.empty() && path.front() == '/')
+    path.remove_prefix(1);
+  if (!path.empty() && path.back() == '/')
+    path.remove_suffix(1);
+  if (path.empty())
+    return out;
+  for (;;) {
+    auto slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos)
+      return out;
+    path.remove_prefix(slash + 1);
   }
-  return out;
 }
 
 /// Percent-decodes `in` into `out`; in a query component (`form`), '+' is a

@@ -126,17 +126,21 @@ TEST_F(BadInput, test_unknown_route_and_method) {
   EXPECT_EQ(r2.body.find('\xFF'), std::string::npos) << r2.body;
 }
 
-TEST_F(BadInput, test_a_percent_encoded_id_names_what_its_decoded_id_does) {
+TEST_F(BadInput, test_a_route_matches_its_words_as_sent_and_a_percent_encoded_id_decoded) {
   auto plain = c().request("GET", "/api/v1/inventory/safe-1");
   ASSERT_EQ(plain.status, 200) << plain.body;
-  for (auto path : {"/api/v1/inventory/safe%2D1", "/api/v1/inventory/%73afe%2d1"}) {
+  for (auto path : {"/api/v1/inventory/safe%2D1", "/api/v1/inventory/%73afe%2d1",
+                    "/api/v1/inventory/safe-1/"}) {
     auto r = c().request("GET", path);
     EXPECT_EQ(r.status, 200) << path << ": " << r.body;
     EXPECT_EQ(r.body, plain.body) << path;
   }
-  // A route's own words are matched as sent, as a proxy filtering by path sees them.
-  expect_error(c().request("GET", "/api/v1/%69nventory/safe-1"), 404, "not_found");
-  expect_error(c().request("GET", "/%6Detrics"), 404, "not_found");
+  // A route's own words are matched as sent, as a proxy filtering by path
+  // prefix sees them: not encoded, and no empty segment before or among them.
+  for (auto path : {"/api/v1/%69nventory/safe-1", "/%6Detrics", "//metrics", "//api/v1/inventory/safe-1",
+                    "/api/v1//inventory/safe-1", "/api/v1/inventory//safe-1"})
+    expect_error(c().request("GET", path), 404, "not_found");
+  EXPECT_EQ(c().request("GET", "/metrics/").status, 200);
   // An encoded '/' stays inside its id, which then names nothing.
   expect_error(c().request("GET", "/api/v1/inventory%2Fsafe-1"), 404, "not_found");
   expect_error(c().request("GET", "/api/v1/products/safe-1%2Fx"), 404, "not_found");
