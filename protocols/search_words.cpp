@@ -117,7 +117,7 @@ std::vector<std::string> search_words(std::string_view text) {
     }
     if (is_word_char(cp))
       encode_to(word, fold_case(cp));
-    else
+    else if (range_of(ignored_ranges, cp) == nullptr) // a soft hyphen, a joiner: nothing
       end_word();
     i += len;
   }

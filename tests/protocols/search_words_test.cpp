@@ -29,6 +29,8 @@ TEST(SearchWords, test_every_case_of_a_word_gives_the_same_word) {
   EXPECT_EQ(search_words("ԱՐԱՐԱՏ"), (words{"արարատ"}));
   // One code point to one: capital sharp s is sharp s, not "ss".
   EXPECT_EQ(search_words("STRAẞE"), (words{"straße"}));
+  // Capital I with a dot, which Unicode folds to two code points, is i.
+  EXPECT_EQ(search_words("İSTANBUL"), (words{"istanbul"}));
 }
 
 TEST(SearchWords, test_the_folds_of_single_code_points) {
@@ -52,6 +54,14 @@ TEST(SearchWords, test_spaces_dashes_and_punctuation_of_every_script_split_words
   EXPECT_EQ(search_words("「茶」、緑"), (words{"茶", "緑"}));
   EXPECT_EQ(search_words("«Prix» 10€"), (words{"prix", "10"}));
   EXPECT_EQ(search_words("Tee 🎉 Party"), (words{"tee", "party"}));
+}
+
+TEST(SearchWords, test_invisible_format_characters_neither_join_nor_split_words) {
+  EXPECT_EQ(search_words("co\u00ADoperative"), (words{"cooperative"})); // soft hyphen
+  EXPECT_EQ(search_words("\u0645\u06CC\u200C\u062E\u0648\u0627\u0645"),
+            search_words("\u0645\u06CC\u062E\u0648\u0627\u0645")); // a Persian zero-width non-joiner
+  EXPECT_EQ(search_words("\uFEFFTea\u200E"), (words{"tea"})); // a BOM, a direction mark
+  EXPECT_EQ(search_words("tea\u200Bcup"), (words{"tea", "cup"})); // a zero-width space separates
 }
 
 TEST(SearchWords, test_marks_and_numbers_stay_in_their_word) {
