@@ -28,10 +28,10 @@
 // RocksDB resumes into a new WAL file or the database is opened again; only
 // a Busy or Incomplete status, which no file system under this one returns,
 // would let it go on), and on the store's writes reaching RocksDB one at a
-// time. The zeros go to the
-// page cache (the disk may just have failed a sync): a restart on the same
-// machine reads them. A power cut right after the failure may still leave
-// the refused record on the disk, if its pages were written before.
+// time. The zeros go to the page cache (the disk may just have failed a
+// sync): a restart on the same machine reads them. A power cut right after
+// the failure may still leave the refused record on the disk, if its pages
+// were written before.
 
 #include <memory>
 #include <mutex>
