@@ -553,56 +553,71 @@ TEST(Crash, test_a_full_disk_refuses_purchases_until_space_is_freed_then_they_go
   EXPECT_EQ(get_inventory(c2, "disk-4"), (inventory{1000 - acknowledged, acknowledged, 0}));
 }
 
-// Storage that refuses writes until it is opened again (here: a WAL write
-// past the process's file size limit, EFBIG, which RocksDB deems fatal). The
-// purchase caught in it gets 503; shopd stops by itself with status 3, for
-// its service manager to restart it; the restarted node has every order it
-// acknowledged and nothing of the refused one.
-TEST(Crash, test_a_node_whose_storage_fails_for_good_exits_3_and_restarts_with_every_order) {
-  temp_dir dir;
-  shopd_process shopd{dir.path()};
+namespace {
+
+/// A storage failure that RocksDB deems fatal, made by `fail` (undone by
+/// `heal`) while shopd serves a sale with a per-user limit of 1: the purchase
+/// caught in it gets 503; shopd stops by itself with status 3, for its service
+/// manager to restart it; the restarted node has every order it acknowledged
+/// and nothing of the refused one, whose buyer can then buy.
+void expect_a_refused_purchase_gone_after_exit_3(shopd_process& shopd, const std::string& sku,
+                                                 const std::function<void()>& fail,
+                                                 const std::function<void()>& heal) {
   ASSERT_TRUE(shopd.start());
   http_client c{shopd.port()};
-  auto admin = shopd.admin_token();
-  create_product_and_sale(c, admin, "disk-3", 100, "sale-d3", 100, 10);
-  auto tokens = make_users(shopd.port(), "fatal_", 6);
-  auto buy = [&](http_client& client, const std::string& token) {
-    return purchase(client, token, "sale-d3");
-  };
+  auto sale = "sale-" + sku;
+  create_product_and_sale(c, shopd.admin_token(), sku, 100, sale, 100, 1);
+  auto tokens = make_users(shopd.port(), "buyer_", 6);
   std::vector<std::string> orders;
-  for (int i = 0; i < 5; ++i) {
-    auto r = buy(c, tokens[static_cast<size_t>(i)]);
+  for (size_t i = 0; i < 5; ++i) {
+    auto r = purchase(c, tokens[i], sale);
     ASSERT_EQ(r.status, 201) << r.body;
     orders.push_back(json_field(r.body, "order_id"));
   }
-  // Every file of the node may now grow by nothing: the next WAL write fails.
-  rlimit limit{};
-  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, nullptr, &limit), 0);
-  limit.rlim_cur = 1;
-  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, &limit, nullptr), 0);
-  auto refused = buy(c, tokens[5]);
+  fail();
+  auto refused = purchase(c, tokens[5], sale);
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(shopd.wait_exit(15s), 3);
 
+  heal();
   ASSERT_TRUE(shopd.start());
   http_client c2{shopd.port()};
-  EXPECT_EQ(get_inventory(c2, "disk-3"), (inventory{95, 5, 0}));
+  EXPECT_EQ(get_inventory(c2, sku), (inventory{95, 5, 0}));
   for (size_t i = 0; i < orders.size(); ++i) {
     auto o = c2.request("GET", "/api/v1/orders/" + orders[i], "", {bearer(tokens[i])});
     EXPECT_EQ(o.status, 200) << orders[i] << " " << o.body;
     EXPECT_EQ(json_field(o.body, "status"), "pending_payment");
   }
   EXPECT_EQ(c2.request("GET", "/readyz").status, 200);
-  EXPECT_EQ(buy(c2, tokens[5]).status, 201);
+  auto again = purchase(c2, tokens[5], sale);
+  EXPECT_EQ(again.status, 201) << again.body;
 }
 
-// A WAL sync that fails (fdatasync answers EIO, as on a disk whose writeback
-// failed; here a preloaded library makes it, tests/fixtures/fail_wal_sync.cpp).
-// The purchase in that group commit gets 503 and shopd exits 3. Its record was
+} // namespace
+
+// Here: a WAL write past the process's file size limit, EFBIG, before any
+// byte of it lands.
+TEST(Crash, test_a_node_whose_storage_fails_for_good_exits_3_and_restarts_with_every_order) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  expect_a_refused_purchase_gone_after_exit_3(
+    shopd, "disk-3",
+    [&] {
+      // Every file of the node may now grow by nothing: the next WAL write fails.
+      rlimit limit{};
+      ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, nullptr, &limit), 0);
+      limit.rlim_cur = 1;
+      ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, &limit, nullptr), 0);
+    },
+    [] {});
+}
+
+// Here: a WAL sync that fails (fdatasync answers EIO, as on a disk whose
+// writeback failed; a preloaded library makes it,
+// tests/fixtures/fail_wal_sync.cpp). The refused purchase's record was
 // appended to the WAL before the sync failed: replayed at the restart, it
 // would be an order its buyer was told had failed, holding a unit and the
-// buyer's per-user limit (storage/wal_files.hpp). The restarted node has
-// every order it acknowledged and nothing of the refused one.
+// buyer's per-user limit (storage/wal_files.hpp).
 TEST(Crash, test_a_purchase_refused_by_a_failed_wal_sync_is_no_order_after_the_restart) {
   temp_dir dir;
   temp_dir switches;
@@ -615,31 +630,7 @@ TEST(Crash, test_a_purchase_refused_by_a_failed_wal_sync_is_no_order_after_the_r
                       {},
                       {std::string{"LD_PRELOAD="} + FAIL_WAL_SYNC_LIBRARY,
                        "SHOP_TEST_FAIL_WAL_SYNC=" + trigger, "ASAN_OPTIONS=" + asan_options}};
-  ASSERT_TRUE(shopd.start());
-  http_client c{shopd.port()};
-  auto admin = shopd.admin_token();
-  create_product_and_sale(c, admin, "sync-1", 100, "sale-s1", 100, 1);
-  auto tokens = make_users(shopd.port(), "synced_", 6);
-  std::vector<std::string> orders;
-  for (size_t i = 0; i < 5; ++i) {
-    auto r = purchase(c, tokens[i], "sale-s1");
-    ASSERT_EQ(r.status, 201) << r.body;
-    orders.push_back(json_field(r.body, "order_id"));
-  }
-  { std::ofstream{trigger}; }
-  auto refused = purchase(c, tokens[5], "sale-s1");
-  EXPECT_EQ(refused.status, 503) << refused.body;
-  EXPECT_EQ(shopd.wait_exit(15s), 3);
-
-  std::filesystem::remove(trigger);
-  ASSERT_TRUE(shopd.start());
-  http_client c2{shopd.port()};
-  EXPECT_EQ(get_inventory(c2, "sync-1"), (inventory{95, 5, 0}));
-  for (size_t i = 0; i < orders.size(); ++i) {
-    auto o = c2.request("GET", "/api/v1/orders/" + orders[i], "", {bearer(tokens[i])});
-    EXPECT_EQ(o.status, 200) << orders[i] << " " << o.body;
-  }
-  // Within a limit of 1: the refused purchase holds nothing of it.
-  auto again = purchase(c2, tokens[5], "sale-s1");
-  EXPECT_EQ(again.status, 201) << again.body;
+  expect_a_refused_purchase_gone_after_exit_3(
+    shopd, "sync-1", [&] { std::ofstream{trigger}; },
+    [&] { std::filesystem::remove(trigger); });
 }
