@@ -492,6 +492,44 @@ bool numbers_are_well_formed(std::string_view s, std::string& zeros) {
   return true;
 }
 
+/// The full (DOM) parser that double-checks a refused body, one per thread.
+dom::parser& checking_parser() {
+  thread_local dom::parser parser;
+  return parser;
+}
+
+/// Whether `body` is one well-formed JSON object followed by more than
+/// whitespace: the on-demand parser refuses `{"quantity":1}x` as an object
+/// that "ended early", which is not what is wrong with it. (Strings are
+/// skipped, so that a brace in one does not count; only an error runs this.)
+bool is_object_with_trailing_content(std::string_view body) {
+  constexpr std::string_view ws = " \t\n\r";
+  size_t i = body.find_first_not_of(ws);
+  if (i == std::string_view::npos || body[i] != '{')
+    return false;
+  size_t depth = 0;
+  bool in_string = false;
+  for (; i < body.size(); ++i) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if ((c == '}' || c == ']') && --depth == 0) {
+      break;
+    }
+  }
+  if (i >= body.size() || body.find_first_not_of(ws, i + 1) == std::string_view::npos)
+    return false;
+  dom::element ignored;
+  return !checking_parser().parse(body.substr(0, i + 1)).get(ignored);
+}
+
 caf::error walk_fields(std::string_view body, const field_handler& on_field, bool empty_is_object);
 
 /// Parses `body` as one JSON object and hands each field to `on_field`.
@@ -504,7 +542,7 @@ caf::error for_each_field(std::string_view body, const field_handler& on_field,
                           bool empty_is_object = false) {
   auto err = walk_fields(body, on_field, empty_is_object);
   if (err && describe(err).code != errc::invalid_json) {
-    thread_local dom::parser full;
+    dom::parser& full = checking_parser();
     dom::element ignored;
     auto parse_err = full.parse(body).get(ignored);
     // The parser says the same of a number too large for it, which is JSON
@@ -538,7 +576,9 @@ caf::error walk_fields(std::string_view body, const field_handler& on_field,
   if (auto err = doc.get_object().get(obj))
     return err == INCORRECT_TYPE ? make_error(errc::validation_failed,
                                               "the request body must be a JSON object")
-                                 : invalid_json(error_message(err));
+           : is_object_with_trailing_content(body)
+               ? invalid_json("trailing content after the JSON object")
+               : invalid_json(error_message(err));
   std::vector<std::string> seen;
   for (auto field : obj) {
     std::string_view key;

@@ -66,6 +66,28 @@ TEST(JsonDecode, test_malformed_json_is_invalid_json) {
   EXPECT_EQ(code_of(r.error()), errc::validation_failed);
 }
 
+TEST(JsonDecode, test_content_after_the_object_is_named_as_such_and_a_cut_object_is_not) {
+  for (auto bad : {R"({"quantity":1}x)", R"({"quantity":1}0)", R"({"quantity":1} null)",
+                   R"({"quantity":1},)", R"({"quantity":1}])", R"({"quantity":1}})",
+                   R"({"quantity":1} {"a":1})", R"( {"a":"}{","b":[{}]} x)"}) {
+    auto r = decode_purchase(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::invalid_json) << bad;
+    EXPECT_EQ(describe(r.error()).message, "malformed JSON: trailing content after the JSON object")
+      << bad;
+  }
+  // Cut, or malformed before its end: the parser's own words, not "trailing".
+  for (auto bad : {R"({"quantity":1)", R"({"quantity":1]x)", R"({"quantity":}x)",
+                   R"({"a":"}"x)", R"({"quantity":1,}x)"}) {
+    auto r = decode_purchase(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(code_of(r.error()), errc::invalid_json) << bad;
+    EXPECT_EQ(describe(r.error()).message.find("trailing"), std::string::npos) << bad;
+  }
+  // Whitespace after the object is no content.
+  EXPECT_EQ(*decode_purchase("{\"quantity\":2} \r\n\t"), 2);
+}
+
 TEST(JsonDecode, test_a_malformed_number_is_invalid_json_and_a_huge_one_is_out_of_range) {
   // The parser reports both as a problem with a number; only the second is JSON.
   for (auto bad : {"0x1", "01", "-01", "1.", "1e", "1e+", "-", "--1", "-Infinity", "-NaN",
