@@ -14,7 +14,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -993,18 +995,49 @@ TEST(HttpServer, test_connections_past_the_limit_are_refused_without_holding_the
 
 namespace {
 
-/// A server whose handler answers every request at once with `body_bytes`
-/// bytes, and a way to wait for its count of open connections.
+/// A server that answers every request with `body_bytes` bytes from another
+/// thread, as the node's actors do (so the pipelined requests of one read all
+/// run before their answers come), and a way to wait for its count of open
+/// connections.
 struct big_answers {
-  std::atomic<int> answered{0}; // requests the handler has answered
+  std::atomic<int> answered{0}; // requests the worker has answered
+  std::mutex mtx;
+  std::condition_variable wake;
+  std::deque<responder> to_answer;
+  bool done = false;
+  std::thread worker;
   server_under_test s;
   big_answers(http_limits limits, size_t body_bytes)
-    : s{limits, [this, body_bytes](http_request&, responder r) {
-          http_response res;
-          res.body.assign(body_bytes, 'x');
-          r.send(std::move(res));
-          answered.fetch_add(1);
+    : worker{[this, body_bytes] { answer(body_bytes); }},
+      s{limits, [this](http_request&, responder r) {
+          std::lock_guard<std::mutex> guard{mtx};
+          to_answer.push_back(std::move(r));
+          wake.notify_one();
         }} {}
+  ~big_answers() {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      done = true;
+    }
+    wake.notify_one();
+    worker.join();
+  }
+  void answer(size_t body_bytes) {
+    std::unique_lock<std::mutex> lock{mtx};
+    for (;;) {
+      wake.wait(lock, [&] { return done || !to_answer.empty(); });
+      if (done)
+        return;
+      auto r = std::move(to_answer.front());
+      to_answer.pop_front();
+      lock.unlock();
+      http_response res;
+      res.body.assign(body_bytes, 'x');
+      r.send(std::move(res));
+      answered.fetch_add(1);
+      lock.lock();
+    }
+  }
   bool connections_become(size_t n, std::chrono::milliseconds limit = 5s) {
     return holds_within(limit, [&] { return s.server.connections() == n; });
   }
@@ -1067,6 +1100,51 @@ TEST(HttpServer, test_a_client_that_never_reads_its_pipelined_answers_is_closed)
   ASSERT_TRUE(stuck.send(pipelined_gets(64))); // 16 MiB it will not read
   EXPECT_TRUE(big_answers::holds_within(5s, [&] { return b.s.server.slow_readers_closed() == 1; }));
   EXPECT_TRUE(b.connections_become(0)) << b.s.server.connections();
+}
+
+// A route answered on the loop thread (the probes, /metrics, /openapi.yaml)
+// costs its client one small request per big answer. Its answer goes to the
+// connection before the next request is parsed, so the connection stops
+// reading at 1 MiB of unwritten answers: a client that pipelines 256 such
+// requests and does not read makes the node run (and hold) only what fits
+// there and in the kernel's socket buffer, not 256 answers (64 MiB here),
+// and gets every one in order once it reads.
+TEST(HttpServer, test_answers_given_on_the_loop_stop_the_reading_as_they_pile_up) {
+  http_limits limits;
+  limits.max_unread_answer_bytes = 64u << 20; // not the limit at work here
+  constexpr size_t answer_bytes = 256 << 10;
+  std::atomic<int> answered{0};
+  server_under_test s{limits, [&](http_request& req, responder r) {
+                        http_response res;
+                        res.body = req.path;
+                        res.body.resize(answer_bytes, 'x');
+                        r.send(std::move(res));
+                        answered.fetch_add(1);
+                      }};
+  constexpr int pipelined = 256;
+  raw_client stuck{s.server.port(), 4096};
+  ASSERT_TRUE(stuck.send(pipelined_gets(pipelined)));
+  // Settled: the count the same for 300 ms.
+  int ran = -1;
+  big_answers::holds_within(10s, [&] {
+    int before = answered.load();
+    std::this_thread::sleep_for(300ms);
+    ran = answered.load();
+    return ran == before && ran > 0;
+  });
+  // 1 MiB in the node, and what the kernel takes (a few MiB).
+  EXPECT_LT(ran, 48) << "the answers piled up before any was written";
+  EXPECT_LT(s.server.unread_answer_bytes(), (1u << 20) + answer_bytes);
+  EXPECT_EQ(s.server.slow_readers_closed(), 0u);
+
+  stuck.open_window();
+  auto stream = stuck.read_until([](const std::string& got) { return answers_in(got) == pipelined; },
+                                 30s);
+  auto got = bodies(stream);
+  ASSERT_EQ(got.size(), static_cast<size_t>(pipelined));
+  for (int i = 0; i < pipelined; ++i)
+    EXPECT_EQ(got[i].rfind("/big" + std::to_string(i) + "x", 0), 0u) << i;
+  EXPECT_FALSE(stuck.saw_eof());
 }
 
 // The cap per connection bounds what one client that does not read makes the
