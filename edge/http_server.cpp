@@ -1342,6 +1342,8 @@ void run_handler(http_server::impl* srv, http_request& req, responder r) {
   }
   if (given.empty())
     return;
+  // (Delivering parses nothing: the connection is in_parse, so no handler
+  // runs meanwhile to add to `given`.)
   auto now = std::chrono::steady_clock::now();
   for (auto& it : given)
     deliver(srv, it, now);
