@@ -1492,6 +1492,12 @@ void parse(connection* c, const char* data, size_t n) {
     refuse(c, 501, "not_implemented", c->error_text);
   else if (c->error_status == 505)
     refuse(c, 505, "http_version_not_supported", c->error_text);
+  else if (err == HPE_INVALID_METHOD && parsed < n
+           && is_tchar(static_cast<unsigned char>(data[parsed])))
+    // A token where the parser stopped: a method it does not know (RFC 9110
+    // 9.1; case-sensitive, so `get` is one). Anything else there (a TLS
+    // handshake, binary noise) is not HTTP: 400 below.
+    refuse(c, 501, "not_implemented", "the request method is not one this server implements");
   else
     refuse(c, 400, "bad_request",
            std::string{"malformed HTTP request: "}

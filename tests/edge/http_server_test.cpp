@@ -1334,6 +1334,27 @@ TEST(HttpServer, test_a_head_padded_with_whitespace_is_past_the_header_limit) {
   EXPECT_EQ(stream.rfind("HTTP/1.1 431 ", 0), 0u) << stream.substr(0, 200);
 }
 
+// A method the server does not know (RFC 9110 9.1: 501, not a malformed
+// request), also one spelled in lower case: methods are case-sensitive.
+TEST(HttpServer, test_an_unknown_method_is_not_implemented) {
+  big_answers b{http_limits{}, 10};
+  for (std::string method : {"FOO", "get", "BREW"}) {
+    raw_client c{b.s.server.port()};
+    ASSERT_TRUE(c.send(method + " /x HTTP/1.1\r\nHost: t\r\n\r\n"));
+    auto stream = c.read_to_eof();
+    EXPECT_EQ(stream.rfind("HTTP/1.1 501 Not Implemented\r\n", 0), 0u) << method << ": " << stream;
+    EXPECT_NE(stream.find(R"({"error":{"code":"not_implemented","message":"the request method is not one this server implements","request_id":")"),
+              std::string::npos)
+      << stream;
+    EXPECT_TRUE(c.saw_eof()) << method;
+  }
+  // Bytes that are no method at all, such as a TLS handshake, are malformed.
+  raw_client tls{b.s.server.port()};
+  ASSERT_TRUE(tls.send(std::string{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11}));
+  EXPECT_EQ(tls.read_to_eof().rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u);
+  EXPECT_EQ(b.answered.load(), 0);
+}
+
 namespace {
 
 /// Sends this process's standard output (where the access log goes) to a

@@ -192,8 +192,9 @@ TEST_F(BadInput, test_body_and_header_limits) {
   for (int i = 0; i < 100; ++i)
     many.push_back("X-H" + std::to_string(i) + ": v");
   expect_error(c().request("GET", "/healthz", {}, many), 431, "header_too_large");
-  auto garbage = c().raw("BLAH / HTTP/9.9\r\n\r\n");
+  auto garbage = c().raw("/ BLAH HTTP/9.9\r\n\r\n");
   expect_error(garbage, 400, "bad_request");
+  expect_error(c().raw("BLAH / HTTP/1.1\r\nHost: t\r\n\r\n"), 501, "not_implemented");
 }
 
 // `--max-body-bytes` and `--max-header-bytes` set the limits: a node started
@@ -469,7 +470,8 @@ TEST_F(BadInput, test_thousands_of_mutated_requests_get_answers_and_break_no_rul
     auto out = c().raw_half_close(bytes);
     SCOPED_TRACE("request " + std::to_string(n) + ": " + bytes.substr(0, 300));
     // A 500 is a bug; a 503 would mean the node is struggling with one client.
-    // (501 and 505 refuse a transfer coding or an HTTP version a mutation made.)
+    // (501 and 505 refuse a method, a transfer coding or an HTTP version a
+    // mutation made.)
     for (auto at = out.find("HTTP/1.1 5"); at != std::string::npos;
          at = out.find("HTTP/1.1 5", at + 1))
       ASSERT_TRUE(out.compare(at, 12, "HTTP/1.1 501") == 0 || out.compare(at, 12, "HTTP/1.1 505") == 0)
