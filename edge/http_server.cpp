@@ -1342,12 +1342,17 @@ void run_handler(http_server::impl* srv, http_request& req, responder r) {
   }
   if (given.empty())
     return;
-  // (Delivering parses nothing: the connection is in_parse, so no handler
-  // runs meanwhile to add to `given`.)
+  // Taken out first: an answer to another connection's request (a handler
+  // may keep a responder and answer it during a later request) can let that
+  // connection parse again, and run the handler, before this loop ends.
+  std::vector<responder::shared::item> batch;
+  batch.swap(given);
   auto now = std::chrono::steady_clock::now();
-  for (auto& it : given)
+  for (auto& it : batch)
     deliver(srv, it, now);
-  given.clear();
+  batch.clear();
+  if (given.empty())
+    given.swap(batch); // its capacity, for the next answer
 }
 
 int on_message_complete(http_parser* p) {

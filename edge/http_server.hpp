@@ -7,6 +7,8 @@
 // The loop never waits for an actor. A handler either answers at once or
 // keeps the `responder` and completes it later from any thread; completions
 // travel back to the loop through a mutex-protected queue and uv_async_send.
+// An answer given while the handler still runs goes to its connection as the
+// handler returns, before the next request is parsed.
 
 #include <atomic>
 #include <chrono>
@@ -118,7 +120,9 @@ public:
       received_(received) {
   }
 
-  /// Queues the response for the loop thread. Call once.
+  /// Queues the response for the loop thread (or, called on the loop thread
+  /// while the server's handler runs, hands it over as the handler returns).
+  /// Call once.
   void send(http_response res) const;
   const std::string& request_id() const noexcept { return request_id_; }
 
