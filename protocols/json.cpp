@@ -441,6 +441,16 @@ private:
 
 using field_handler = std::function<caf::error(std::string_view key, field_value& v, bool& known)>;
 
+/// The index just past the string that opens at `s[open]` (a '"'), its
+/// escapes skipped; past the end of `s` when the string is not closed.
+size_t past_string(std::string_view s, size_t open) {
+  size_t i = open + 1;
+  for (; i < s.size() && s[i] != '"'; ++i)
+    if (s[i] == '\\')
+      ++i;
+  return i + 1;
+}
+
 /// Whether every number in `s` outside its strings is a JSON number (RFC 8259
 /// section 6) and ends where a value may end; if so, `zeros` is `s` with each
 /// number written as `0` and spaces, which any parser takes. Only an error's
@@ -457,11 +467,8 @@ bool numbers_are_well_formed(std::string_view s, std::string& zeros) {
     return true;
   };
   while (i < s.size()) {
-    if (s[i] == '"') { // a string: skip it, escapes included
-      for (++i; i < s.size() && s[i] != '"'; ++i)
-        if (s[i] == '\\')
-          ++i;
-      ++i;
+    if (s[i] == '"') {
+      i = past_string(s, i);
       continue;
     }
     if (s[i] != '-' && !digit()) {
@@ -508,21 +515,17 @@ bool is_object_with_trailing_content(std::string_view body) {
   if (i == std::string_view::npos || body[i] != '{')
     return false;
   size_t depth = 0;
-  bool in_string = false;
-  for (; i < body.size(); ++i) {
+  while (i < body.size()) {
     char c = body[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if ((c == '}' || c == ']') && --depth == 0) {
-      break;
+    if (c == '"') {
+      i = past_string(body, i);
+      continue;
     }
+    if (c == '{' || c == '[')
+      ++depth;
+    else if ((c == '}' || c == ']') && --depth == 0)
+      break;
+    ++i;
   }
   if (i >= body.size() || body.find_first_not_of(ws, i + 1) == std::string_view::npos)
     return false;
