@@ -158,10 +158,10 @@ caf::behavior user_account_actor(account_actor* self, context_ptr ctx,
                                   deliver_durable(st.core, rp, view_of(st.user));
                               });
       },
-      [=](const get_user&) -> caf::result<user_view> {
+      [=](const get_user& c) -> caf::result<user_view> {
         auto& st = self->state;
         st.core.touch();
-        if (!st.exists)
+        if (!st.exists || (!c.user_id.empty() && c.user_id != st.user.user_id))
           return reject_durable<user_view>(self, make_error(errc::not_found, "no such user"));
         return reply_durable(self, view_of(st.user));
       },

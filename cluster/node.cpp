@@ -314,7 +314,7 @@ caf::error node::start() {
     auto password = cfg.admin_password;
     bool exists = false;
     caf::error failure;
-    self->request(i.region, std::chrono::seconds{10}, get_user{"admin"})
+    self->request(i.region, std::chrono::seconds{10}, get_user{"admin", {}})
       .receive([&](const user_view&) { exists = true; },
                [&](caf::error& err) {
                  // Only "no such user" means absent; anything else must not

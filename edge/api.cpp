@@ -190,6 +190,16 @@ struct api::context {
     log_fault(res, err, route, r.request_id(), req.trace_id);
     r.send(std::move(res));
   }
+  /// 401 on a route that takes a bearer token, with the challenge every 401
+  /// carries (RFC 9110 11.6.1). RFC 6750 3: no error code when the request
+  /// brought no token, `invalid_token` when its token was refused.
+  void fail_bearer(const caf::error& err, bool token_given) {
+    auto res = error_response(err, r.request_id());
+    res.headers.emplace_back("WWW-Authenticate",
+                             token_given ? R"(Bearer error="invalid_token")" : "Bearer");
+    res.route = route;
+    r.send(std::move(res));
+  }
 };
 
 namespace {
@@ -428,12 +438,12 @@ void api::serve(context& ctx, const route& rt, bridge_state& bridge) {
     // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
     constexpr std::string_view bearer = "Bearer ";
     if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {
-      ctx.fail(errc::unauthorized, "a bearer token is required");
+      ctx.fail_bearer(make_error(errc::unauthorized, "a bearer token is required"), false);
       return;
     }
     auto claims = bridge.jwt.verify(auth.substr(bearer.size()), now_secs());
     if (!claims) {
-      ctx.fail(claims.error());
+      ctx.fail_bearer(claims.error(), true);
       return;
     }
     ctx.claims = std::move(*claims);
@@ -572,7 +582,8 @@ void api::login(context& c) {
 }
 
 void api::me(context& c) {
-  ask<user_view>(c, get_user{c.claims.name}, 200, [](const user_view& u) { return to_json(u); });
+  ask<user_view>(c, get_user{c.claims.name, c.claims.sub}, 200,
+                 [](const user_view& u) { return to_json(u); });
 }
 
 namespace {
@@ -821,7 +832,10 @@ caf::expected<shop::payment_callback> verify_callback(const std::string& secret,
 } // namespace
 
 void api::payment_callback(context& c) {
-  auto cb = verify_callback(payment_secret_, c.req.body, c.req.header("x-signature"));
+  std::optional<std::string_view> signature;
+  if (!field_once(c, "x-signature", "X-Signature", signature))
+    return;
+  auto cb = verify_callback(payment_secret_, c.req.body, signature.value_or(std::string_view{}));
   if (!cb)
     return c.fail(cb.error());
   ask<order_record>(c, std::move(*cb), 200, encode_order);

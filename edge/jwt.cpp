@@ -74,50 +74,65 @@ caf::expected<jwt_claims> jwt_codec::verify(std::string_view token, int64_t now_
   auto expected = hmac_sha256(secret_, token.substr(0, dot2));
   if (!constant_time_equal(expected, sig))
     return unauthorized("invalid token signature");
-  // 3. The claims.
+  // 3. The claims. Each one this node reads may appear once: RFC 7519 lets a
+  // parser take the last of two, another parser (a proxy's, a gateway's) may
+  // take the first, so a token that names two roles or two expiries is refused,
+  // as a header with two `alg` is. `nbf`, when given, is honoured (RFC 7519
+  // 4.1.5); this node issues none.
   jwt_claims c;
+  int64_t not_before = 0;
   {
     simdjson::padded_string p{payload};
     simdjson::ondemand::document doc;
     simdjson::ondemand::object obj;
     if (parser.iterate(p).get(doc) || doc.get_object().get(obj))
       return unauthorized("malformed token claims");
-    std::string_view sub, name, role;
-    int64_t exp = 0;
+    enum : unsigned { sub_seen = 1, name_seen = 2, role_seen = 4, exp_seen = 8, nbf_seen = 16 };
+    unsigned seen = 0;
     bool ok = true;
     for (auto field : obj) {
-      std::string_view key;
+      std::string_view key, text;
       if (field.unescaped_key().get(key)) {
         ok = false;
         break;
       }
-      if (key == "sub")
-        ok = ok && !field.value().get_string().get(sub);
-      else if (key == "name")
-        ok = ok && !field.value().get_string().get(name);
-      else if (key == "role")
-        ok = ok && !field.value().get_string().get(role);
-      else if (key == "exp")
-        ok = ok && !field.value().get_int64().get(exp);
+      unsigned bit = key == "sub"    ? sub_seen
+                     : key == "name" ? name_seen
+                     : key == "role" ? role_seen
+                     : key == "exp"  ? exp_seen
+                     : key == "nbf"  ? nbf_seen
+                                     : 0u;
+      if (bit == 0)
+        continue;
+      if (seen & bit) {
+        ok = false;
+        break;
+      }
+      seen |= bit;
+      if (bit == exp_seen || bit == nbf_seen) {
+        ok = !field.value().get_int64().get(bit == exp_seen ? c.exp : not_before);
+      } else if ((ok = !field.value().get_string().get(text))) {
+        // Copied now: the view dies with the next field.
+        if (bit == sub_seen)
+          c.sub.assign(text);
+        else if (bit == name_seen)
+          c.name.assign(text);
+        else if (text == "admin" || text == "user")
+          c.role = text == "admin" ? user_role::admin : user_role::user;
+        else
+          ok = false;
+      }
       if (!ok)
         break;
-      // Copy now: the views die with the next field.
-      if (key == "sub")
-        c.sub.assign(sub);
-      else if (key == "name")
-        c.name.assign(name);
-      else if (key == "role")
-        c.role = role == "admin" ? user_role::admin : user_role::user;
-      else if (key == "exp")
-        c.exp = exp;
-      if (key == "role" && role != "admin" && role != "user")
-        ok = false;
     }
     if (!ok || c.sub.empty() || c.name.empty() || c.exp == 0)
       return unauthorized("malformed token claims");
   }
   if (c.exp <= now_secs)
     return unauthorized("the token has expired");
+  // Not cached until it is valid: the cache checks only the expiry.
+  if (not_before > now_secs)
+    return unauthorized("the token is not valid yet");
   if (cache_.size() >= max_cached_tokens)
     cache_.clear();
   cache_.emplace(std::string{token}, c);

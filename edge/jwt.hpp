@@ -16,7 +16,7 @@ namespace shop::edge {
 
 struct jwt_claims {
   std::string sub;  // user id
-  std::string name; // username (routes /users/me to the account entity)
+  std::string name; // username: the account entity's key (/users/me checks its id is `sub`)
   user_role role = user_role::user;
   int64_t exp = 0;  // seconds since the epoch
 };

@@ -387,6 +387,10 @@ struct login_user {
 };
 struct get_user {
   std::string username;
+  /// When set, the account must have this id, or it answers not_found: a token
+  /// names its account by id (`sub`), and a name may since have been taken
+  /// by another account (a data dir restored or reset under the same secret).
+  std::string user_id;
 };
 
 // -- comparison ---------------------------------------------------------------
@@ -591,7 +595,7 @@ typename Inspector::result_type inspect(Inspector& f, login_user& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_user& x) {
-  return f(caf::meta::type_name("shop::get_user"), x.username);
+  return f(caf::meta::type_name("shop::get_user"), x.username, x.user_id);
 }
 
 } // namespace shop

@@ -72,3 +72,45 @@ TEST(Jwt, test_a_header_with_two_algs_or_a_crit_is_refused_even_when_signed) {
     EXPECT_EQ(describe(r.error()).code, errc::unauthorized) << header;
   }
 }
+
+// A claim this node reads appears once. Parsers differ on which of two they
+// take (RFC 7519 lets them take the last), so a signed token naming two roles
+// or two expiries is refused rather than read one way here and another way in
+// front of this node.
+TEST(Jwt, test_a_claim_given_twice_is_refused_even_when_signed) {
+  jwt_codec jwt{"s3cret"};
+  auto signed_with = [&](const std::string& claims) {
+    auto input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims);
+    return input + "." + base64url_encode(hmac_sha256("s3cret", input));
+  };
+  // Claims it does not read may repeat; the same claims once each pass.
+  ASSERT_TRUE(jwt.verify(signed_with(R"({"sub":"u1","name":"alice","role":"user","exp":2000,"x":1,"x":2})"), 1000));
+  for (auto claims : {R"({"sub":"u1","name":"alice","role":"user","role":"admin","exp":2000})",
+                      R"({"sub":"u1","name":"alice","role":"user","exp":500,"exp":2000})",
+                      R"({"sub":"u1","sub":"u2","name":"alice","role":"user","exp":2000})",
+                      R"({"sub":"u1","name":"alice","name":"admin","exp":2000})",
+                      R"({"sub":"u1","name":"alice","exp":2000,"nbf":1,"nbf":2})"}) {
+    auto r = jwt.verify(signed_with(claims), 1000);
+    ASSERT_FALSE(r) << claims;
+    EXPECT_EQ(describe(r.error()).code, errc::unauthorized) << claims;
+  }
+}
+
+// `nbf` (not before), when a token carries one, holds: refused before it, and
+// the same token verifies once that time has come (a refusal is not cached).
+TEST(Jwt, test_a_token_is_refused_before_its_not_before_time) {
+  jwt_codec jwt{"s3cret"};
+  auto input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "."
+               + base64url_encode(R"({"sub":"u1","name":"alice","exp":2000,"nbf":1500})");
+  auto token = input + "." + base64url_encode(hmac_sha256("s3cret", input));
+  auto early = jwt.verify(token, 1000);
+  ASSERT_FALSE(early);
+  EXPECT_EQ(describe(early.error()).code, errc::unauthorized);
+  EXPECT_NE(describe(early.error()).message.find("not valid yet"), std::string::npos);
+  EXPECT_TRUE(jwt.verify(token, 1500));
+  EXPECT_TRUE(jwt.verify(token, 1999));
+  // A malformed `nbf` makes the claims malformed.
+  auto bad = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "."
+             + base64url_encode(R"({"sub":"u1","name":"alice","exp":2000,"nbf":"soon"})");
+  EXPECT_FALSE(jwt.verify(bad + "." + base64url_encode(hmac_sha256("s3cret", bad)), 1000));
+}

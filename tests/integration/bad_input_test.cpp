@@ -237,15 +237,20 @@ TEST_F(BadInput, test_a_sale_larger_than_the_stock_is_refused) {
 }
 
 TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
-  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}"), 401,
-               "unauthorized");
-  auto sub = json_field(c().request("GET", "/api/v1/users/me", {}, {bearer(user)}).body, "user_id");
+  // Every 401 carries its challenge (RFC 9110 11.6.1); RFC 6750's error code
+  // only when a token came and was refused.
+  auto none_given = c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}");
+  expect_error(none_given, 401, "unauthorized");
+  EXPECT_EQ(none_given.header("www-authenticate"), "Bearer");
+  auto mine = c().request("GET", "/api/v1/users/me", {}, {bearer(user)});
+  EXPECT_EQ(mine.header("www-authenticate"), "");
+  auto sub = json_field(mine.body, "user_id");
   ASSERT_FALSE(sub.empty());
   edge::jwt_codec right{secret}, wrong{"some-other-secret"};
   auto expired = right.issue({sub, "plain_0", user_role::user, 1000});
-  expect_error(c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}",
-                           {bearer(expired)}),
-               401, "unauthorized");
+  auto late = c().request("POST", "/api/v1/flash-sales/sale-b/purchase", "{}", {bearer(expired)});
+  expect_error(late, 401, "unauthorized");
+  EXPECT_EQ(late.header("www-authenticate"), R"(Bearer error="invalid_token")");
   // `--jwt-secret` is the key, used as given: a token signed with it passes.
   auto valid = right.issue({sub, "plain_0", user_role::user, 4'000'000'000});
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {bearer(valid)}).status, 200);
@@ -270,6 +275,23 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   // The scheme's name is case-insensitive (RFC 9110); the token is not.
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: bearer " + user}).status, 200);
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: BEARER " + user}).status, 200);
+}
+
+// /users/me is the account the token's `sub` names. A token also carries the
+// name, the account entity's key; a token signed with this node's secret whose
+// name is now another account's (a data dir reset or restored under the same
+// secret, the name registered again) must not show that account.
+TEST_F(BadInput, test_users_me_is_the_account_of_the_tokens_sub_not_of_its_name) {
+  auto me = c().request("GET", "/api/v1/users/me", {}, {bearer(user)});
+  ASSERT_EQ(me.status, 200);
+  auto sub = json_field(me.body, "user_id");
+  edge::jwt_codec right{secret};
+  auto same = right.issue({sub, "plain_0", user_role::user, 4'000'000'000});
+  EXPECT_EQ(json_field(c().request("GET", "/api/v1/users/me", {}, {bearer(same)}).body, "user_id"), sub);
+  auto stranger = right.issue({"0123456789abcdef01234567", "plain_0", user_role::user, 4'000'000'000});
+  auto r = c().request("GET", "/api/v1/users/me", {}, {bearer(stranger)});
+  expect_error(r, 404, "not_found");
+  EXPECT_EQ(r.body.find(sub), std::string::npos) << r.body;
 }
 
 TEST_F(BadInput, test_logins_of_unknown_and_impossible_names_are_refused_alike) {

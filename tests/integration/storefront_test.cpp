@@ -514,6 +514,12 @@ TEST(Payment, test_signed_callback_pays_once_and_bad_ones_change_nothing) {
   EXPECT_EQ(callback(good, "X-Trace: 1").status, 401);
   EXPECT_EQ(callback(good, signature(callback_body(payment_id, order_id, "succeeded", 1))).status,
             401);
+  // Two X-Signature fields, the valid one first: a proxy in front may have
+  // checked the other, so 400, and the order is not paid (checked below).
+  r = c.request("POST", "/api/v1/payments/callback", good,
+                {signature(good), "X-Signature: " + std::string(64, '0')});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(json_field(r.body, "error.code"), "bad_request");
   // Signed but wrong: amount, payment id, unknown order.
   auto wrong_amount = callback_body(payment_id, order_id, "succeeded", 1999);
   EXPECT_EQ(callback(wrong_amount, signature(wrong_amount)).status, 422);
