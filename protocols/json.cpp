@@ -348,6 +348,32 @@ public:
     return caf::none;
   }
 
+  /// Text that people read (a product's name, its description): `string`'s
+  /// length rule, and no control characters, C0, DEL or C1, but for tab and
+  /// line breaks in `multi_line` text. A NUL or a terminal escape in a name
+  /// would reach every page, log and export that shows it. Text that must not
+  /// be empty must not be blank either: spaces alone name nothing.
+  caf::error text(size_t min_len, size_t max_len, bool multi_line, std::string& out) {
+    if (auto err = string(min_len, max_len, out))
+      return err;
+    bool blank = true;
+    for (size_t i = 0; i < out.size(); ++i) {
+      auto ch = static_cast<unsigned char>(out[i]);
+      bool line_space = ch == '\t' || ch == '\n' || ch == '\r';
+      bool control = ch < 0x20 || ch == 0x7F
+                     || (ch == 0xC2 && i + 1 < out.size()
+                         && static_cast<unsigned char>(out[i + 1]) <= 0x9F); // U+0080-U+009F
+      if (control && !(multi_line && line_space))
+        return invalid_field(name_, multi_line
+                                      ? "must not hold control characters but tab and line breaks"
+                                      : "must not hold control characters");
+      blank = blank && (ch == ' ' || line_space);
+    }
+    if (min_len > 0 && blank)
+      return invalid_field(name_, "must not be blank");
+    return caf::none;
+  }
+
   caf::error id(std::string& out) {
     if (auto err = string(1, 64, out))
       return err;
@@ -671,10 +697,10 @@ caf::expected<product_record> decode_create_product(std::string_view body) {
     }
     if (k == "name") {
       has_name = true;
-      return v.string(1, 200, out.name);
+      return v.text(1, 200, false, out.name);
     }
     if (k == "description")
-      return v.string(0, 4000, out.description);
+      return v.text(0, 4000, true, out.description);
     if (k == "price_cents") {
       has_price = true;
       return v.integer(0, max_price_cents, out.price_cents);
@@ -700,11 +726,11 @@ caf::expected<update_product> decode_update_product(std::string_view body) {
   auto err = for_each_field(body, [&](std::string_view k, field_value& v, bool& known) {
     if (k == "name") {
       out.has_name = true;
-      return v.string(1, 200, out.name);
+      return v.text(1, 200, false, out.name);
     }
     if (k == "description") {
       out.has_description = true;
-      return v.string(0, 4000, out.description);
+      return v.text(0, 4000, true, out.description);
     }
     if (k == "price_cents") {
       out.has_price = true;

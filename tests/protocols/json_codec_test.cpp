@@ -155,6 +155,47 @@ TEST(JsonDecode, test_lengths_count_characters_not_bytes) {
   EXPECT_FALSE(product(e_acute(201)));
 }
 
+// A product's name is one line of text that names something; its description
+// may break lines. Control characters (a NUL, an escape that would drive the
+// terminal of whoever reads a log or an export) are refused in both, and so is
+// a name of spaces alone: 422, naming the field.
+TEST(JsonDecode, test_product_text_holds_no_control_characters_and_a_name_is_not_blank) {
+  auto create = [](const std::string& name, const std::string& description) {
+    return decode_create_product(R"({"sku":"p1","name":")" + name + R"(","description":")"
+                                 + description + R"(","price_cents":1})");
+  };
+  auto update = [](const std::string& field, const std::string& text) {
+    return decode_update_product(R"({")" + field + R"(":")" + text + R"("})");
+  };
+  auto refused = [](const auto& r, const std::string& field, const std::string& why) {
+    ASSERT_FALSE(r) << field << ": " << why;
+    EXPECT_EQ(code_of(r.error()), errc::validation_failed);
+    auto message = describe(r.error()).message;
+    EXPECT_NE(message.find("'" + field + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find(why), std::string::npos) << message;
+  };
+  ASSERT_TRUE(create(" Caf\\u00e9 cr\\u00e8me ", "Line one\\nline two\\r\\n\\tindented"));
+  ASSERT_TRUE(update("name", "\\u00a0x")); // a no-break space is not a control character
+  // JSON escapes: NUL, tab, line feed, ESC, DEL and two C1 controls.
+  for (auto bad : {"a\\u0000b", "a\\tb", "a\\nb", "\\u001b[2Jx", "a\\u007fb", "a\\u0085b",
+                   "a\\u009fb"}) {
+    refused(create(bad, ""), "name", "control characters");
+    refused(update("name", bad), "name", "control characters");
+  }
+  for (auto blank : {" ", "     "}) {
+    refused(create(blank, ""), "name", "blank");
+    refused(update("name", blank), "name", "blank");
+  }
+  for (auto bad : {"a\\u0000b", "\\u001b[31mred", "x\\u0085"}) {
+    refused(create("ok", bad), "description", "control characters");
+    refused(update("description", bad), "description", "control characters");
+  }
+  // An empty description, or one of spaces and line breaks, is allowed.
+  EXPECT_TRUE(create("ok", ""));
+  EXPECT_TRUE(create("ok", " \\n "));
+  EXPECT_TRUE(create("\\u00a0", ""));
+}
+
 TEST(JsonDecode, test_sale_needs_every_field_and_a_window) {
   auto ok = decode_create_sale(
     R"({"id":"s1","sku":"p1","price_cents":10,"quantity":5,"per_user_limit":1,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2026-01-02T00:00:00+01:00"})");
