@@ -135,6 +135,10 @@ struct entity_context {
   /// submitted before it answers the requests still waiting (its worker
   /// thread is blocked meanwhile). Default: 30 s.
   std::chrono::milliseconds crash_settle_timeout{30'000};
+  /// How long the region remembers an entity's crashes: one that has not
+  /// crashed for this long starts again with a clean record (its next
+  /// quarantine, if any, is the shortest). Default: 10 min.
+  std::chrono::milliseconds crash_memory{600'000};
   /// The node's shard region: entities reach each other through it.
   caf::actor region;
   std::shared_ptr<hasher_pool> hashers;

@@ -9,7 +9,9 @@
 // - Supervision: the region monitors its entities. A crashed entity is
 //   restarted from durable state at once (its timers must run); more than
 //   `max_restarts` crashes within `restart_window` quarantine it with
-//   exponential backoff, during which its commands fail fast with 503.
+//   exponential backoff, during which its commands fail fast with 503. An
+//   entity that has not crashed for `crash_memory` is forgiven: its record
+//   goes, and its next quarantine is the shortest again.
 
 #include <caf/all.hpp>
 
@@ -36,7 +38,8 @@ struct region_state {
     uint64_t delivered = 0;
   };
   struct health {
-    std::deque<steady::time_point> crashes;
+    std::deque<steady::time_point> crashes; // within restart_window
+    steady::time_point last_crash{};
     steady::time_point quarantined_until{};
     int backoff_exponent = 0;
   };
@@ -121,8 +124,18 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
   if (!dm.reason)
     return;
   st.ctx->metrics->crashes.fetch_add(1);
-  auto& h = st.health_by_key[key];
   auto now = steady::now();
+  // Forget the entities that have been well for crash_memory (this one too,
+  // before its new crash counts): the records stay few, and an entity's old
+  // trouble does not lengthen a quarantine weeks later. Crashes are rare; the
+  // sweep is over the entities that crashed within crash_memory.
+  for (auto i = st.health_by_key.begin(); i != st.health_by_key.end();)
+    if (now - i->second.last_crash >= st.ctx->crash_memory && now >= i->second.quarantined_until)
+      i = st.health_by_key.erase(i);
+    else
+      ++i;
+  auto& h = st.health_by_key[key];
+  h.last_crash = now;
   h.crashes.push_back(now);
   while (!h.crashes.empty() && now - h.crashes.front() > restart_window)
     h.crashes.pop_front();

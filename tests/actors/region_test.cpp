@@ -40,6 +40,7 @@ protected:
     ctx.passivate_after = passivate_after;
     ctx.ask_timeout = ask_timeout;
     ctx.crash_settle_timeout = crash_settle_timeout;
+    ctx.crash_memory = crash_memory;
     ctx.metrics = metrics;
     ctx.hashers = hashers;
     ctx.hashers->add(
@@ -76,7 +77,19 @@ protected:
     return out;
   }
 
+  /// Crashes `kind`/`id` once and waits (up to 3 s) until the region saw it
+  /// go; false if it did not crash (its commands were refused: quarantined).
+  bool crash_once(entity_kind kind, const std::string& id) {
+    auto before = metrics->crashes.load();
+    self->send(region, crash_entity{kind, id});
+    auto deadline = std::chrono::steady_clock::now() + 3s;
+    while (metrics->crashes.load() == before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    return metrics->crashes.load() > before;
+  }
+
   std::chrono::milliseconds crash_settle_timeout = 30s;
+  std::chrono::milliseconds crash_memory = 600s;
   test::temp_dir dir;
   std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
   std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
@@ -285,6 +298,46 @@ TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restar
   ASSERT_TRUE(other);
   EXPECT_EQ(other->available, 6);
   // After the backoff (1 s for a first quarantine) it is back, state intact.
+  std::this_thread::sleep_for(1200ms);
+  auto after = ask<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(after) << caf::to_string(after.error());
+  EXPECT_EQ(after->available, 5);
+}
+
+// Each quarantine of an entity that keeps crashing is twice as long as the
+// last; one that has stayed well for the region's crash memory is forgiven,
+// and its next quarantine is the shortest again (not, weeks later, 30 s).
+TEST_F(RegionTest, test_an_entity_that_stayed_well_is_forgiven_its_old_crashes) {
+  crash_memory = 2s;
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"p1", "One", "", 100, 5}, {}, {}})));
+  auto quarantined = [&] {
+    auto r = ask<inventory_view>(get_inventory{"p1"});
+    return !r && describe(r.error()).code == errc::unavailable;
+  };
+  // Six crashes: quarantined for 1 s.
+  for (int i = 0; i < 6; ++i)
+    ASSERT_TRUE(crash_once(entity_kind::sku, "p1")) << i;
+  EXPECT_TRUE(quarantined());
+  std::this_thread::sleep_for(1200ms);
+  ASSERT_FALSE(quarantined());
+  // One more crash within the crash memory: over the budget still, and the
+  // quarantine doubles to 2 s.
+  ASSERT_TRUE(crash_once(entity_kind::sku, "p1"));
+  auto second = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_TRUE(quarantined());
+  std::this_thread::sleep_until(second + 2200ms);
+  ASSERT_FALSE(quarantined());
+  // Well for the crash memory (2 s since the last crash): a clean record. One
+  // crash is restarted at once, and six quarantine it for 1 s, not 4.
+  std::this_thread::sleep_until(second + 2500ms);
+  ASSERT_TRUE(crash_once(entity_kind::sku, "p1"));
+  auto r = ask_retrying<inventory_view>(get_inventory{"p1"});
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(crash_once(entity_kind::sku, "p1")) << i;
+  EXPECT_TRUE(quarantined());
   std::this_thread::sleep_for(1200ms);
   auto after = ask<inventory_view>(get_inventory{"p1"});
   ASSERT_TRUE(after) << caf::to_string(after.error());
