@@ -51,6 +51,8 @@ struct region_state {
   /// Who each live activation is: (kind, id).
   segmented_map<caf::actor_addr, std::pair<entity_kind, std::string>> by_addr;
   std::unordered_map<std::string, health> health_by_key;
+  /// When health_by_key was last swept of forgiven entities.
+  steady::time_point health_swept{};
   /// Sale id -> SKU, learned from flash_sale entities; lets purchases skip the sale's actor.
   std::unordered_map<std::string, std::string> sale_skus;
   /// Answers GET /products; monitored, restarted if it dies.
@@ -125,16 +127,21 @@ void on_down(region_actor* self, const caf::down_msg& dm) {
     return;
   st.ctx->metrics->crashes.fetch_add(1);
   auto now = steady::now();
-  // Forget the entities that have been well for crash_memory (this one too,
-  // before its new crash counts): the records stay few, and an entity's old
-  // trouble does not lengthen a quarantine weeks later. Crashes are rare; the
-  // sweep is over the entities that crashed within crash_memory.
-  for (auto i = st.health_by_key.begin(); i != st.health_by_key.end();)
-    if (now - i->second.last_crash >= st.ctx->crash_memory && now >= i->second.quarantined_until)
-      i = st.health_by_key.erase(i);
-    else
-      ++i;
+  // An entity well for crash_memory is forgiven: its old trouble does not
+  // lengthen a quarantine weeks later. The records of the others forgiven go
+  // in a sweep, at most every eighth of crash_memory (a burst of crashes of
+  // many entities does not scan them all per crash): the records stay few.
+  auto forgiven = [&](const region_state::health& h) {
+    return now - h.last_crash >= st.ctx->crash_memory && now >= h.quarantined_until;
+  };
+  if (now - st.health_swept >= st.ctx->crash_memory / 8) {
+    st.health_swept = now;
+    for (auto i = st.health_by_key.begin(); i != st.health_by_key.end();)
+      i = forgiven(i->second) ? st.health_by_key.erase(i) : std::next(i);
+  }
   auto& h = st.health_by_key[key];
+  if (forgiven(h))
+    h = region_state::health{};
   h.last_crash = now;
   h.crashes.push_back(now);
   while (!h.crashes.empty() && now - h.crashes.front() > restart_window)
