@@ -5,8 +5,9 @@
 // reservation). Checkout orders are placed here, as a saga over their SKUs:
 //   1. (from_cart) read the user's cart;
 //   2. ask every SKU to reserve its line for this order id (in parallel);
-//   3. all reserved: write the order, answer 201, clear the cart;
-//      any refused: release every line and answer the refusal (all-or-nothing).
+//   3. all reserved: write the order, take its lines out of the cart, answer
+//      201 once both are durable; any refused: release every line and answer
+//      the refusal (all-or-nothing).
 // A crash between 2 and 3 leaves reservations without an order: their SKUs'
 // expiry timers ask this entity, which answers `expired` for an order that
 // does not exist, and the units return. A retry with the same
@@ -75,17 +76,51 @@ caf::expected<purchase_result> replay(const order_record& order, const checkout&
   return purchase_result{as_placed(order), true};
 }
 
-/// Takes the lines of an order placed from the cart out of it. Sent once the
-/// order is written, and again whenever the order, still unpaid and not yet
-/// due, is loaded from storage or asked for again with its key: a crash
-/// between the order's write and the cart's would otherwise leave the ordered
-/// lines in the cart, to be ordered twice. The cart takes out only lines not
-/// set since the order was placed, so asking again takes out nothing the
+/// Whether the lines of `o` are still to leave its buyer's cart: an order
+/// placed from the cart, unpaid and not yet due (an expiring order's lines
+/// stay in the cart).
+bool takes_cart_lines(const order_record& o) {
+  return o.source == order_source::cart && o.status == order_status::pending_payment
+         && now_millis() < o.expires_at;
+}
+
+/// Takes the lines of an order placed from the cart out of it, without
+/// waiting: when the order is loaded from storage, in case a crash came
+/// between the order's write and the cart's. The cart takes out only lines
+/// not set since the order was placed, so asking again takes out nothing the
 /// user put in since.
 void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
-  if (o.source == order_source::cart && o.status == order_status::pending_payment
-      && now_millis() < o.expires_at) // (an expiring order's lines stay in the cart)
+  if (takes_cart_lines(o))
     caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.created_at});
+}
+
+/// How long an answer waits for the cart to store that the ordered lines left
+/// it: well inside the edge's request timeout (5 s by default), since the
+/// order itself is durable by then and must be answered 201.
+constexpr std::chrono::milliseconds cart_wait{1'000};
+
+/// Takes the lines of `o` out of the cart and calls `done` once the cart has
+/// stored that (at once for an order that takes none). The 201 of an order
+/// placed from the cart waits for it: a client that has its 201 must not find
+/// the ordered lines in its cart after a crash, free to be ordered twice. A
+/// cart that does not confirm in time (restarting, quarantined) is logged and
+/// `done` still runs; the order asks again whenever it is loaded.
+template <class Done>
+void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
+  if (!takes_cart_lines(o)) {
+    done();
+    return;
+  }
+  auto ctx = self->state.core.ctx;
+  auto wait = std::min<std::chrono::milliseconds>(ctx->ask_timeout, cart_wait);
+  self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at})
+    .then([done](cart_view&) mutable { done(); },
+          [done, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
+            spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
+                         "it ({}); they leave when the order is loaded again",
+                         order_id, user, describe(err).message);
+            done();
+          });
 }
 
 /// Sends `release_reservation` for every line (idempotent at the SKU).
@@ -202,10 +237,15 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-    st.core.after_commit([self, ticket, ctx, created = o](const caf::error* err) {
-      if (!err)
-        clear_ordered_lines(ctx, created);
-      finish_placement(self, ticket, err, &created);
+    st.core.after_commit([self, ticket, created = o](const caf::error* err) {
+      if (err) {
+        finish_placement(self, ticket, err, &created);
+        return;
+      }
+      clear_ordered_lines_then(self, created, [self, ticket, created] {
+        if (!self->state.placement.empty()) // else the entity failed and answered meanwhile
+          finish_placement(self, ticket, nullptr, &created);
+      });
     });
   };
   for (size_t i = 0; i < j->lines.size(); ++i) {
@@ -312,9 +352,17 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           auto r = replay(st.order, c.request);
           if (!r)
             return reject_durable<purchase_result>(self, r.error());
-          if (!st.placing) // else the placement's commit is still to come, and clears then
-            clear_ordered_lines(ctx, st.order);
-          return reply_durable(self, std::move(*r));
+          auto rp = self->make_response_promise<purchase_result>();
+          if (st.placing) { // written, the cart not yet cleared: answered with the placement
+            st.placement.emplace_back(c.request, rp);
+            return rp;
+          }
+          // A retry may follow a crash between the order's write and the
+          // cart's: its 201 too waits until the lines left the cart.
+          clear_ordered_lines_then(self, st.order, [self, rp, r = std::move(*r)]() mutable {
+            deliver_durable(self->state.core, rp, std::move(r));
+          });
+          return rp;
         }
         auto rp = self->make_response_promise<purchase_result>();
         st.placement.emplace_back(c.request, rp);
