@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +74,10 @@ struct order_state {
   bool placing = false;
   /// The requests waiting on that placement: the first, then concurrent retries.
   std::vector<std::pair<checkout, caf::typed_response_promise<purchase_result>>> placement;
+  /// The order as placed once its write is durable, while the answer waits
+  /// for the cart: if the entity crashes or fails meanwhile, the requests are
+  /// answered with it, not with an error (a stored order is never a 503).
+  std::optional<order_record> placed;
   static inline const char* name = "order";
 };
 caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,

@@ -14,6 +14,8 @@
 // Idempotency-Key lands here again and reuses the reservations.
 
 #include <algorithm>
+#include <memory>
+#include <utility>
 
 #include <caf/all.hpp>
 
@@ -166,13 +168,12 @@ void release_lines_then(order_self* self, const std::string& order_id,
 
 /// Answers every request waiting on the placement and ends it: with `err`,
 /// or with the order as it was created (a cancel may already have followed).
-void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
-                      const order_record* created = nullptr) {
+void answer_placement(order_self* self, const caf::error* err, const order_record* created) {
   auto& st = self->state;
   auto waiting = std::move(st.placement);
   st.placement.clear();
   st.placing = false;
-  st.core.unhold(ticket);
+  st.placed.reset();
   bool first = true;
   for (auto& [req, rp] : waiting) {
     if (err) {
@@ -186,6 +187,13 @@ void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
     }
     first = false;
   }
+}
+
+/// answer_placement, and the placement's hold ends.
+void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
+                      const order_record* created = nullptr) {
+  self->state.core.unhold(ticket);
+  answer_placement(self, err, created);
 }
 
 /// Step 2 and 3 of the saga, for `lines` (sorted by SKU, each SKU once).
@@ -242,6 +250,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
         finish_placement(self, ticket, err, &created);
         return;
       }
+      self->state.placed = created;
       clear_ordered_lines_then(self, created, [self, ticket, created] {
         if (!self->state.placement.empty()) // else the entity failed and answered meanwhile
           finish_placement(self, ticket, nullptr, &created);
@@ -273,10 +282,13 @@ void place(order_self* self, const checkout& req) {
   auto& st = self->state;
   auto ctx = st.core.ctx;
   st.placing = true;
+  // The entity crashed or failed before the placement was answered: with the
+  // order if it is stored (the answer was waiting for the cart), else `err`.
   auto ticket = st.core.hold([self](const caf::error& err) {
-    for (auto& waiting : self->state.placement)
-      waiting.second.deliver(err);
-    self->state.placement.clear();
+    if (auto placed = std::move(self->state.placed))
+      answer_placement(self, nullptr, &*placed);
+    else
+      answer_placement(self, &err, nullptr);
   });
   auto start = [self, ticket, req, started = now_millis()](std::vector<order_line> lines) {
     if (lines.empty()) {
@@ -358,10 +370,19 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
             return rp;
           }
           // A retry may follow a crash between the order's write and the
-          // cart's: its 201 too waits until the lines left the cart.
-          clear_ordered_lines_then(self, st.order, [self, rp, r = std::move(*r)]() mutable {
-            deliver_durable(self->state.core, rp, std::move(r));
+          // cart's: its 201 too waits until the lines left the cart. The
+          // order is stored: a crash or failure meanwhile answers with it.
+          auto answered = std::make_shared<bool>(false);
+          auto ticket = st.core.hold([rp, answered, placed = *r](const caf::error&) mutable {
+            if (!std::exchange(*answered, true))
+              rp.deliver(std::move(placed));
           });
+          clear_ordered_lines_then(self, st.order,
+                                   [self, rp, answered, ticket, r = std::move(*r)]() mutable {
+                                     self->state.core.unhold(ticket);
+                                     if (!std::exchange(*answered, true))
+                                       deliver_durable(self->state.core, rp, std::move(r));
+                                   });
           return rp;
         }
         auto rp = self->make_response_promise<purchase_result>();
