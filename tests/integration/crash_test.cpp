@@ -25,6 +25,17 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// shopd's environment with tests/fixtures/fail_wal_sync.cpp preloaded, and
+/// `setting` (one of its SHOP_TEST_* variables, "NAME=value").
+std::vector<std::string> with_wal_preload(std::string setting) {
+  // The sanitizers' runtime must otherwise be the first library loaded.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  std::string asan_options = (asan && *asan ? std::string{asan} + ":" : std::string{})
+                             + "verify_asan_link_order=0";
+  return {std::string{"LD_PRELOAD="} + FAIL_WAL_SYNC_LIBRARY, std::move(setting),
+          "ASAN_OPTIONS=" + asan_options};
+}
+
 using acked_orders = std::vector<std::pair<std::string, std::string>>; // (order id, token)
 
 /// Three rounds of: `threads` clients send `attempt(client, thread, n)` in a
@@ -344,13 +355,7 @@ TEST(Crash, test_kill9_during_checkouts_loses_no_order_and_strands_no_reservatio
 // by the kill. (Before, the cart was cleared after the 201: lost every time.)
 TEST(Crash, test_kill9_right_after_a_checkout_from_the_cart_leaves_its_lines_out_of_the_cart) {
   temp_dir dir;
-  const char* asan = std::getenv("ASAN_OPTIONS"); // its runtime must otherwise load first
-  std::string asan_options = (asan && *asan ? std::string{asan} + ":" : std::string{})
-                             + "verify_asan_link_order=0";
-  shopd_process shopd{dir.path(),
-                      {},
-                      {std::string{"LD_PRELOAD="} + FAIL_WAL_SYNC_LIBRARY,
-                       "SHOP_TEST_SLOW_WAL_WRITE_MS=30", "ASAN_OPTIONS=" + asan_options}};
+  shopd_process shopd{dir.path(), {}, with_wal_preload("SHOP_TEST_SLOW_WAL_WRITE_MS=30")};
   ASSERT_TRUE(shopd.start());
   {
     http_client c{shopd.port()};
@@ -680,14 +685,7 @@ TEST(Crash, test_a_purchase_refused_by_a_failed_wal_sync_is_no_order_after_the_r
   temp_dir dir;
   temp_dir switches;
   auto trigger = switches.path() + "/fail-wal-sync";
-  // The sanitizers' runtime must otherwise be the first library loaded.
-  const char* asan = std::getenv("ASAN_OPTIONS");
-  std::string asan_options = (asan && *asan ? std::string{asan} + ":" : std::string{})
-                             + "verify_asan_link_order=0";
-  shopd_process shopd{dir.path(),
-                      {},
-                      {std::string{"LD_PRELOAD="} + FAIL_WAL_SYNC_LIBRARY,
-                       "SHOP_TEST_FAIL_WAL_SYNC=" + trigger, "ASAN_OPTIONS=" + asan_options}};
+  shopd_process shopd{dir.path(), {}, with_wal_preload("SHOP_TEST_FAIL_WAL_SYNC=" + trigger)};
   expect_a_refused_purchase_gone_after_exit_3(
     shopd, "sync-1", [&] { std::ofstream{trigger}; },
     [&] { std::filesystem::remove(trigger); });
