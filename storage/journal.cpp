@@ -1,5 +1,6 @@
 #include "storage/journal.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <pthread.h>
@@ -89,8 +90,8 @@ bool journal::commit(const std::vector<const write_batch*>& parts, bool sync) {
     failures_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  if (stall_next_.load(std::memory_order_relaxed) > 0) // a plain load per group when unused
-    std::this_thread::sleep_for(std::chrono::milliseconds{stall_next_.exchange(0)});
+  if (stall_armed_.load(std::memory_order_relaxed))
+    stall_if_armed(parts);
   auto start = std::chrono::steady_clock::now();
   auto injected = fail_next_.load();
   while (injected > 0 && !fail_next_.compare_exchange_weak(injected, injected - 1)) {
@@ -128,6 +129,30 @@ bool journal::commit(const std::vector<const write_batch*>& parts, bool sync) {
     storage_recovering_ = false;
   }
   return true;
+}
+
+void journal::stall_group_writing(std::string key, std::chrono::milliseconds delay) {
+  std::lock_guard<std::mutex> guard{stall_mtx_};
+  stall_key_ = std::move(key);
+  stall_delay_ = delay;
+  stall_armed_.store(true);
+}
+
+void journal::stall_if_armed(const std::vector<const write_batch*>& parts) {
+  std::chrono::milliseconds delay{0};
+  {
+    std::lock_guard<std::mutex> guard{stall_mtx_};
+    auto writes_key = [this](const write_batch* batch) {
+      return std::any_of(batch->begin(), batch->end(),
+                         [this](const write_op& op) { return op.key == stall_key_; });
+    };
+    if (!stall_armed_.load()
+        || (!stall_key_.empty() && std::none_of(parts.begin(), parts.end(), writes_key)))
+      return;
+    delay = stall_delay_;
+    stall_armed_.store(false);
+  }
+  std::this_thread::sleep_for(delay);
 }
 
 void journal::probe() {

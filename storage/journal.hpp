@@ -98,7 +98,11 @@ public:
   void fail_next_groups(uint32_t groups) noexcept { fail_next_.store(groups); }
   /// Fault injection (tests): the next group commit waits `delay` before it
   /// writes, as a stalled disk would hold it (and every batch behind it).
-  void stall_next_group(std::chrono::milliseconds delay) noexcept { stall_next_.store(delay.count()); }
+  void stall_next_group(std::chrono::milliseconds delay) { stall_group_writing({}, delay); }
+  /// Fault injection (tests): the next group commit that writes `key` (any
+  /// group if `key` is empty) waits `delay` before it writes, so that a test
+  /// can hold one entity's change while the changes before it are durable.
+  void stall_group_writing(std::string key, std::chrono::milliseconds delay);
 
   // -- figures for /metrics ---------------------------------------------------
   uint64_t groups() const noexcept { return groups_.load(std::memory_order_relaxed); }
@@ -121,6 +125,8 @@ private:
   void probe();
   /// Probes if RocksDB counted a background error since the last look.
   void check_background_errors();
+  /// Waits, and disarms the stall, if one is armed for a group of `parts`.
+  void stall_if_armed(const std::vector<const write_batch*>& parts);
 
   store_ptr db_;
   durability mode_;
@@ -134,7 +140,10 @@ private:
   std::atomic<uint64_t> failures_{0};
   std::atomic<journal_health> health_{journal_health::ok};
   std::atomic<uint32_t> fail_next_{0};
-  std::atomic<int64_t> stall_next_{0}; // milliseconds
+  std::atomic<bool> stall_armed_{false}; // one relaxed load per group when unused
+  std::mutex stall_mtx_;
+  std::string stall_key_;                  // under stall_mtx_; empty: any group
+  std::chrono::milliseconds stall_delay_{0}; // under stall_mtx_
   stopped_handler on_stopped_;
   // Writer thread only:
   std::chrono::steady_clock::time_point next_probe_;

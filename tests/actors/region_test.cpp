@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -460,6 +461,97 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
   crash(entity_kind::order, "o1");
   ASSERT_TRUE((ask<order_record>(get_order{"o1", "u1"})));
   EXPECT_EQ(lines_in_cart(), 1u);
+}
+
+// An order placed from the cart is answered once the cart has stored that its
+// lines left it. The order is stored before that: if its entity crashes while
+// it waits for the cart, the placement and a retry that joined it are
+// answered with the order, not with a 503 that a client without a key would
+// answer by ordering again.
+TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_answered_on_a_crash) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto shards = entity_context{}.shard_count;
+  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 3s);
+  checkout from_cart;
+  from_cart.user_id = "u1";
+  from_cart.from_cart = true;
+  auto place = [&] {
+    return std::async(std::launch::async, [&] {
+      caf::scoped_actor client{*sys};
+      caf::expected<purchase_result> out{caf::sec::request_timeout};
+      client->request(region, 5s, place_order{"o1", from_cart})
+        .receive([&](purchase_result& r) { out = std::move(r); },
+                 [&](caf::error& e) { out = std::move(e); });
+      return out;
+    });
+  };
+  auto first = place();
+  // The order is stored; the cart's change is held by the stalled disk.
+  std::string stored;
+  const auto order_key = keys::entity(keys::order, "o1", shards);
+  for (int i = 0; i < 300 && !*db_->get(order_key, stored); ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_FALSE(stored.empty());
+  auto retry = place();
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(first.wait_for(0s), std::future_status::timeout); // still waiting for the cart
+  ASSERT_TRUE(crash_once(entity_kind::order, "o1"));
+  auto placed = first.get();
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  EXPECT_FALSE(placed->replayed);
+  EXPECT_EQ(placed->order.order_id, "o1");
+  EXPECT_EQ(placed->order.status, order_status::pending_payment);
+  auto replayed = retry.get();
+  ASSERT_TRUE(replayed) << to_string(replayed.error());
+  EXPECT_TRUE(replayed->replayed);
+  EXPECT_EQ(replayed->order.order_id, "o1");
+  // Once the disk catches up, the lines have left the cart; the order holds its units.
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 2);
+}
+
+// A retry with the key, after a crash that lost the cart's change, takes the
+// lines out again and waits for the cart as the placement did. If the order's
+// entity crashes meanwhile, the retry is answered with the stored order.
+TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_on_a_crash) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
+  std::string cart_before_the_order;
+  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
+  checkout from_cart;
+  from_cart.user_id = "u1";
+  from_cart.from_cart = true;
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
+  // What a crash between the order's write and the cart's leaves.
+  ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  journal_->stall_group_writing(cart_key, 3s);
+  auto retry = std::async(std::launch::async, [&] {
+    caf::scoped_actor client{*sys};
+    caf::expected<purchase_result> out{caf::sec::request_timeout};
+    client->request(region, 5s, place_order{"o1", from_cart})
+      .receive([&](purchase_result& r) { out = std::move(r); },
+               [&](caf::error& e) { out = std::move(e); });
+    return out;
+  });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(retry.wait_for(0s), std::future_status::timeout); // waiting for the cart
+  auto started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(crash_once(entity_kind::order, "o1"));
+  auto replayed = retry.get();
+  ASSERT_TRUE(replayed) << to_string(replayed.error());
+  EXPECT_TRUE(replayed->replayed);
+  EXPECT_EQ(replayed->order.order_id, "o1");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s); // not left to a timeout
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
 }
 
 // A kill -9 between a cancel's write and its SKU's release leaves the order

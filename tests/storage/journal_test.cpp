@@ -247,6 +247,33 @@ TEST(Journal, test_a_batch_is_dropped_when_its_entity_failed_before_its_group_fo
   EXPECT_FALSE(*(*db)->get("e/3", value));
 }
 
+// The fault hook the region tests use to hold one entity's change: only a
+// group writing the key waits, and only the first.
+TEST(Journal, test_a_stall_armed_for_a_key_holds_only_the_next_group_writing_it) {
+  using namespace std::chrono_literals;
+  test::temp_dir dir;
+  auto db = store::open({dir.path()});
+  ASSERT_TRUE(db);
+  journal j{*db, durability::async};
+  auto commit = [&j](const std::string& key) {
+    auto done = std::make_shared<std::promise<bool>>();
+    auto result = done->get_future();
+    j.submit({put_op(key, "v")}, [done](bool ok) { done->set_value(ok); });
+    return result;
+  };
+  j.stall_group_writing("cart/u1", 900ms);
+  auto other = commit("cart/u2");
+  ASSERT_EQ(other.wait_for(600ms), std::future_status::ready); // not held
+  EXPECT_TRUE(other.get());
+  auto started = std::chrono::steady_clock::now();
+  auto held = commit("cart/u1");
+  EXPECT_TRUE(held.get());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 900ms);
+  auto again = commit("cart/u1");
+  ASSERT_EQ(again.wait_for(600ms), std::future_status::ready); // disarmed
+  EXPECT_TRUE(again.get());
+}
+
 // A new data dir holds the node's secrets: only its owner may read it.
 TEST(Store, test_a_new_data_dir_is_private_to_its_owner) {
   test::temp_dir dir;
