@@ -3,10 +3,12 @@
 #include <cstdio>
 #include <limits>
 #include <functional>
+#include <tuple>
 
 #include <simdjson.h>
 
 #include "protocols/errc.hpp"
+#include "protocols/search_words.hpp"
 
 namespace shop {
 
@@ -352,22 +354,24 @@ public:
   /// length rule, and no control characters, C0, DEL or C1, but for tab and
   /// line breaks in `multi_line` text. A NUL or a terminal escape in a name
   /// would reach every page, log and export that shows it. Text that must not
-  /// be empty must not be blank either: spaces alone name nothing.
+  /// be empty must not be blank either: spaces alone name nothing, nor do
+  /// no-break, ideographic or zero-width ones (see shows_nothing).
   caf::error text(size_t min_len, size_t max_len, bool multi_line, std::string& out) {
     if (auto err = string(min_len, max_len, out))
       return err;
     bool blank = true;
-    for (size_t i = 0; i < out.size(); ++i) {
-      auto ch = static_cast<unsigned char>(out[i]);
-      bool line_space = ch == '\t' || ch == '\n' || ch == '\r';
-      bool control = ch < 0x20 || ch == 0x7F
-                     || (ch == 0xC2 && i + 1 < out.size()
-                         && static_cast<unsigned char>(out[i + 1]) <= 0x9F); // U+0080-U+009F
+    for (size_t i = 0, len = 0; i < out.size(); i += len) {
+      char32_t cp = 0;
+      std::tie(cp, len) = decode_utf8_at(out, i);
+      if (len == 0) // the parser checked the UTF-8: not expected
+        return invalid_field(name_, "must be UTF-8");
+      bool line_space = cp == '\t' || cp == '\n' || cp == '\r';
+      bool control = cp < 0x20 || (cp >= 0x7F && cp <= 0x9F); // C0, DEL, C1
       if (control && !(multi_line && line_space))
         return invalid_field(name_, multi_line
                                       ? "must not hold control characters but tab and line breaks"
                                       : "must not hold control characters");
-      blank = blank && (ch == ' ' || line_space);
+      blank = blank && shows_nothing(cp);
     }
     if (min_len > 0 && blank)
       return invalid_field(name_, "must not be blank");

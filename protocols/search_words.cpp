@@ -22,27 +22,6 @@ struct code_range {
 
 #include "protocols/unicode_tables.inc"
 
-/// The code point of the UTF-8 sequence at `s[i]` and its length, or
-/// {0, 0} if none begins there (a stray or missing continuation byte, an
-/// overlong form, a surrogate, past U+10FFFF).
-std::pair<char32_t, size_t> decode_at(std::string_view s, size_t i) {
-  auto b = static_cast<unsigned char>(s[i]);
-  size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
-  if (len == 0 || b > 0xF4 || i + len > s.size())
-    return {0, 0};
-  char32_t cp = b & (0x7F >> len);
-  for (size_t k = 1; k < len; ++k) {
-    auto c = static_cast<unsigned char>(s[i + k]);
-    if ((c & 0xC0) != 0x80)
-      return {0, 0};
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  static constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return {0, 0};
-  return {cp, len};
-}
-
 void encode_to(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));
@@ -74,6 +53,37 @@ const T* range_of(const T (&table)[N], char32_t cp) {
 }
 
 } // namespace
+
+std::pair<char32_t, size_t> decode_utf8_at(std::string_view s, size_t i) {
+  auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80)
+    return {b, 1};
+  size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
+  if (len == 0 || b > 0xF4 || i + len > s.size())
+    return {0, 0};
+  char32_t cp = b & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) {
+    auto c = static_cast<unsigned char>(s[i + k]);
+    if ((c & 0xC0) != 0x80)
+      return {0, 0};
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  static constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return {0, 0};
+  return {cp, len};
+}
+
+bool shows_nothing(char32_t cp) {
+  switch (cp) {
+    case 0x20: case 0x85: case 0xA0: case 0x115F: case 0x1160: case 0x1680: case 0x2028:
+    case 0x2029: case 0x202F: case 0x205F: case 0x2800: case 0x3000: case 0x3164: case 0xFFA0:
+      return true;
+    default:
+      return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x2000 && cp <= 0x200B) // spaces, zero-width
+             || range_of(ignored_ranges, cp) != nullptr;                  // format characters
+  }
+}
 
 char32_t fold_case(char32_t cp) {
   if (cp < 0x80)
@@ -109,7 +119,7 @@ std::vector<std::string> search_words(std::string_view text) {
       ++i;
       continue;
     }
-    auto [cp, len] = decode_at(text, i);
+    auto [cp, len] = decode_utf8_at(text, i);
     if (len == 0) { // not UTF-8: kept as it is
       word.push_back(text[i]);
       ++i;

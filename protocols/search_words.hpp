@@ -13,12 +13,24 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace shop {
 
 /// The words of `text`, case-folded, in order.
 std::vector<std::string> search_words(std::string_view text);
+
+/// The code point of the UTF-8 sequence at `s[i]` and its length in bytes,
+/// or {0, 0} if none begins there (a stray or missing continuation byte, an
+/// overlong form, a surrogate, past U+10FFFF).
+std::pair<char32_t, size_t> decode_utf8_at(std::string_view s, size_t i);
+
+/// True for characters that show nothing: Unicode's White_Space, U+200B, the
+/// format characters (Cf: zero-width joiners, direction marks, the byte order
+/// mark), the Hangul fillers and the blank Braille pattern. A name of these
+/// alone looks empty wherever it is shown.
+bool shows_nothing(char32_t cp);
 
 /// The simple case folding of `cp` (itself when it has none).
 char32_t fold_case(char32_t cp);
