@@ -4,6 +4,7 @@
 #   sale     - flash sale: 100,000 users, 10,000 units, sync and async durability
 #   rates    - open-loop latency at 25/50/75/90% of the measured maximum purchase rate
 #   shop     - the storefront mix: 2,000 shoppers, 500 products, 64 connections, 20 s, 3 runs
+#              (SHOPD_OLD=<shopd>: 3 runs of that build and of $SHOPD, alternating)
 #   expiry   - 40,000 unpaid orders of one sale falling due while it is still busy: time
 #              until their stock is back, and the SKU's read latency meanwhile
 #   restart  - kill -9 after 10 s of purchases at full speed, then the time until the node
@@ -76,13 +77,20 @@ if [ "$WHAT" = rates ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = shop ] || [ "$WHAT" = all ]; then
-  : >"$OUT/shop.txt"
+  # With SHOPD_OLD set: an A/B of two builds, old and new alternating, to shop-ab.txt.
+  if [ -n "${SHOPD_OLD:-}" ]; then builds=(old new); name=shop-ab; else builds=(""); name=shop; fi
+  : >"$OUT/$name.txt"
   for run in 1 2 3; do
-    start_node sync --sandbox-payments
-    "$BENCH" shop --target "$T" --admin-password bench-admin-pw --users 2000 --products 500 \
-      --connections 64 --duration 20 --run-id "shop$run" --json "$OUT/shop-$run.json" \
-      2>/dev/null | tee -a "$OUT/shop.txt"
-    stop_node
+    for build in "${builds[@]}"; do
+      bin=$SHOPD
+      if [ "$build" = old ]; then bin=$SHOPD_OLD; fi
+      [ -z "$build" ] || echo "=== run $run: $build ($bin)" | tee -a "$OUT/$name.txt"
+      SHOPD=$bin start_node sync --sandbox-payments
+      "$BENCH" shop --target "$T" --admin-password bench-admin-pw --users 2000 --products 500 \
+        --connections 64 --duration 20 --run-id "shop$run$build" \
+        --json "$OUT/$name-$run${build:+-$build}.json" 2>/dev/null | tee -a "$OUT/$name.txt"
+      stop_node
+    done
   done
 fi
 
