@@ -131,6 +131,13 @@ struct entity_context {
   std::chrono::milliseconds passivate_after{120'000};
   /// Timeout of requests between entities. Default: 5 s.
   std::chrono::milliseconds ask_timeout{5'000};
+  /// How long an order's answer waits for other entities to store what
+  /// follows from its stored change (the cart's lines taken out after a
+  /// checkout from the cart, the SKUs' units released after a cancel): well
+  /// inside the edge's request timeout (5 s by default), since the order's
+  /// own change is durable and must not be answered with a 503. Capped by
+  /// `ask_timeout`. Default: 1 s.
+  std::chrono::milliseconds follow_up_wait{1'000};
   /// How long a crashed entity waits for the journal to write what it
   /// submitted before it answers the requests still waiting (its worker
   /// thread is blocked meanwhile). Default: 30 s.

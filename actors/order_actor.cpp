@@ -96,16 +96,12 @@ void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
     caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.created_at});
 }
 
-/// How long an answer waits for the cart to store that the ordered lines left
-/// it: well inside the edge's request timeout (5 s by default), since the
-/// order itself is durable by then and must be answered 201.
-constexpr std::chrono::milliseconds cart_wait{1'000};
-
 /// Takes the lines of `o` out of the cart and calls `done` once the cart has
 /// stored that (at once for an order that takes none). The 201 of an order
 /// placed from the cart waits for it: a client that has its 201 must not find
 /// the ordered lines in its cart after a crash, free to be ordered twice. A
-/// cart that does not confirm in time (restarting, quarantined) is logged and
+/// cart that does not confirm within `follow_up_wait` (restarting,
+/// quarantined) is logged and
 /// `done` still runs; the order asks again whenever it is loaded.
 template <class Done>
 void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
@@ -114,7 +110,7 @@ void clear_ordered_lines_then(order_self* self, const order_record& o, Done done
     return;
   }
   auto ctx = self->state.core.ctx;
-  auto wait = std::min<std::chrono::milliseconds>(ctx->ask_timeout, cart_wait);
+  auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
   self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at})
     .then([done](cart_view&) mutable { done(); },
           [done, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
@@ -132,20 +128,15 @@ void release_lines(const context_ptr& ctx, const std::string& order_id,
     caf::anon_send(ctx->region, release_reservation{line.sku, order_id});
 }
 
-/// How long a cancel waits for its SKUs' releases: well inside the edge's
-/// request timeout (5 s by default), since the cancel itself is durable by
-/// then and must not be answered with a 503 (a retry would get 409).
-constexpr std::chrono::milliseconds release_wait{1'000};
-
 /// Asks every line's SKU to release its units and calls `done` once each has
-/// answered: a SKU answers once the release is durable. A SKU that cannot be
-/// reached in time (restarting, quarantined, far behind) releases the units
+/// answered: a SKU answers once the release is durable. A SKU that does not
+/// answer within `follow_up_wait` (restarting, quarantined, far behind) releases the units
 /// when its expiry timer asks this order; that is logged, and `done` still runs.
 template <class Done>
 void release_lines_then(order_self* self, const std::string& order_id,
                         const std::vector<order_line>& lines, Done done) {
   auto ctx = self->state.core.ctx;
-  auto wait = std::min<std::chrono::milliseconds>(ctx->ask_timeout, release_wait);
+  auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
   auto left = std::make_shared<size_t>(lines.size());
   auto one_answered = [left, done]() mutable {
     if (--*left == 0)
@@ -377,11 +368,13 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
             if (!std::exchange(*answered, true))
               rp.deliver(std::move(placed));
           });
+          // The answer is the order as placed, which is stored: it does not
+          // wait for later changes of this order (a payment being written).
           clear_ordered_lines_then(self, st.order,
                                    [self, rp, answered, ticket, r = std::move(*r)]() mutable {
                                      self->state.core.unhold(ticket);
                                      if (!std::exchange(*answered, true))
-                                       deliver_durable(self->state.core, rp, std::move(r));
+                                       rp.deliver(std::move(r));
                                    });
           return rp;
         }

@@ -42,6 +42,7 @@ protected:
     ctx.ask_timeout = ask_timeout;
     ctx.crash_settle_timeout = crash_settle_timeout;
     ctx.crash_memory = crash_memory;
+    ctx.follow_up_wait = follow_up_wait;
     ctx.metrics = metrics;
     ctx.hashers = hashers;
     ctx.hashers->add(
@@ -78,6 +79,25 @@ protected:
     return out;
   }
 
+  /// Sends `cmd` from a client of its own and returns once it is sent (so it
+  /// reaches the region before anything sent after); the answer comes in the
+  /// future (an error after 10 s without one).
+  template <class Reply, class Command>
+  std::future<caf::expected<Reply>> ask_async(Command cmd) {
+    auto sent = std::make_shared<std::promise<void>>();
+    auto answer = std::async(std::launch::async, [this, sent, cmd = std::move(cmd)] {
+      caf::scoped_actor client{*sys};
+      caf::expected<Reply> out{caf::sec::request_timeout};
+      auto pending = client->request(region, 10s, cmd);
+      sent->set_value();
+      pending.receive([&](Reply& r) { out = std::move(r); },
+                      [&](caf::error& e) { out = std::move(e); });
+      return out;
+    });
+    sent->get_future().wait();
+    return answer;
+  }
+
   /// Crashes `kind`/`id` once and waits (up to 3 s) until the region saw it
   /// go; false if it did not crash (its commands were refused: quarantined).
   bool crash_once(entity_kind kind, const std::string& id) {
@@ -91,6 +111,7 @@ protected:
 
   std::chrono::milliseconds crash_settle_timeout = 30s;
   std::chrono::milliseconds crash_memory = 600s;
+  std::chrono::milliseconds follow_up_wait = 1s;
   test::temp_dir dir;
   std::shared_ptr<entity_metrics> metrics = std::make_shared<entity_metrics>();
   std::shared_ptr<hasher_pool> hashers = std::make_shared<hasher_pool>();
@@ -469,6 +490,7 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
 // answered with the order, not with a 503 that a client without a key would
 // answer by ordering again.
 TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_answered_on_a_crash) {
+  follow_up_wait = 4s; // the order waits that long for the cart: ample on a slow CI machine
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
@@ -477,16 +499,7 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   checkout from_cart;
   from_cart.user_id = "u1";
   from_cart.from_cart = true;
-  auto place = [&] {
-    return std::async(std::launch::async, [&] {
-      caf::scoped_actor client{*sys};
-      caf::expected<purchase_result> out{caf::sec::request_timeout};
-      client->request(region, 5s, place_order{"o1", from_cart})
-        .receive([&](purchase_result& r) { out = std::move(r); },
-                 [&](caf::error& e) { out = std::move(e); });
-      return out;
-    });
-  };
+  auto place = [&] { return ask_async<purchase_result>(place_order{"o1", from_cart}); };
   auto first = place();
   // The order is stored; the cart's change is held by the stalled disk.
   std::string stored;
@@ -494,7 +507,7 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   for (int i = 0; i < 300 && !*db_->get(order_key, stored); ++i)
     std::this_thread::sleep_for(10ms);
   ASSERT_FALSE(stored.empty());
-  auto retry = place();
+  auto retry = place(); // reaches the order before the crash does: it joins the placement
   std::this_thread::sleep_for(200ms);
   ASSERT_EQ(first.wait_for(0s), std::future_status::timeout); // still waiting for the cart
   ASSERT_TRUE(crash_once(entity_kind::order, "o1"));
@@ -511,13 +524,16 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   auto cart = ask<cart_view>(get_cart{"u1"});
   ASSERT_TRUE(cart);
   EXPECT_TRUE(cart->items.empty());
-  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 2);
+  auto stock = ask<inventory_view>(get_inventory{"a"});
+  ASSERT_TRUE(stock);
+  EXPECT_EQ(stock->reserved, 2);
 }
 
 // A retry with the key, after a crash that lost the cart's change, takes the
 // lines out again and waits for the cart as the placement did. If the order's
 // entity crashes meanwhile, the retry is answered with the stored order.
 TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_on_a_crash) {
+  follow_up_wait = 4s; // as above
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
@@ -532,14 +548,7 @@ TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_
   ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
   ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
   journal_->stall_group_writing(cart_key, 3s);
-  auto retry = std::async(std::launch::async, [&] {
-    caf::scoped_actor client{*sys};
-    caf::expected<purchase_result> out{caf::sec::request_timeout};
-    client->request(region, 5s, place_order{"o1", from_cart})
-      .receive([&](purchase_result& r) { out = std::move(r); },
-               [&](caf::error& e) { out = std::move(e); });
-    return out;
-  });
+  auto retry = ask_async<purchase_result>(place_order{"o1", from_cart});
   std::this_thread::sleep_for(300ms);
   ASSERT_EQ(retry.wait_for(0s), std::future_status::timeout); // waiting for the cart
   auto started = std::chrono::steady_clock::now();
