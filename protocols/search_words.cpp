@@ -76,12 +76,20 @@ std::pair<char32_t, size_t> decode_utf8_at(std::string_view s, size_t i) {
 
 bool shows_nothing(char32_t cp) {
   switch (cp) {
-    case 0x20: case 0x85: case 0xA0: case 0x115F: case 0x1160: case 0x1680: case 0x2028:
-    case 0x2029: case 0x202F: case 0x205F: case 0x2800: case 0x3000: case 0x3164: case 0xFFA0:
+    case 0x20: case 0x85: case 0xA0: case 0x034F: case 0x115F: case 0x1160: case 0x1680:
+    case 0x17B4: case 0x17B5: case 0x180F: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x2800: case 0x3000: case 0x3164: case 0xFFA0:
       return true;
+    // Format characters that are drawn (Prepended_Concatenation_Mark): the
+    // Arabic number signs, the end of ayah, the Syriac abbreviation mark...
+    case 0x0600: case 0x0601: case 0x0602: case 0x0603: case 0x0604: case 0x0605: case 0x06DD:
+    case 0x070F: case 0x0890: case 0x0891: case 0x08E2: case 0x110BD: case 0x110CD:
+      return false;
     default:
       return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x2000 && cp <= 0x200B) // spaces, zero-width
-             || range_of(ignored_ranges, cp) != nullptr;                  // format characters
+             || (cp >= 0x180B && cp <= 0x180D) || (cp >= 0xFE00 && cp <= 0xFE0F)
+             || (cp >= 0xE0100 && cp <= 0xE01EF)                // variation selectors
+             || range_of(ignored_ranges, cp) != nullptr;        // format characters
   }
 }
 

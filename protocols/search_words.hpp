@@ -26,10 +26,11 @@ std::vector<std::string> search_words(std::string_view text);
 /// overlong form, a surrogate, past U+10FFFF).
 std::pair<char32_t, size_t> decode_utf8_at(std::string_view s, size_t i);
 
-/// True for characters that show nothing: Unicode's White_Space, U+200B, the
-/// format characters (Cf: zero-width joiners, direction marks, the byte order
-/// mark), the Hangul fillers and the blank Braille pattern. A name of these
-/// alone looks empty wherever it is shown.
+/// True for characters that show nothing: Unicode's White_Space and
+/// Default_Ignorable_Code_Point (zero-width spaces and joiners, direction
+/// marks, the byte order mark, variation selectors, the Hangul fillers...; the
+/// format characters that are drawn, such as U+06DD, are not) and the blank
+/// Braille pattern. A name of these alone looks empty wherever it is shown.
 bool shows_nothing(char32_t cp);
 
 /// The simple case folding of `cp` (itself when it has none).

@@ -178,6 +178,7 @@ TEST(JsonDecode, test_product_text_holds_no_control_characters_and_a_name_is_not
   ASSERT_TRUE(update("name", "\\u00a0x")); // a no-break space is not a control character
   ASSERT_TRUE(update("name", "\\u3000\\u5546\\u54c1\\u3000")); // not blank: two visible ones
   ASSERT_TRUE(update("name", "\\ud83d\\ude00")); // one four-byte character (U+1F600)
+  ASSERT_TRUE(update("name", "\\u06dd")); // a format character that is drawn (end of ayah)
   ASSERT_TRUE(update("name", "\xe3\x80\x80\xf0\x9f\x98\x80")); // U+3000 and U+1F600, unescaped
   // JSON escapes: NUL, tab, line feed, ESC, DEL and two C1 controls.
   for (auto bad : {"a\\u0000b", "a\\tb", "a\\nb", "\\u001b[2Jx", "a\\u007fb", "a\\u0085b",
@@ -187,9 +188,10 @@ TEST(JsonDecode, test_product_text_holds_no_control_characters_and_a_name_is_not
   }
   // Spaces of any kind, and characters that show nothing, alone are blank too:
   // no-break, em and ideographic spaces, zero-width ones, a byte order mark,
-  // direction marks, the Hangul filler, the blank Braille pattern.
+  // direction marks, variation selectors, the Hangul filler, the blank Braille pattern.
   for (auto blank : {" ", "     ", "\\u00a0", "\\u3000\\u3000", "\\u2003 \\u200b", "\\ufeff",
-                     "\\u200e\\u202e", "\\u3164", "\\u2800", "\\u202f\\u205f\\u1680"}) {
+                     "\\u200e\\u202e", "\\ufe0f", "\\u034f\\u180b", "\\udb40\\udd00", "\\u3164",
+                     "\\u2800", "\\u202f\\u205f\\u1680"}) {
     refused(create(blank, ""), "name", "blank");
     refused(update("name", blank), "name", "blank");
   }
