@@ -8,9 +8,10 @@
 //   3. all reserved: write the order, take its lines out of the cart, answer
 //      201 once both are durable; any refused: release every line and answer
 //      the refusal (all-or-nothing).
-// A crash between 2 and 3 leaves reservations without an order: their SKUs'
-// expiry timers ask this entity, which answers `expired` for an order that
-// does not exist, and the units return. A retry with the same
+// A crash between 2 and 3 leaves reservations without an order: their SKUs
+// ask this entity when they load again (after a restart), at the latest when
+// the reservations fall due, and it answers `expired` for an order that does
+// not exist and is not being placed; the units return. A retry with the same
 // Idempotency-Key lands here again and reuses the reservations.
 
 #include <algorithm>

@@ -178,12 +178,17 @@ void arm_timer(sku_actor* self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expiry_atom::value);
 }
 
-/// Whether the stored order `order_id` has left `pending_payment` (cancelled,
-/// expired, paid, ...). None yet (a placement under way) or unreadable: no.
-bool order_has_moved_on(const entity_context& ctx, const std::string& order_id) {
+/// Whether the order of a reservation should be asked now rather than at the
+/// reservation's expiry: its stored order has left `pending_payment`
+/// (cancelled, expired, paid, ...), or none is stored: the orphan of a
+/// checkout whose placement died with the node (or its entity) before it
+/// wrote the order, or one whose placement is under way, which its entity
+/// answers "still pending" (the order's entity decides, as at any expiry).
+/// Unreadable: no.
+bool worth_asking_sooner(const entity_context& ctx, const std::string& order_id) {
   auto o = read_stored<order_record>(*ctx.db, keys::entity(keys::order, order_id, ctx.shard_count),
                                      "order ", order_id);
-  return o && *o && (*o)->status != order_status::pending_payment;
+  return o && (!*o || (*o)->status != order_status::pending_payment);
 }
 
 /// Orders looked at per recheck message: the SKU answers purchases and reads
@@ -191,13 +196,14 @@ bool order_has_moved_on(const entity_context& ctx, const std::string& order_id) 
 constexpr size_t recheck_chunk = 512;
 
 /// A kill -9 between an order's cancel (or payment) and its SKU's release
-/// (or sale) leaves the order ended in storage and its reservation open. A
+/// (or sale) leaves the order ended in storage and its reservation open; one
+/// during a checkout leaves reservations whose order was never written. A
 /// SKU loaded again looks at the stored order of each reservation it
 /// restored, a chunk per message (the SKU serves meanwhile, and the load
-/// itself reads no more than before), and asks those that moved on at once
-/// instead of at the reservation's expiry, up to a payment timeout later,
-/// with the units and the buyer's count against a limit held until then.
-/// The order's entity decides, as at any expiry.
+/// itself reads no more than before), and asks the orders that moved on or
+/// do not exist at once instead of at the reservation's expiry, up to a
+/// payment timeout later, with the units and the buyer's count against a
+/// limit held until then. The order's entity decides, as at any expiry.
 void recheck_restored(sku_actor* self) {
   auto& st = self->state;
   auto started = std::chrono::steady_clock::now();
@@ -206,7 +212,7 @@ void recheck_restored(sku_actor* self) {
   for (size_t n = 0; n < recheck_chunk && !st.recheck.empty(); ++n) {
     const auto& id = st.recheck.back();
     // Only a queued reservation not due yet: a due one's order is asked anyway.
-    if (st.book.can_check_sooner(id, now) && order_has_moved_on(*st.core.ctx, id)
+    if (st.book.can_check_sooner(id, now) && worth_asking_sooner(*st.core.ctx, id)
         && st.book.check_sooner(id, now)) {
       sooner = true;
       ++st.recheck_moved;
@@ -221,7 +227,7 @@ void recheck_restored(sku_actor* self) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(st.recheck_time).count();
     if (st.recheck_moved > 0 || ms >= 100)
       spdlog::info("sku {}: looked at the stored orders of its restored reservations in {} ms; "
-                   "{} had left pending_payment (asked at once)",
+                   "{} had left pending_payment or were never stored (asked at once)",
                    st.core.id, ms, st.recheck_moved);
   }
   if (sooner)

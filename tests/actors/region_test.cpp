@@ -608,6 +608,56 @@ TEST_F(RegionTest, test_a_reservation_whose_order_ended_before_a_crash_is_settle
   EXPECT_EQ(inv->sold, 3);
 }
 
+// A kill -9 during a checkout can leave reservations whose order was never
+// written. Loaded again, the SKU asks their orders at once, not at the
+// reservations' expiry (15 minutes here), and the units return.
+TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_loads) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  // The orphan: a placement that reserved, then died with its entity.
+  auto expires = now_millis() + 15 * 60'000;
+  ASSERT_TRUE((ask<order_line>(reserve_stock{"a", "o-orphan", "u2", 2, expires})));
+  checkout unpaid;
+  unpaid.user_id = "u1";
+  unpaid.items = {{"a", 1, 0}};
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o-unpaid", unpaid})));
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 3);
+  ASSERT_TRUE(crash_once(entity_kind::sku, "a"));
+  caf::expected<inventory_view> inv{caf::sec::request_timeout};
+  ASSERT_TRUE(test::eventually(10s, [&] {
+    inv = ask_retrying<inventory_view>(get_inventory{"a"});
+    return inv && inv->reserved <= 1;
+  })) << (inv ? std::to_string(inv->reserved) : describe(inv.error()).message);
+  EXPECT_EQ(inv->reserved, 1); // the orphan's 2 units are back; the unpaid order's 1 is held
+  EXPECT_EQ(inv->available, 9);
+}
+
+// The SKU's question may come while the placement is still under way, its
+// reservations being made (a SKU that loads while a checkout reserves, or
+// whose timer fires then): the order, not stored yet, is not an orphan.
+TEST_F(RegionTest, test_an_order_asked_by_a_sku_while_it_reserves_is_still_pending) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
+  const auto shards = entity_context{}.shard_count;
+  // B's reservation is held by a stalled disk; A's is made.
+  journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
+  checkout order;
+  order.user_id = "u1";
+  order.items = {{"a", 1, 0}, {"b", 1, 0}};
+  auto placed = ask_async<purchase_result>(place_order{"o1", order});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // still reserving
+  auto asked = ask_async<uint8_t>(expire_order{"o1", "a"});
+  auto status = asked.get();
+  ASSERT_TRUE(status) << describe(status.error()).message;
+  EXPECT_EQ(*status, static_cast<uint8_t>(order_status::pending_payment));
+  auto done = placed.get();
+  ASSERT_TRUE(done) << describe(done.error()).message;
+  EXPECT_EQ(done->order.items.size(), 2u);
+  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 1);
+}
+
 // A cancel's answer says the stock is released: by the time it comes, every
 // SKU's release is in storage, not just the order's new status (a kill -9
 // between the two used to hold the units until the reservation's expiry).
