@@ -102,8 +102,8 @@ void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
 /// placed from the cart waits for it: a client that has its 201 must not find
 /// the ordered lines in its cart after a crash, free to be ordered twice. A
 /// cart that does not confirm within `follow_up_wait` (restarting,
-/// quarantined) is logged and
-/// `done` still runs; the order asks again whenever it is loaded.
+/// quarantined) is logged and `done` still runs; the order asks again
+/// whenever it is loaded.
 template <class Done>
 void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
   if (!takes_cart_lines(o)) {
@@ -131,8 +131,9 @@ void release_lines(const context_ptr& ctx, const std::string& order_id,
 
 /// Asks every line's SKU to release its units and calls `done` once each has
 /// answered: a SKU answers once the release is durable. A SKU that does not
-/// answer within `follow_up_wait` (restarting, quarantined, far behind) releases the units
-/// when its expiry timer asks this order; that is logged, and `done` still runs.
+/// answer within `follow_up_wait` (restarting, quarantined, far behind)
+/// releases the units when its expiry timer asks this order; that is logged,
+/// and `done` still runs.
 template <class Done>
 void release_lines_then(order_self* self, const std::string& order_id,
                         const std::vector<order_line>& lines, Done done) {
