@@ -621,7 +621,9 @@ TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_
   unpaid.user_id = "u1";
   unpaid.items = {{"a", 1, 0}};
   ASSERT_TRUE((ask<purchase_result>(place_order{"o-unpaid", unpaid})));
-  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 3);
+  auto before = ask<inventory_view>(get_inventory{"a"});
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->reserved, 3);
   ASSERT_TRUE(crash_once(entity_kind::sku, "a"));
   caf::expected<inventory_view> inv{caf::sec::request_timeout};
   ASSERT_TRUE(test::eventually(10s, [&] {
@@ -655,7 +657,9 @@ TEST_F(RegionTest, test_an_order_asked_by_a_sku_while_it_reserves_is_still_pendi
   auto done = placed.get();
   ASSERT_TRUE(done) << describe(done.error()).message;
   EXPECT_EQ(done->order.items.size(), 2u);
-  EXPECT_EQ(ask<inventory_view>(get_inventory{"a"})->reserved, 1);
+  auto stock = ask<inventory_view>(get_inventory{"a"});
+  ASSERT_TRUE(stock);
+  EXPECT_EQ(stock->reserved, 1);
 }
 
 // A cancel's answer says the stock is released: by the time it comes, every
