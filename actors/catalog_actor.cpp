@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/entities.hpp"
+#include "protocols/log_throttle.hpp"
 #include "protocols/record_codec.hpp"
 #include "protocols/search_words.hpp"
 #include "storage/keys.hpp"
@@ -30,8 +31,6 @@ constexpr size_t max_scanned = 5000;
 /// request timeout (5 s by default), so that one slow SKU (loading a long
 /// history after a restart, say) costs its stock figures, not the page.
 constexpr auto stock_timeout = std::chrono::seconds{1};
-/// At most one warning per this interval about products listed without stock.
-constexpr auto warn_interval = std::chrono::seconds{10};
 constexpr size_t shard_digits = 4;
 
 /// Every query word is the beginning of a word of the name (so "blu sh"
@@ -79,8 +78,8 @@ std::string catalog_key(std::string_view cursor) {
 } // namespace
 
 caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
-  // When the last warning about products listed without stock was logged.
-  auto warned = std::make_shared<std::chrono::steady_clock::time_point>();
+  // One warning every 10 s at most about products listed without stock.
+  auto warned = std::make_shared<log_throttle>(std::chrono::seconds{10});
   return {
     [=](const list_products& c) -> caf::result<product_page> {
       auto rp = self->make_response_promise<product_page>();
@@ -142,12 +141,11 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
             },
             [rp, j, i, warned](caf::error& err) mutable {
               j->page.items[i].stock_known = false;
-              auto now = std::chrono::steady_clock::now();
-              if (now - *warned >= warn_interval) {
-                *warned = now;
-                spdlog::warn("catalog: product {} listed without its stock: {}",
-                             j->page.items[i].view.product.sku, describe(err).message);
-              }
+              uint64_t held_back = 0;
+              if (warned->allow(held_back))
+                spdlog::warn("catalog: product {} listed without its stock: {}{}",
+                             j->page.items[i].view.product.sku, describe(err).message,
+                             log_throttle::held_back_note(held_back));
               if (--j->pending == 0)
                 rp.deliver(std::move(j->page));
             });

@@ -21,6 +21,7 @@
 #include <caf/all.hpp>
 
 #include "actors/entities.hpp"
+#include "protocols/log_throttle.hpp"
 #include "protocols/record_codec.hpp"
 #include "storage/keys.hpp"
 
@@ -29,6 +30,12 @@ namespace shop {
 namespace {
 
 using order_self = caf::stateful_actor<order_state>;
+
+/// Warnings that every order would log while a cart or a SKU is quarantined
+/// (thousands a second under load): one line a second for the whole node.
+log_throttle unconfirmed_clear_log{std::chrono::seconds{1}};
+log_throttle unconfirmed_release_log{std::chrono::seconds{1}};
+
 
 bool visible_to(const order_state& st, const std::string& requester, bool admin) {
   return st.exists && (admin || st.order.user_id == requester);
@@ -115,9 +122,12 @@ void clear_ordered_lines_then(order_self* self, const order_record& o, Done done
   self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at})
     .then([done](cart_view&) mutable { done(); },
           [done, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
-            spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
-                         "it ({}); they leave when the order is loaded again",
-                         order_id, user, describe(err).message);
+            uint64_t held_back = 0;
+            if (unconfirmed_clear_log.allow(held_back))
+              spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
+                           "it ({}); they leave when the order is loaded again{}",
+                           order_id, user, describe(err).message,
+                           log_throttle::held_back_note(held_back));
             done();
           });
 }
@@ -152,9 +162,12 @@ void release_lines_then(order_self* self, const std::string& order_id,
     self->request(ctx->region, wait, release_reservation{line.sku, order_id})
       .then([one_answered](bool) mutable { one_answered(); },
             [one_answered, order_id, sku = line.sku](caf::error& err) mutable {
-              spdlog::warn("order {}: sku {} did not confirm the release ({}); its expiry "
-                           "timer releases the units",
-                           order_id, sku, describe(err).message);
+              uint64_t held_back = 0;
+              if (unconfirmed_release_log.allow(held_back))
+                spdlog::warn("order {}: sku {} did not confirm the release ({}); its expiry "
+                             "timer releases the units{}",
+                             order_id, sku, describe(err).message,
+                             log_throttle::held_back_note(held_back));
               one_answered();
             });
 }

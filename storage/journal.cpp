@@ -107,17 +107,10 @@ bool journal::commit(const std::vector<const write_batch*>& parts, bool sync) {
     failures_.fetch_add(1, std::memory_order_relaxed);
     // While storage refuses writes, every group fails at once: one line a
     // second, not one per group.
-    if (now - last_failure_log_ >= std::chrono::seconds{1}) {
+    uint64_t held_back = 0;
+    if (failure_log_.allow(held_back, now))
       spdlog::error("journal: group commit of {} batches failed: {}{}", parts.size(),
-                    describe(err).message,
-                    unlogged_failures_ == 0
-                      ? std::string{}
-                      : " (and " + std::to_string(unlogged_failures_) + " more since the last line)");
-      last_failure_log_ = now;
-      unlogged_failures_ = 0;
-    } else {
-      ++unlogged_failures_;
-    }
+                    describe(err).message, log_throttle::held_back_note(held_back));
     if (health() == journal_health::ok)
       next_probe_ = now + probe_interval;
     health_.store(journal_health::failing, std::memory_order_relaxed);

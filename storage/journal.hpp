@@ -26,6 +26,7 @@
 #include <string>
 #include <thread>
 
+#include "protocols/log_throttle.hpp"
 #include "protocols/metrics.hpp"
 #include "storage/store.hpp"
 
@@ -149,8 +150,7 @@ private:
   std::chrono::steady_clock::time_point next_probe_;
   bool storage_recovering_ = false; // RocksDB said `recovering` at the last probe
   uint64_t background_errors_ = 0; // RocksDB's count at the last look
-  std::chrono::steady_clock::time_point last_failure_log_;
-  uint64_t unlogged_failures_ = 0;
+  log_throttle failure_log_{std::chrono::seconds{1}};
   latency_histogram commit_latency_;
 };
 

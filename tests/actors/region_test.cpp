@@ -98,6 +98,17 @@ protected:
     return answer;
   }
 
+  /// The inventory of `sku` once its `reserved` is `units` (asked again for up
+  /// to 10 s, also while the SKU restarts), else the last answer.
+  caf::expected<inventory_view> inventory_once_reserved(const std::string& sku, int64_t units) {
+    caf::expected<inventory_view> inv{caf::sec::request_timeout};
+    test::eventually(10s, [&] {
+      inv = ask_retrying<inventory_view>(get_inventory{sku});
+      return inv && inv->reserved == units;
+    });
+    return inv;
+  }
+
   /// Crashes `kind`/`id` once and waits (up to 3 s) until the region saw it
   /// go; false if it did not crash (its commands were refused: quarantined).
   bool crash_once(entity_kind kind, const std::string& id) {
@@ -597,13 +608,11 @@ TEST_F(RegionTest, test_a_reservation_whose_order_ended_before_a_crash_is_settle
   for (auto& id : {cancelled, paid, unpaid})
     self->send(region, crash_entity{entity_kind::order, id});
   self->send(region, crash_entity{entity_kind::sku, "a"});
-  caf::expected<inventory_view> inv{caf::sec::request_timeout};
   // (Well under the 15 minutes; an ask that meets a restarting order entity
   // is repeated a second later.)
-  ASSERT_TRUE(test::eventually(10s, [&] {
-    inv = ask_retrying<inventory_view>(get_inventory{"a"});
-    return inv && inv->reserved == 1;
-  })) << (inv ? std::to_string(inv->reserved) : describe(inv.error()).message);
+  auto inv = inventory_once_reserved("a", 1);
+  ASSERT_TRUE(inv) << describe(inv.error()).message;
+  EXPECT_EQ(inv->reserved, 1);
   EXPECT_EQ(inv->available, 6); // 2 back, 3 sold, 1 still held
   EXPECT_EQ(inv->sold, 3);
 }
@@ -625,11 +634,8 @@ TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_
   ASSERT_TRUE(before);
   EXPECT_EQ(before->reserved, 3);
   ASSERT_TRUE(crash_once(entity_kind::sku, "a"));
-  caf::expected<inventory_view> inv{caf::sec::request_timeout};
-  ASSERT_TRUE(test::eventually(10s, [&] {
-    inv = ask_retrying<inventory_view>(get_inventory{"a"});
-    return inv && inv->reserved <= 1;
-  })) << (inv ? std::to_string(inv->reserved) : describe(inv.error()).message);
+  auto inv = inventory_once_reserved("a", 1);
+  ASSERT_TRUE(inv) << describe(inv.error()).message;
   EXPECT_EQ(inv->reserved, 1); // the orphan's 2 units are back; the unpaid order's 1 is held
   EXPECT_EQ(inv->available, 9);
 }
