@@ -286,9 +286,10 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
   auto room = max_expiries_in_flight - std::min(max_expiries_in_flight, st.book.handed_out());
   for (auto& order_id : st.book.take_due(now_millis(), room)) {
     // Ask again in a second when the order is still being placed or not
-    // yet due, or when its entity is unreachable right now.
+    // yet due, or when its entity is unreachable right now; at the
+    // reservation's expiry when it was asked early (recheck_restored).
     auto later = [self, order_id] {
-      self->state.book.check_later(order_id, now_millis() + 1000);
+      self->state.book.ask_again(order_id, now_millis());
       arm_timer(self);
     };
     self->request(ctx->region, ctx->ask_timeout, expire_order{order_id, k.sku})

@@ -135,11 +135,15 @@ public:
 
   /// Hands out up to `max` queued entries whose check time is at or before
   /// `now`, earliest first. A handed-out entry is not due again until
-  /// `check_later` queues it again or it leaves the reserved state.
+  /// `ask_again` queues it again or it leaves the reserved state.
   std::vector<std::string> take_due(millis now, size_t max);
-  /// Queues a handed-out entry that is still reserved again, due at `at`
-  /// (its order was still being placed, or could not be asked).
-  void check_later(const std::string& order_id, millis at);
+  /// How long a due entry waits before its order is asked again.
+  static constexpr millis ask_again_after = 1000;
+  /// Queues a handed-out entry that is still reserved again, after its order
+  /// gave no final answer at `now` (still being placed or not yet due, or
+  /// not reachable): a due entry `ask_again_after` later, one asked before
+  /// it was due (check_sooner) at its expiry, as if it had not been asked.
+  void ask_again(const std::string& order_id, millis now);
   /// Whether check_sooner(order_id, at) would move the entry: it is queued
   /// (reserved, not handed out) and not due by `at` anyway.
   bool can_check_sooner(const std::string& order_id, millis at) const;

@@ -193,7 +193,7 @@ TEST(StockBook, test_take_due_hands_out_expired_reservations_once) {
   EXPECT_EQ(b.handed_out(), 0u);
   EXPECT_EQ(b.open_reservations(), 1u);
   EXPECT_EQ(b.sold(), 1);
-  b.check_later("o1", 300); // settled meanwhile: nothing to queue
+  b.ask_again("o1", 300); // settled meanwhile: nothing to queue
   EXPECT_EQ(b.open_reservations(), 1u);
   EXPECT_EQ(*b.next_check(), 200);
 }
@@ -213,7 +213,7 @@ TEST(StockBook, test_a_check_put_back_is_due_again_at_its_new_time) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 100));
   EXPECT_EQ(b.take_due(100, 10), std::vector<std::string>{"o1"});
-  b.check_later("o1", 1100); // its order was still being placed
+  b.ask_again("o1", 100); // its order was still being placed: in a second
   EXPECT_EQ(b.handed_out(), 0u);
   EXPECT_TRUE(b.take_due(1000, 10).empty());
   EXPECT_EQ(*b.next_check(), 1100);
@@ -221,6 +221,22 @@ TEST(StockBook, test_a_check_put_back_is_due_again_at_its_new_time) {
   EXPECT_TRUE(b.release("o1"));
   EXPECT_FALSE(b.next_check());
   EXPECT_EQ(b.open_reservations(), 0u);
+}
+
+// A reservation asked before its expiry (after a restart, its order not
+// stored) whose order says "not yet" (its placement under way) is asked again
+// at its expiry, not every second until then.
+TEST(StockBook, test_an_entry_asked_early_without_a_final_answer_is_asked_again_at_its_expiry) {
+  auto b = book_with(5, 5, 5);
+  b.reserve(entry("o1", "u", 1, 900'000));
+  EXPECT_TRUE(b.check_sooner("o1", 200));
+  EXPECT_EQ(b.take_due(200, 10), std::vector<std::string>{"o1"});
+  b.ask_again("o1", 250);
+  EXPECT_EQ(*b.next_check(), 900'000);
+  EXPECT_TRUE(b.take_due(1250, 10).empty());
+  EXPECT_EQ(b.take_due(900'000, 10), std::vector<std::string>{"o1"});
+  b.ask_again("o1", 900'010); // due now: asked again in a second
+  EXPECT_EQ(*b.next_check(), 901'010);
 }
 
 TEST(StockBook, test_a_check_moved_sooner_is_due_then_and_only_a_queued_one_moves) {
@@ -279,7 +295,7 @@ TEST(StockBook, test_fifty_thousand_reservations_due_together_settle_in_waves) {
     for (size_t j = 0; j < wave.size(); ++j) {
       EXPECT_TRUE(seen.insert(wave[j]).second) << wave[j] << " handed out twice";
       if (j % 10 == 0) {
-        b.check_later(wave[j], 20'000); // still being placed: asked again later
+        b.ask_again(wave[j], 19'000); // still being placed: asked again at 20,000
         ++kept;
       } else {
         EXPECT_TRUE(b.release(wave[j]));
@@ -315,7 +331,7 @@ TEST(StockBook, test_invariants_hold_under_random_operations) {
       for (auto& id : b.take_due(rng() % 1000, 1 + rng() % 5))
         handed.push_back(id);
     } else if (op == 7 && !handed.empty()) {
-      b.check_later(handed[rng() % handed.size()], rng() % 1000);
+      b.ask_again(handed[rng() % handed.size()], rng() % 1000);
     } else if (!orders.empty()) {
       auto& id = orders[rng() % orders.size()];
       if (op == 8)
