@@ -70,6 +70,12 @@ struct entity_metrics {
   std::atomic<uint64_t> passivations{0};
   std::atomic<uint64_t> crashes{0};
   std::atomic<uint64_t> restarts{0};
+  /// Orders answered without their cart's confirmation that the ordered
+  /// lines left it (they leave when the order is loaded again).
+  std::atomic<uint64_t> unconfirmed_cart_clears{0};
+  /// Releases of reserved units an order did not see confirmed in time
+  /// (cancels, refused checkouts): the SKU's expiry timer releases them.
+  std::atomic<uint64_t> unconfirmed_releases{0};
   sale_gauges sales;
 };
 

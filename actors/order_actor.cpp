@@ -121,7 +121,9 @@ void clear_ordered_lines_then(order_self* self, const order_record& o, Done done
   auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
   self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at})
     .then([done](cart_view&) mutable { done(); },
-          [done, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
+          [done, ctx, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
+            if (ctx->metrics)
+              ctx->metrics->unconfirmed_cart_clears.fetch_add(1, std::memory_order_relaxed);
             uint64_t held_back = 0;
             if (unconfirmed_clear_log.allow(held_back))
               spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
@@ -161,7 +163,9 @@ void release_lines_then(order_self* self, const std::string& order_id,
   for (auto& line : lines)
     self->request(ctx->region, wait, release_reservation{line.sku, order_id})
       .then([one_answered](bool) mutable { one_answered(); },
-            [one_answered, order_id, sku = line.sku](caf::error& err) mutable {
+            [one_answered, ctx, order_id, sku = line.sku](caf::error& err) mutable {
+              if (ctx->metrics)
+                ctx->metrics->unconfirmed_releases.fetch_add(1, std::memory_order_relaxed);
               uint64_t held_back = 0;
               if (unconfirmed_release_log.allow(held_back))
                 spdlog::warn("order {}: sku {} did not confirm the release ({}); its expiry "

@@ -124,6 +124,12 @@ void node::write_metrics(std::string& out) const {
           static_cast<double>(metrics->crashes.load()));
   counter("shop_entity_restarts_total", "Crashed entities restarted from durable state.",
           static_cast<double>(metrics->restarts.load()));
+  counter("shop_order_unconfirmed_cart_clears_total",
+          "Orders answered without the cart's confirmation that the ordered lines left it.",
+          static_cast<double>(metrics->unconfirmed_cart_clears.load()));
+  counter("shop_order_unconfirmed_releases_total",
+          "Releases of reserved units an order did not see confirmed in time.",
+          static_cast<double>(metrics->unconfirmed_releases.load()));
   metrics->sales.write(out, now_millis());
   counter("shop_journal_groups_total", "Group commits (one WriteBatch, one WAL sync each).",
           static_cast<double>(jrnl->groups()));

@@ -337,6 +337,47 @@ TEST_F(RegionTest, test_an_entity_that_keeps_crashing_is_quarantined_then_restar
   EXPECT_EQ(after->available, 5);
 }
 
+// What an order cannot get confirmed by a quarantined entity (its SKU's
+// release after a cancel, its cart's clear after a checkout) holds up its
+// answer no longer than follow_up_wait, and is counted for /metrics.
+TEST_F(RegionTest, test_follow_ups_a_quarantined_entity_cannot_confirm_are_answered_and_counted) {
+  follow_up_wait = 300ms;
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
+  std::string cart_before_the_order;
+  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
+  checkout from_cart;
+  from_cart.user_id = "u1";
+  from_cart.from_cart = true;
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
+  checkout items;
+  items.user_id = "u1";
+  items.items = {{"a", 1, 0}};
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o2", items})));
+  auto quarantine = [&](entity_kind kind, const std::string& id) {
+    for (int i = 0; i < 6; ++i) // over the budget of 5 crashes in 10 s
+      ASSERT_TRUE(crash_once(kind, id)) << i;
+  };
+
+  quarantine(entity_kind::sku, "a");
+  auto cancelled = ask<order_record>(cancel_order{"o2", "u1", false});
+  ASSERT_TRUE(cancelled) << describe(cancelled.error()).message;
+  EXPECT_EQ(cancelled->status, order_status::cancelled);
+  EXPECT_EQ(metrics->unconfirmed_releases.load(), 1u);
+  EXPECT_EQ(metrics->unconfirmed_cart_clears.load(), 0u);
+
+  // A crash lost the cart's clear, and the cart is quarantined when the
+  // checkout is retried with its key.
+  ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
+  quarantine(entity_kind::cart, "u1");
+  auto replayed = ask<purchase_result>(place_order{"o1", from_cart});
+  ASSERT_TRUE(replayed) << describe(replayed.error()).message;
+  EXPECT_TRUE(replayed->replayed);
+  EXPECT_EQ(metrics->unconfirmed_cart_clears.load(), 1u);
+}
+
 // Each quarantine of an entity that keeps crashing is twice as long as the
 // last; one that has stayed well for the region's crash memory is forgiven,
 // and its next quarantine is the shortest again (not, weeks later, 30 s).
