@@ -26,6 +26,14 @@ struct test_config : caf::actor_system_config {
   }
 };
 
+/// A checkout of everything in `user`'s cart.
+checkout from_cart_of(const std::string& user) {
+  checkout c;
+  c.user_id = user;
+  c.from_cart = true;
+  return c;
+}
+
 class RegionTest : public ::testing::Test {
 protected:
   void start(std::chrono::milliseconds passivate_after = 120s,
@@ -348,9 +356,7 @@ TEST_F(RegionTest, test_follow_ups_a_quarantined_entity_cannot_confirm_are_answe
   const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
   std::string cart_before_the_order;
   ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
-  checkout from_cart;
-  from_cart.user_id = "u1";
-  from_cart.from_cart = true;
+  const auto from_cart = from_cart_of("u1");
   ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
   checkout items;
   items.user_id = "u1";
@@ -472,9 +478,7 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
   const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
   std::string cart_before_the_order;
   ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
-  checkout from_cart;
-  from_cart.user_id = "u1";
-  from_cart.from_cart = true;
+  const auto from_cart = from_cart_of("u1");
   auto placed = ask<purchase_result>(place_order{"o1", from_cart});
   ASSERT_TRUE(placed) << to_string(placed.error());
   auto lines_in_cart = [&] {
@@ -548,9 +552,7 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
   const auto shards = entity_context{}.shard_count;
   journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 3s);
-  checkout from_cart;
-  from_cart.user_id = "u1";
-  from_cart.from_cart = true;
+  const auto from_cart = from_cart_of("u1");
   auto place = [&] { return ask_async<purchase_result>(place_order{"o1", from_cart}); };
   auto first = place();
   // The order is stored; the cart's change is held by the stalled disk.
@@ -592,9 +594,7 @@ TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_
   const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
   std::string cart_before_the_order;
   ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
-  checkout from_cart;
-  from_cart.user_id = "u1";
-  from_cart.from_cart = true;
+  const auto from_cart = from_cart_of("u1");
   ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
   // What a crash between the order's write and the cart's leaves.
   ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
