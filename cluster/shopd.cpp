@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -110,6 +112,28 @@ CLI::Validator secret_of(size_t min_bytes, std::string why) {
                         ""};
 }
 
+/// Waits up to `seconds` for one of `signals` (blocked); true with `sig` set
+/// if one came.
+bool wait_for_signal(const sigset_t& signals, double seconds, int& sig) {
+  using clock = std::chrono::steady_clock;
+  auto until = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                std::chrono::duration<double>{seconds});
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - clock::now());
+    if (left.count() <= 0)
+      return false;
+    timespec ts{static_cast<time_t>(left.count() / 1'000'000'000),
+                static_cast<long>(left.count() % 1'000'000'000)};
+    int got = sigtimedwait(&signals, nullptr, &ts);
+    if (got > 0) {
+      sig = got;
+      return true;
+    }
+    if (errno != EINTR && errno != EAGAIN)
+      return false;
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +141,7 @@ int main(int argc, char** argv) {
   shop::edge::server_config edge_cfg;
   std::string durability = "sync";
   double request_timeout_s = 5;
+  double shutdown_delay_s = 0;
 
   CLI::App app{"shopd: an actor-based shop backend for flash sales (one node)"};
   app.set_version_flag("--version", "shopd " SHOP_VERSION);
@@ -190,6 +215,12 @@ int main(int argc, char** argv) {
       "seconds the edge waits for an answer before 503")
     ->check(finite_seconds)
     ->check(CLI::Range(0.01, 600.0));
+  opt("--shutdown-delay", shutdown_delay_s, "SHOP_SHUTDOWN_DELAY",
+      "seconds the node serves on after a stop signal, with /readyz answering 503 and each "
+      "answer closing its connection, so that a load balancer moves clients to other nodes "
+      "first (a second signal ends it; 0: stop at once)")
+    ->check(finite_seconds)
+    ->check(CLI::Range(0.0, 3600.0));
   opt("--max-inflight", edge_cfg.limits.max_inflight, "SHOP_MAX_INFLIGHT",
       "requests in flight before new ones get 503")
     ->check(decimal)
@@ -325,11 +356,26 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  if (storage_stopped)
+  if (storage_stopped) {
     spdlog::error("shopd: storage refuses writes until the node restarts; stopping (exit "
                   "status 3)");
-  else
+  } else if (shutdown_delay_s > 0) {
+    // Out of rotation first: load balancers see /readyz fail and stop sending
+    // new clients here, and those with a connection here get an answer that
+    // closes it, while the node still serves them. Storage failing meanwhile
+    // (its SIGTERM) or a second signal ends the delay.
+    spdlog::info("shopd: signal {} received; /readyz answers 503 and the node serves on for "
+                 "{} s before it stops (a second signal stops it now)",
+                 sig, shutdown_delay_s);
+    edge.announce_stop();
+    if (wait_for_signal(stop_signals, shutdown_delay_s, sig))
+      spdlog::info("shopd: signal {} received during the shutdown delay", sig);
+    spdlog::info("shopd: stopping");
+    if (storage_stopped)
+      spdlog::error("shopd: storage refuses writes until the node restarts (exit status 3)");
+  } else {
     spdlog::info("shopd: signal {} received; stopping", sig);
+  }
   edge.stop();
   node.stop();
   spdlog::info("shopd: stopped");

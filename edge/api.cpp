@@ -889,9 +889,12 @@ void api::healthz(context& c) {
 }
 
 void api::readyz(context& c) {
-  bool ready = !probe_.ready || probe_.ready();
+  bool stopping = probe_.stopping && probe_.stopping();
+  bool ready = !stopping && (!probe_.ready || probe_.ready());
   auto res = ready ? json_response(200, R"({"status":"ready"})")
-                   : error_response(make_error(errc::unavailable, "the node is not ready"),
+                   : error_response(make_error(errc::unavailable, stopping
+                                                                    ? "the node is stopping"
+                                                                    : "the node is not ready"),
                                     c.r.request_id());
   res.route = c.route;
   c.r.send(std::move(res));

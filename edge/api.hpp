@@ -53,6 +53,9 @@ struct api_options {
 struct node_probe {
   /// /readyz: storage open and the node able to serve.
   std::function<bool()> ready;
+  /// /readyz: a stop was announced (the edge serves on for a while, so that
+  /// load balancers take the node out of rotation first).
+  std::function<bool()> stopping;
   /// Appends the node's own metrics (entities, journal, storage) in Prometheus text.
   std::function<void(std::string&)> write_metrics;
   /// Fault injection: the next `groups` group commits fail.

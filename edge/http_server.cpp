@@ -259,6 +259,9 @@ struct http_server::impl {
   std::string id_prefix;
   uint64_t id_counter = 0;
   bool stopped = false;
+  /// close_connections_after_answers() was called: every request read is
+  /// its connection's last.
+  std::atomic<bool> last_requests{false};
   std::atomic<size_t> inflight{0};
   std::atomic<size_t> connections{0};
   std::atomic<uint64_t> refused_connections{0};
@@ -1362,7 +1365,8 @@ int on_message_complete(http_parser* p) {
   auto srv = c->srv;
   c->in_message = false;
   auto seq = c->next_seq++;
-  bool keep_alive = http_should_keep_alive(p) != 0;
+  bool keep_alive = http_should_keep_alive(p) != 0
+                    && !srv->last_requests.load(std::memory_order_relaxed);
   auto& req = c->cur;
   // The request timeout runs from here: a slow upload is the read timeout's
   // business, and a request must not be past its deadline before it runs.
@@ -1400,9 +1404,10 @@ int on_message_complete(http_parser* p) {
   if (!is_safe(p->method))
     c->unsafe_until = seq + 1;
   if (!keep_alive) {
-    // The connection's last request (Connection: close, or HTTP/1.0): nothing
-    // after it is run, since its answer could never be sent. (Debian's
-    // http_parser is not built strict and would go on parsing.)
+    // The connection's last request (Connection: close, HTTP/1.0, or a node
+    // about to stop): nothing after it is run, since its answer could never
+    // be sent. (Debian's http_parser is not built strict and would go on
+    // parsing.)
     c->refuse_more = true;
     http_parser_pause(p, 1);
   } else if (!has_room(c)) {
@@ -1910,6 +1915,11 @@ std::string http_server::start(const std::string& host, uint16_t port) {
     uv_loop_close(&impl_->loop);
   }};
   return {};
+}
+
+void http_server::close_connections_after_answers() noexcept {
+  if (impl_)
+    impl_->last_requests.store(true, std::memory_order_relaxed);
 }
 
 void http_server::stop() {

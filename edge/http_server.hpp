@@ -177,6 +177,14 @@ public:
   /// loop thread. Idempotent.
   void stop();
 
+  /// From now on every request read is its connection's last, as if its
+  /// client had sent `Connection: close`: its answer says so and the
+  /// connection closes once it is written, so that clients open a new one
+  /// (through a load balancer, to another node). Everything else goes on:
+  /// new connections are accepted and requests served. For the delay before
+  /// a stop (shopd's --shutdown-delay). Any thread; idempotent.
+  void close_connections_after_answers() noexcept;
+
   /// The bound port (useful when started on port 0).
   uint16_t port() const noexcept { return port_; }
 

@@ -14,6 +14,7 @@ server::~server() {
 std::string server::start() {
   node_probe probe;
   probe.ready = [this] { return node_.ready(); };
+  probe.stopping = [this] { return stopping_.load(std::memory_order_relaxed); };
   probe.fail_storage_writes = [this](uint32_t groups) { node_.fail_storage_writes(groups); };
   probe.write_metrics = [this](std::string& out) {
     node_.write_metrics(out);
@@ -57,6 +58,12 @@ std::string server::start() {
   spdlog::info("edge: serving http://{}{}{}:{}", v6 ? "[" : "", cfg_.http_host, v6 ? "]" : "",
                http_->port());
   return {};
+}
+
+void server::announce_stop() noexcept {
+  stopping_.store(true, std::memory_order_relaxed);
+  if (http_)
+    http_->close_connections_after_answers();
 }
 
 void server::stop() {

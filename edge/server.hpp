@@ -2,6 +2,7 @@
 // The edge of one node: the HTTP server plus the API, on top of a running
 // node. One per node; start after node::start, stop before node::stop.
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,11 @@ public:
 
   /// Binds and serves; returns an error text or empty.
   [[nodiscard]] std::string start();
+  /// The delay before a stop begins: /readyz answers 503 ("the node is
+  /// stopping") from now on, and every request read is its connection's
+  /// last (http_server::close_connections_after_answers), while the edge
+  /// goes on serving. Any thread; idempotent.
+  void announce_stop() noexcept;
   /// Stops accepting and closes every connection. Idempotent.
   void stop();
   uint16_t port() const noexcept;
@@ -35,6 +41,7 @@ public:
 private:
   node& node_;
   server_config cfg_;
+  std::atomic<bool> stopping_{false}; // announce_stop() was called
   std::unique_ptr<api> api_;
   std::unique_ptr<http_server> http_;
 };

@@ -675,6 +675,28 @@ TEST(Crash, test_a_node_whose_storage_fails_for_good_exits_3_and_restarts_with_e
     [] {});
 }
 
+// Storage failing for good during the shutdown delay ends the delay: the
+// node does not serve 503s until it is over, it stops with status 3 at once.
+TEST(Crash, test_storage_failing_during_the_shutdown_delay_stops_the_node_with_status_3) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--shutdown-delay", "60"}};
+  ASSERT_TRUE(shopd.start());
+  auto tokens = make_users(shopd.port(), "late_", 1);
+  http_client c{shopd.port()};
+  create_product_and_sale(c, shopd.admin_token(), "late-1", 10, "sale-late", 10, 1);
+  ASSERT_EQ(::kill(shopd.pid(), SIGTERM), 0);
+  EXPECT_TRUE(eventually(5s, [&] { return c.request("GET", "/readyz").status == 503; }));
+  rlimit limit{};
+  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, nullptr, &limit), 0);
+  limit.rlim_cur = 1;
+  ASSERT_EQ(prlimit(shopd.pid(), RLIMIT_FSIZE, &limit, nullptr), 0);
+  EXPECT_EQ(purchase(c, tokens[0], "sale-late").status, 503);
+  EXPECT_EQ(shopd.wait_exit(15s), 3);
+  ASSERT_TRUE(shopd.start());
+  http_client c2{shopd.port()};
+  EXPECT_EQ(get_inventory(c2, "late-1"), (inventory{10, 0, 0}));
+}
+
 // Here: a WAL sync that fails (fdatasync answers EIO, as on a disk whose
 // writeback failed; a preloaded library makes it,
 // tests/fixtures/fail_wal_sync.cpp). The refused purchase's record was

@@ -722,6 +722,62 @@ TEST(Lifecycle, test_sigint_and_sighup_stop_the_node_cleanly_and_keep_its_data) 
   }
 }
 
+// With --shutdown-delay, a stop signal first takes the node out of rotation:
+// /readyz answers 503 while every other request is served, also on a
+// connection opened before the signal, and each answer closes its connection
+// so that its client comes back through the load balancer. A second signal
+// ends the delay; what was bought during it is kept.
+TEST(Lifecycle, test_a_shutdown_delay_takes_the_node_out_of_rotation_while_it_serves_on) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--shutdown-delay", "60"}};
+  ASSERT_TRUE(shopd.start());
+  auto tokens = make_users(shopd.port(), "leaving_", 1);
+  http_client kept{shopd.port()};
+  create_product_and_sale(kept, shopd.admin_token(), "delay-1", 10, "sale-delay", 10, 5);
+  auto before = kept.request("GET", "/readyz");
+  ASSERT_EQ(before.status, 200);
+  ASSERT_NE(before.header("connection"), "close");
+
+  ASSERT_EQ(::kill(shopd.pid(), SIGTERM), 0);
+  http_result ready;
+  EXPECT_TRUE(eventually(5s, [&] {
+    ready = http_client{shopd.port()}.request("GET", "/readyz");
+    return ready.status == 503;
+  })) << ready.status << " " << ready.body;
+  EXPECT_EQ(json_field(ready.body, "error.code"), "unavailable");
+  EXPECT_EQ(json_field(ready.body, "error.message"), "the node is stopping");
+  EXPECT_EQ(ready.header("connection"), "close");
+
+  auto bought = purchase(kept, tokens[0], "sale-delay");
+  EXPECT_EQ(bought.status, 201) << bought.body;
+  EXPECT_EQ(bought.header("connection"), "close");
+  http_client fresh{shopd.port()};
+  auto health = fresh.request("GET", "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.header("connection"), "close");
+  EXPECT_EQ(shopd.wait_exit(500ms), -1) << "the node stopped before its delay ended";
+
+  ASSERT_EQ(::kill(shopd.pid(), SIGTERM), 0);
+  EXPECT_EQ(shopd.wait_exit(10s), 0);
+  EXPECT_NE(shopd.output().find("shopd: stopped"), std::string::npos) << shopd.output();
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  EXPECT_EQ(get_inventory(c, "delay-1"), (inventory{9, 1, 0}));
+  EXPECT_EQ(c.request("GET", "/readyz").status, 200);
+}
+
+// The delay ends by itself: the node stops once it has passed, not before.
+TEST(Lifecycle, test_a_node_stops_by_itself_once_its_shutdown_delay_has_passed) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--shutdown-delay", "1.5"}};
+  ASSERT_TRUE(shopd.start());
+  auto signalled = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(shopd.pid(), SIGTERM), 0);
+  EXPECT_EQ(shopd.wait_exit(15s), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - signalled, 1500ms);
+  EXPECT_NE(shopd.output().find("shopd: stopped"), std::string::npos) << shopd.output();
+}
+
 // Started with SIGHUP ignored (nohup), the node keeps running when it comes:
 // it is not a stop signal then.
 TEST(Lifecycle, test_a_node_started_under_nohup_outlives_a_hangup) {
