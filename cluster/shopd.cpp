@@ -368,11 +368,14 @@ int main(int argc, char** argv) {
                  "{} s before it stops (a second signal stops it now)",
                  sig, shutdown_delay_s);
     edge.announce_stop();
-    if (wait_for_signal(stop_signals, shutdown_delay_s, sig))
-      spdlog::info("shopd: signal {} received during the shutdown delay", sig);
-    spdlog::info("shopd: stopping");
+    bool ended = wait_for_signal(stop_signals, shutdown_delay_s, sig);
     if (storage_stopped)
-      spdlog::error("shopd: storage refuses writes until the node restarts (exit status 3)");
+      spdlog::error("shopd: storage refuses writes until the node restarts; stopping before "
+                    "the shutdown delay ends (exit status 3)");
+    else if (ended)
+      spdlog::info("shopd: signal {} received during the shutdown delay; stopping", sig);
+    else
+      spdlog::info("shopd: stopping");
   } else {
     spdlog::info("shopd: signal {} received; stopping", sig);
   }

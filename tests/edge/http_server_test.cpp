@@ -302,6 +302,44 @@ TEST(HttpServer, test_nothing_after_a_connection_close_request_runs) {
   }
 }
 
+// Before a stop (shopd's --shutdown-delay): every request read from then on
+// is its connection's last, on a connection opened before as on a new one,
+// as if its client had sent `Connection: close`. Answered with that header,
+// nothing pipelined behind it runs, and the connection ends with a FIN, not
+// a reset. Requests read before keep their connection open.
+TEST(HttpServer, test_after_close_connections_after_answers_each_request_is_its_connections_last) {
+  held_requests h;
+  server_under_test s{http_limits{}, h.handler()};
+  raw_client before{s.server.port()};
+  ASSERT_TRUE(before.connected());
+  ASSERT_TRUE(before.send("GET /kept HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_EQ(h.dispatched_after_reaching(1), 1);
+  s.server.close_connections_after_answers();
+  h.answer_all();
+  auto first = before.read_until([](const std::string& b) { return !bodies(b).empty(); });
+  EXPECT_EQ(bodies(first), std::vector<std::string>{"/kept"});
+  EXPECT_EQ(first.find("Connection: close"), std::string::npos) << first;
+  EXPECT_FALSE(before.saw_eof());
+
+  raw_client after{s.server.port()};
+  ASSERT_TRUE(after.connected());
+  const std::string pipelined = "GET /last HTTP/1.1\r\nHost: t\r\n\r\n"
+                                "POST /not-run HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}";
+  for (auto* c : {&before, &after}) {
+    h.dispatched = 0;
+    ASSERT_TRUE(c->send(pipelined));
+    EXPECT_EQ(h.dispatched_after_reaching(1), 1);
+    h.answer_all();
+    auto stream = c->read_to_eof();
+    EXPECT_TRUE(c->saw_eof());
+    EXPECT_FALSE(c->saw_reset());
+    auto last = stream.substr(stream.rfind("HTTP/1.1 "));
+    EXPECT_EQ(bodies(last), std::vector<std::string>{"/last"}) << stream;
+    EXPECT_NE(last.find("Connection: close\r\n"), std::string::npos) << last;
+    EXPECT_EQ(h.dispatched.load(), 1);
+  }
+}
+
 // The request timeout bounds the handler's time, not the client's upload: a
 // body that takes longer than the timeout to arrive is still served.
 TEST(HttpServer, test_the_request_timeout_starts_when_the_request_is_complete) {
