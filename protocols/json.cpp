@@ -1,5 +1,6 @@
 #include "protocols/json.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <functional>
@@ -355,14 +356,20 @@ public:
   /// line breaks in `multi_line` text. A NUL or a terminal escape in a name
   /// would reach every page, log and export that shows it. Text that must not
   /// be empty must not be blank either: spaces alone name nothing, nor do
-  /// no-break, ideographic or zero-width ones (see shows_nothing).
+  /// no-break, ideographic or zero-width ones (see shows_nothing). A line of
+  /// text (a name) loses the white space at its ends, which would only shift
+  /// it where it is shown and sort it apart; the length rule counts what is
+  /// kept. (Zero-width characters stay: a variation selector or a tag at the
+  /// end may belong to an emoji.)
   caf::error text(size_t min_len, size_t max_len, bool multi_line, std::string& out) {
-    if (auto err = string(min_len, max_len, out))
-      return err;
+    std::string_view s;
+    if (v_.get_string().get(s) != SUCCESS)
+      return invalid_field(name_, "must be a string");
     bool blank = true;
-    for (size_t i = 0, len = 0; i < out.size(); i += len) {
+    size_t first = s.size(), end = 0; // the span from the first to the last non-white-space
+    for (size_t i = 0, len = 0; i < s.size(); i += len) {
       char32_t cp = 0;
-      std::tie(cp, len) = decode_utf8_at(out, i);
+      std::tie(cp, len) = decode_utf8_at(s, i);
       if (len == 0) // the parser checked the UTF-8: not expected
         return invalid_field(name_, "must be UTF-8");
       bool line_space = cp == '\t' || cp == '\n' || cp == '\r';
@@ -372,9 +379,20 @@ public:
                                       ? "must not hold control characters but tab and line breaks"
                                       : "must not hold control characters");
       blank = blank && shows_nothing(cp);
+      if (!is_white_space(cp)) {
+        first = std::min(first, i);
+        end = i + len;
+      }
     }
-    if (min_len > 0 && blank)
+    if (min_len > 0 && !s.empty() && blank)
       return invalid_field(name_, "must not be blank");
+    if (!multi_line)
+      s = first < end ? s.substr(first, end - first) : std::string_view{};
+    size_t chars = utf8_chars(s);
+    if (chars < min_len || chars > max_len)
+      return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
+                                    + std::to_string(max_len) + " characters long");
+    out.assign(s);
     return caf::none;
   }
 

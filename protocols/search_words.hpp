@@ -33,6 +33,12 @@ std::pair<char32_t, size_t> decode_utf8_at(std::string_view s, size_t i);
 /// Braille pattern. A name of these alone looks empty wherever it is shown.
 bool shows_nothing(char32_t cp);
 
+/// Unicode's White_Space: the ASCII ones (tab to carriage return, space),
+/// NEL, the no-break, Ogham, en to hair, narrow no-break, medium mathematical
+/// and ideographic spaces, and the line and paragraph separators. Not the
+/// zero-width characters, which may join or select what stands next to them.
+bool is_white_space(char32_t cp);
+
 /// The simple case folding of `cp` (itself when it has none).
 char32_t fold_case(char32_t cp);
 

@@ -155,6 +155,11 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
   EXPECT_EQ(search("BLU+sh"), (std::set<std::string>{"shirt-blue"}));
   EXPECT_EQ(search("tee%20red"), (std::set<std::string>{"tee-red"}));
   EXPECT_EQ(search("lamp"), (std::set<std::string>{}));
+  // A name loses the white space at its ends (here two spaces and an
+  // ideographic one), as stored and shown.
+  create_product(c, admin, "lamp", "  Desk Lamp\\u3000", 2500, 1);
+  EXPECT_EQ(json_field(c.request("GET", "/api/v1/products/lamp").body, "name"), "Desk Lamp");
+  EXPECT_EQ(search("lamp"), (std::set<std::string>{"lamp"}));
   // In every script: "CAFÉ CRÈ" and "glacée" find "Café Crème Glacée".
   EXPECT_EQ(search("CAF%C3%89+CR%C3%88"), (std::set<std::string>{"glace"}));
   EXPECT_EQ(search("glac%C3%A9e"), (std::set<std::string>{"glace"}));

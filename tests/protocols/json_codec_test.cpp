@@ -204,6 +204,38 @@ TEST(JsonDecode, test_product_text_holds_no_control_characters_and_a_name_is_not
   EXPECT_TRUE(create("ok", " \\n "));
 }
 
+// A name is a line of text: the white space at its ends (of any kind) is
+// not kept, and the 200 characters count what is. What stands inside stays,
+// and so do zero-width characters at the ends (a variation selector makes an
+// emoji). A description keeps its text as given.
+TEST(JsonDecode, test_a_product_name_loses_the_white_space_at_its_ends) {
+  auto create = [](const std::string& name, const std::string& description = "") {
+    return decode_create_product(R"({"sku":"p1","name":")" + name + R"(","description":")"
+                                 + description + R"(","price_cents":1})");
+  };
+  auto renamed = [](const std::string& name) {
+    return decode_update_product(R"({"name":")" + name + R"("})");
+  };
+  auto c = create("  Caf\\u00e9  cr\\u00e8me \\u3000\\u00a0", " \\n indented \\n ");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->name, "Caf\xC3\xA9  cr\xC3\xA8me");
+  EXPECT_EQ(c->description, " \n indented \n ");
+  auto u = renamed("\\u2003x y\\u2028");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->name, "x y");
+  auto heart = renamed(" love \\u2764\\ufe0f ");
+  ASSERT_TRUE(heart);
+  EXPECT_EQ(heart->name, "love \xE2\x9D\xA4\xEF\xB8\x8F");
+  auto zero_width = renamed("\\u200bx");
+  ASSERT_TRUE(zero_width);
+  EXPECT_EQ(zero_width->name, "\xE2\x80\x8Bx");
+  std::string longest(200, 'n');
+  auto padded = create("   " + longest + "\\u3000");
+  ASSERT_TRUE(padded);
+  EXPECT_EQ(padded->name, longest);
+  EXPECT_FALSE(create(" " + longest + "n "));
+}
+
 TEST(JsonDecode, test_sale_needs_every_field_and_a_window) {
   auto ok = decode_create_sale(
     R"({"id":"s1","sku":"p1","price_cents":10,"quantity":5,"per_user_limit":1,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2026-01-02T00:00:00+01:00"})");
