@@ -365,6 +365,16 @@ public:
     std::string_view s;
     if (v_.get_string().get(s) != SUCCESS)
       return invalid_field(name_, "must be a string");
+    auto length_rule = [&](std::string_view kept) -> caf::error {
+      size_t chars = utf8_chars(kept);
+      if (chars < min_len || chars > max_len)
+        return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
+                                      + std::to_string(max_len) + " characters long");
+      return caf::none;
+    };
+    if (multi_line) // kept as given: its length first, as for any string
+      if (auto err = length_rule(s))
+        return err;
     bool blank = true;
     size_t first = s.size(), end = 0; // the span from the first to the last non-white-space
     for (size_t i = 0, len = 0; i < s.size(); i += len) {
@@ -386,12 +396,11 @@ public:
     }
     if (min_len > 0 && !s.empty() && blank)
       return invalid_field(name_, "must not be blank");
-    if (!multi_line)
+    if (!multi_line) {
       s = first < end ? s.substr(first, end - first) : std::string_view{};
-    size_t chars = utf8_chars(s);
-    if (chars < min_len || chars > max_len)
-      return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
-                                    + std::to_string(max_len) + " characters long");
+      if (auto err = length_rule(s))
+        return err;
+    }
     out.assign(s);
     return caf::none;
   }

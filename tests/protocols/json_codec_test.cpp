@@ -234,6 +234,17 @@ TEST(JsonDecode, test_a_product_name_loses_the_white_space_at_its_ends) {
   ASSERT_TRUE(padded);
   EXPECT_EQ(padded->name, longest);
   EXPECT_FALSE(create(" " + longest + "n "));
+  // White space that is a control character is refused, at the ends too.
+  for (auto bad : {"Lamp\\n", "\\tLamp", "Lamp\\u0085"}) {
+    auto r = create(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(describe(r.error()).message.find("control characters"), std::string::npos);
+  }
+  // A description is taken as given, its length checked first, as before.
+  auto too_long = create("ok", std::string(4001, 'd') + "\\u001b");
+  ASSERT_FALSE(too_long);
+  EXPECT_NE(describe(too_long.error()).message.find("0 to 4000 characters"), std::string::npos)
+    << describe(too_long.error()).message;
 }
 
 TEST(JsonDecode, test_sale_needs_every_field_and_a_window) {
