@@ -47,7 +47,7 @@ struct node_config {
   /// HMAC key that signs payment gateway callbacks; empty: generated once and
   /// stored in the data dir.
   std::string payment_secret;
-  /// This node's name in logs and metrics. Default: n1
+  /// This node's name in logs. Default: n1
   std::string node_id = "n1";
   /// Number of shards; fixed for the life of a data dir. Default: 64.
   uint32_t shards = 64;

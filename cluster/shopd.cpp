@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
                "enable POST /api/v1/payments/{id}/sandbox-complete, a gateway stand-in that "
                "sends itself the signed callback (make run turns it on)")
     ->envname("SHOP_SANDBOX_PAYMENTS");
-  opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs and metrics")
+  opt("--node-id", cfg.node_id, "SHOP_NODE_ID", "this node's name in logs")
     ->check(node_name);
   opt("--shards", cfg.shards, "SHOP_SHARDS", "number of shards; fixed for the life of a data dir")
     ->check(decimal)
