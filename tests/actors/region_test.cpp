@@ -615,6 +615,49 @@ TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_
   EXPECT_TRUE(cart->items.empty());
 }
 
+// The retry above gets the order as it was placed, which is stored: a later
+// change of the order that fails while the retry waits for the cart (here a
+// payment whose group commit fails) does not turn its answer into an error.
+TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_gets_the_order_though_a_later_change_fails) {
+  follow_up_wait = 4s; // as above
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto shards = entity_context{}.shard_count;
+  const auto cart_key = keys::entity(keys::cart, "u1", shards);
+  std::string cart_before_the_order;
+  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
+  const auto from_cart = from_cart_of("u1");
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
+  ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true)); // a lost clear
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  // The cart's write is held 1 s; the payment's group, behind it, 2 s more,
+  // and fails.
+  journal_->stall_group_writing(cart_key, 1s);
+  auto retry = ask_async<purchase_result>(place_order{"o1", from_cart});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(retry.wait_for(0s), std::future_status::timeout); // waiting for the cart
+  journal_->stall_group_writing(keys::entity(keys::order, "o1", shards), 2s);
+  auto paid = ask_async<payment_view>(pay_order{"o1", "u1", "card"});
+  // Once the cart's write is done, the payment's is held: it is to fail.
+  auto until = std::chrono::steady_clock::now() + 5s;
+  for (std::string now = cart_before_the_order;
+       now == cart_before_the_order && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(20ms);
+    if (!*db_->get(cart_key, now))
+      now.clear();
+  }
+  journal_->fail_next_groups(1);
+  auto replayed = retry.get();
+  ASSERT_TRUE(replayed) << to_string(replayed.error());
+  EXPECT_TRUE(replayed->replayed);
+  EXPECT_EQ(replayed->order.order_id, "o1");
+  EXPECT_FALSE(paid.get()); // its commit did fail
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
+}
+
 // A kill -9 between a cancel's write and its SKU's release leaves the order
 // cancelled in storage and its reservation open. Loaded again, the SKU asks
 // the order at once, not at the reservation's expiry (15 minutes here), and
