@@ -341,13 +341,19 @@ public:
     std::string_view s;
     if (v_.get_string().get(s) != SUCCESS)
       return invalid_field(name_, "must be a string");
-    // Characters, as the message says, not bytes (the parser has checked
-    // that the text is UTF-8).
+    if (auto err = length_rule(s, min_len, max_len))
+      return err;
+    out.assign(s);
+    return caf::none;
+  }
+
+  /// `s` holds `min_len` to `max_len` characters: characters, as the message
+  /// says, not bytes (the parser has checked that the text is UTF-8).
+  caf::error length_rule(std::string_view s, size_t min_len, size_t max_len) {
     size_t chars = utf8_chars(s);
     if (chars < min_len || chars > max_len)
       return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
                                     + std::to_string(max_len) + " characters long");
-    out.assign(s);
     return caf::none;
   }
 
@@ -365,15 +371,8 @@ public:
     std::string_view s;
     if (v_.get_string().get(s) != SUCCESS)
       return invalid_field(name_, "must be a string");
-    auto length_rule = [&](std::string_view kept) -> caf::error {
-      size_t chars = utf8_chars(kept);
-      if (chars < min_len || chars > max_len)
-        return invalid_field(name_, "must be " + std::to_string(min_len) + " to "
-                                      + std::to_string(max_len) + " characters long");
-      return caf::none;
-    };
     if (multi_line) // kept as given: its length first, as for any string
-      if (auto err = length_rule(s))
+      if (auto err = length_rule(s, min_len, max_len))
         return err;
     bool blank = true;
     size_t first = s.size(), end = 0; // the span from the first to the last non-white-space
@@ -398,7 +397,7 @@ public:
       return invalid_field(name_, "must not be blank");
     if (!multi_line) {
       s = first < end ? s.substr(first, end - first) : std::string_view{};
-      if (auto err = length_rule(s))
+      if (auto err = length_rule(s, min_len, max_len))
         return err;
     }
     out.assign(s);
