@@ -128,6 +128,20 @@ protected:
     return metrics->crashes.load() > before;
   }
 
+  /// Order "o1" placed from the cart of "u1" (2 of product "a", 10 in
+  /// stock), then what a crash between the order's write and the cart's
+  /// leaves: the cart stored as it was before the order (`cart_before`),
+  /// its entity started again from that.
+  void place_from_the_cart_and_lose_the_clear(std::string& cart_before) {
+    ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+    ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+    const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
+    ASSERT_TRUE(*db_->get(cart_key, cart_before));
+    ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart_of("u1")})));
+    ASSERT_FALSE(db_->write({put_op(cart_key, cart_before)}, true));
+    ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  }
+
   std::chrono::milliseconds crash_settle_timeout = 30s;
   std::chrono::milliseconds crash_memory = 600s;
   std::chrono::milliseconds follow_up_wait = 1s;
@@ -589,16 +603,10 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
 TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_on_a_crash) {
   follow_up_wait = 4s; // as above
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
-  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
-  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
   std::string cart_before_the_order;
-  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
+  ASSERT_NO_FATAL_FAILURE(place_from_the_cart_and_lose_the_clear(cart_before_the_order));
+  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
   const auto from_cart = from_cart_of("u1");
-  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
-  // What a crash between the order's write and the cart's leaves.
-  ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true));
-  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
   journal_->stall_group_writing(cart_key, 3s);
   auto retry = ask_async<purchase_result>(place_order{"o1", from_cart});
   std::this_thread::sleep_for(300ms);
@@ -621,16 +629,11 @@ TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_is_answered_with_the_order_
 TEST_F(RegionTest, test_a_retry_waiting_for_the_cart_gets_the_order_though_a_later_change_fails) {
   follow_up_wait = 4s; // as above
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
-  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  std::string cart_before_the_order;
+  ASSERT_NO_FATAL_FAILURE(place_from_the_cart_and_lose_the_clear(cart_before_the_order));
   const auto shards = entity_context{}.shard_count;
   const auto cart_key = keys::entity(keys::cart, "u1", shards);
-  std::string cart_before_the_order;
-  ASSERT_TRUE(*db_->get(cart_key, cart_before_the_order));
   const auto from_cart = from_cart_of("u1");
-  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart})));
-  ASSERT_FALSE(db_->write({put_op(cart_key, cart_before_the_order)}, true)); // a lost clear
-  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
   // The cart's write is held 1 s; the payment's group, behind it, 2 s more,
   // and fails.
   journal_->stall_group_writing(cart_key, 1s);
