@@ -13,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -611,10 +610,18 @@ TEST(Auth, test_a_login_answers_a_bearer_token_valid_for_expires_in_seconds) {
   for (const account& a : {account{"shape_1", "pw-shape-1", user_id, "user"},
                            account{"admin", shopd.admin_password, "", "admin"}}) {
     SCOPED_TRACE(a.name);
-    auto before = static_cast<int64_t>(std::time(nullptr));
+    // The node reads the clock as std::chrono::system_clock (CLOCK_REALTIME);
+    // std::time() reads the kernel's coarse clock, which lags it by up to a
+    // tick, so near a second's turn it would bound the expiry a second short.
+    auto wall_secs = [] {
+      return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
+    };
+    auto before = wall_secs();
     auto r = c.request("POST", "/api/v1/auth/login",
                        R"({"username":")" + a.name + R"(","password":")" + a.password + R"("})");
-    auto after = static_cast<int64_t>(std::time(nullptr));
+    auto after = wall_secs();
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json_field(r.body, "token_type"), "Bearer") << r.body;
     EXPECT_EQ(json_field(r.body, "role"), a.role) << r.body;
