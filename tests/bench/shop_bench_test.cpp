@@ -89,7 +89,7 @@ TEST(LoadEngine, test_open_loop_reports_a_server_stall_that_closed_loop_hides) {
   histogram closed;
   run_load(opts, [](size_t) -> std::optional<request> { return request{}; },
            [&](const request&, const response& r) { closed.record(r.latency_us); });
-  EXPECT_LT(closed.value_at(99), 100'000) << "closed-loop p99 " << closed.value_at(99) << " us";
+  EXPECT_LT(closed.value_at(99), 500'000) << "closed-loop p99 " << closed.value_at(99) << " us";
 }
 
 namespace {

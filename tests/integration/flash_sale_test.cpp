@@ -350,9 +350,11 @@ TEST(FlashSale, test_twenty_thousand_orders_expiring_together_keep_the_sku_answe
   temp_dir dir;
   shopd_process shopd{dir.path(), {"--payment-timeout", "2"}};
   ASSERT_TRUE(shopd.start());
-  http_client c{shopd.port()};
-  create_product_and_sale(c, shopd.admin_token(), "exp-many", n + 100, "sale-m", n + 100,
-                          per_user + 5);
+  {
+    http_client setup{shopd.port()};
+    create_product_and_sale(setup, shopd.admin_token(), "exp-many", n + 100, "sale-m", n + 100,
+                            per_user + 5);
+  }
   auto tokens = make_users(shopd.port(), "many_", users + 1); // the last one buys meanwhile
   std::atomic<int> created{0};
   parallel_for(shopd.port(), n, 8, [&](http_client& cc, size_t i) {
@@ -360,6 +362,9 @@ TEST(FlashSale, test_twenty_thousand_orders_expiring_together_keep_the_sku_answe
   });
   ASSERT_EQ(created.load(), n);
   // Reads and new purchases while the orders expire: none may time out (503).
+  // (On a connection opened now: the purchases may outlast the node's idle
+  // timeout on a slow machine.)
+  http_client c{shopd.port()};
   int reads = 0;
   ASSERT_TRUE(eventually(90s, [&] {
     if (++reads <= 5) {
@@ -604,7 +609,7 @@ TEST(Overload, test_requests_past_max_inflight_are_shed_at_once_and_service_resu
     } else if (r.status == 503
                && json_field(r.body, "error.message") == "the node is at capacity; retry") {
       ++shed;
-      slow_shed += took > 1s ? 1 : 0; // refused, not queued behind the hashes
+      slow_shed += took > 2s ? 1 : 0; // refused, not queued behind the hashes
       without_retry_after += r.header("retry-after").empty() ? 1 : 0;
     } else {
       ++other; // e.g. the hashers' own refusal: allowed, not what is tested
@@ -626,9 +631,9 @@ TEST(Overload, test_requests_past_max_inflight_are_shed_at_once_and_service_resu
 
 TEST(Edge, test_traffic_longer_than_the_request_timeout_keeps_being_served) {
   temp_dir dir;
-  // 1 s: short for the test, long enough for any purchase's synced commit,
-  // also on a slow disk next to another test's fsyncs.
-  shopd_process shopd{dir.path(), {"--request-timeout", "1"}};
+  // 2 s: short for the test, long enough for any purchase's synced commit,
+  // also on a slow shared disk next to another test's fsyncs.
+  shopd_process shopd{dir.path(), {"--request-timeout", "2"}};
   ASSERT_TRUE(shopd.start());
   // Set-up, not what is tested: on a busy machine (ctest -j 2 next to a login
   // storm, or the sanitizers) a password hash can outlast 1 s and be
@@ -648,7 +653,7 @@ TEST(Edge, test_traffic_longer_than_the_request_timeout_keeps_being_served) {
     create_product_and_sale(c, shopd.admin_token(), "steady-1", 100000, "sale-st", 100000, 10000);
   }
   // Answers arrive in time; the deadline must not count them a second time.
-  auto until = std::chrono::steady_clock::now() + 2500ms;
+  auto until = std::chrono::steady_clock::now() + 3500ms;
   std::atomic<int> ok{0}, bad{0};
   parallel_for(shopd.port(), 4, 4, [&](http_client& cc, size_t i) {
     while (std::chrono::steady_clock::now() < until) {
