@@ -41,6 +41,8 @@ void register_shop_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<get_cart>("shop::get_cart");
   cfg.add_message_type<set_cart_item>("shop::set_cart_item");
   cfg.add_message_type<clear_cart>("shop::clear_cart");
+  cfg.add_message_type<take_cart>("shop::take_cart");
+  cfg.add_message_type<end_cart_checkout>("shop::end_cart_checkout");
   cfg.add_message_type<checkout>("shop::checkout");
   cfg.add_message_type<place_order>("shop::place_order");
   cfg.add_message_type<reserve_stock>("shop::reserve_stock");

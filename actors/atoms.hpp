@@ -16,6 +16,8 @@ using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 /// sku -> self: reservation expiry timer.
 using expiry_atom = caf::atom_constant<caf::atom("expiry")>;
+/// cart -> self: the checkout with this number has held the cart's lines too long.
+using checkout_atom = caf::atom_constant<caf::atom("checkout")>;
 /// sku -> self: look at the next restored reservations' orders (after a load).
 using recheck_atom = caf::atom_constant<caf::atom("recheck")>;
 /// fault injection: the entity throws (only reachable with --fault-injection).

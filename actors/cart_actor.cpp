@@ -6,6 +6,7 @@
 #include <optional>
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 
 #include "actors/entities.hpp"
 #include "protocols/json.hpp"
@@ -91,6 +92,41 @@ std::vector<order_line> lines_of(const cart_record& cart) {
   for (auto& line : cart.items)
     out.push_back(order_line{line.sku, line.quantity, 0});
   return out;
+}
+
+/// How long one checkout may hold the cart's lines: its reservations (each
+/// answered within ask_timeout), then its order's write and the cart's clear,
+/// or the releases of a refusal (each within follow_up_wait). Past it (an
+/// order that ended without saying so), the next checkout goes on.
+std::chrono::milliseconds checkout_limit(const entity_context& ctx) {
+  return 2 * ctx.ask_timeout + ctx.follow_up_wait;
+}
+
+/// Answers `c` with the cart's lines, which its checkout then holds until it
+/// ends. An empty cart is not held: that checkout ends with its refusal.
+void grant_take(cart_self* self, const take_cart& c, cart_promise rp) {
+  auto& st = self->state;
+  auto lines = lines_of(st.cart);
+  if (!lines.empty()) {
+    st.checkout_order = c.order_id;
+    st.checkout_attempt = c.attempt;
+    self->delayed_send(self, checkout_limit(*st.core.ctx), checkout_atom::value,
+                       ++st.checkout_number);
+  }
+  deliver_durable(st.core, rp, cart_view{std::move(lines), 0});
+}
+
+/// The checkout that held the lines has ended: the first waiting take gets them.
+void free_lines(cart_self* self) {
+  auto& st = self->state;
+  st.checkout_order.clear();
+  st.checkout_attempt = 0;
+  while (st.checkout_order.empty() && !st.waiting_takes.empty()) {
+    auto next = std::move(st.waiting_takes.front());
+    st.waiting_takes.pop_front();
+    st.core.unhold(next.ticket);
+    grant_take(self, next.cmd, next.rp);
+  }
 }
 
 } // namespace
@@ -188,12 +224,52 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
         }
         if (st.cart.items.size() != before)
           save();
-        return reply_durable(self, cart_view{lines_of(st.cart), 0}); // unpriced
+        auto answer = reply_durable(self, cart_view{lines_of(st.cart), 0}); // unpriced
+        if (!c.order_id.empty() && c.order_id == st.checkout_order)
+          free_lines(self); // the next checkout sees the lines gone
+        return answer;
+      },
+      [=](const take_cart& c) -> caf::result<cart_view> {
+        auto& st = self->state;
+        st.core.touch();
+        auto rp = self->make_response_promise<cart_view>();
+        if (st.checkout_order.empty() || st.checkout_order == c.order_id) {
+          grant_take(self, c, rp); // (again, for a retry of the same order)
+          return rp;
+        }
+        auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
+        st.waiting_takes.push_back({c, rp, ticket});
+        return rp;
+      },
+      [=](const end_cart_checkout& c) {
+        auto& st = self->state;
+        st.core.touch();
+        // A take still waiting: its order gave up (its request timed out).
+        for (auto i = st.waiting_takes.begin(); i != st.waiting_takes.end();) {
+          if (i->cmd.order_id != c.order_id || i->cmd.attempt != c.attempt) {
+            ++i;
+            continue;
+          }
+          st.core.unhold(i->ticket);
+          i->rp.deliver(make_error(errc::unavailable, "the checkout ended before the cart was free"));
+          i = st.waiting_takes.erase(i);
+        }
+        if (c.order_id == st.checkout_order && c.attempt == st.checkout_attempt)
+          free_lines(self);
+      },
+      [=](checkout_atom, uint64_t number) {
+        auto& st = self->state;
+        if (number != st.checkout_number || st.checkout_order.empty())
+          return;
+        spdlog::warn("cart of {}: the checkout of order {} did not end within {} ms; the "
+                     "cart's next checkout goes on",
+                     st.core.id, st.checkout_order, checkout_limit(*st.core.ctx).count());
+        free_lines(self);
       },
     };
   };
   return activate_entity(self, ctx, entity_kind::cart, std::move(user_id), load, running,
-                         [] { return true; });
+                         [self] { return self->state.checkout_order.empty(); });
 }
 
 } // namespace shop

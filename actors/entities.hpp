@@ -4,6 +4,7 @@
 // activates the owning entity (loading it from storage) and delegates.
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -98,6 +99,19 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
 struct cart_state {
   entity_core core;
   cart_record cart;
+  /// The order (and its attempt) that has taken the cart's lines
+  /// (take_cart) and not yet ended its checkout, and the checkout's number
+  /// (its time limit's). In memory only.
+  std::string checkout_order;
+  uint64_t checkout_attempt = 0;
+  uint64_t checkout_number = 0;
+  /// take_cart requests of other orders, waiting for that checkout to end.
+  struct waiting_take {
+    take_cart cmd;
+    caf::typed_response_promise<cart_view> rp;
+    uint64_t ticket; // entity_core::hold: a crash answers it
+  };
+  std::deque<waiting_take> waiting_takes;
   static inline const char* name = "cart";
 };
 caf::behavior cart_actor(caf::stateful_actor<cart_state>* self, context_ptr ctx,

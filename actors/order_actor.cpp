@@ -3,11 +3,14 @@
 //
 // Flash-sale orders are created by their SKU (in the same write as the
 // reservation). Checkout orders are placed here, as a saga over their SKUs:
-//   1. (from_cart) read the user's cart;
+//   1. (from_cart) take the user's cart's lines (take_cart): another
+//      checkout of the cart waits until this one ends, so a double click
+//      orders the lines once;
 //   2. ask every SKU to reserve its line for this order id (in parallel);
-//   3. all reserved: write the order, take its lines out of the cart, answer
-//      201 once both are durable; any refused: release every line and answer
-//      the refusal (all-or-nothing).
+//   3. all reserved: write the order, take its lines out of the cart (which
+//      ends the checkout), answer 201 once both are durable; any refused:
+//      release every line, end the checkout and answer the refusal
+//      (all-or-nothing).
 // A crash between 2 and 3 leaves reservations without an order: their SKUs
 // ask this entity when they load again (after a restart), at the latest when
 // the reservations fall due, and it answers `expired` for an order that does
@@ -101,7 +104,14 @@ bool takes_cart_lines(const order_record& o) {
 /// user put in since.
 void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
   if (takes_cart_lines(o))
-    caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.created_at});
+    caf::anon_send(ctx->region, clear_cart{o.user_id, o.items, o.created_at, o.order_id});
+}
+
+/// Tells the cart of `user_id` that this attempt to place `order_id` ended
+/// its checkout without taking the lines out: the cart's next checkout may go on.
+void end_cart_checkout_of(order_self* self, const std::string& user_id,
+                          const std::string& order_id) {
+  caf::anon_send(self->state.core.ctx->region, end_cart_checkout{user_id, order_id, self->id()});
 }
 
 /// Takes the lines of `o` out of the cart and calls `done` once the cart has
@@ -113,13 +123,15 @@ void clear_ordered_lines(const context_ptr& ctx, const order_record& o) {
 /// whenever it is loaded.
 template <class Done>
 void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
+  auto ctx = self->state.core.ctx;
   if (!takes_cart_lines(o)) {
+    if (o.source == order_source::cart) // (placed after it was due: the lines stay)
+      end_cart_checkout_of(self, o.user_id, o.order_id);
     done();
     return;
   }
-  auto ctx = self->state.core.ctx;
   auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
-  self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at})
+  self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at, o.order_id})
     .then([done](cart_view&) mutable { done(); },
           [done, ctx, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
             if (ctx->metrics)
@@ -178,8 +190,11 @@ void release_lines_then(order_self* self, const std::string& order_id,
 
 /// Answers every request waiting on the placement and ends it: with `err`,
 /// or with the order as it was created (a cancel may already have followed).
+/// A checkout from the cart that failed frees the cart's lines for the next.
 void answer_placement(order_self* self, const caf::error* err, const order_record* created) {
   auto& st = self->state;
+  if (err && !st.placement.empty() && st.placement.front().first.from_cart)
+    end_cart_checkout_of(self, st.placement.front().first.user_id, st.core.id);
   auto waiting = std::move(st.placement);
   st.placement.clear();
   st.placing = false;
@@ -207,8 +222,9 @@ void finish_placement(order_self* self, uint64_t ticket, const caf::error* err,
 }
 
 /// Step 2 and 3 of the saga, for `lines` (sorted by SKU, each SKU once).
-/// `started`: when the placement began, before the cart was read; it is the
-/// order's `created_at`, so cart lines set after that are not taken out.
+/// `started`: when the lines were given (for a checkout from the cart, when
+/// the cart's answer came, after it read them); it is the order's
+/// `created_at`, so cart lines set after that are not taken out.
 void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
                    std::vector<order_line> lines, millis started) {
   auto& st = self->state;
@@ -300,7 +316,7 @@ void place(order_self* self, const checkout& req) {
     else
       answer_placement(self, &err, nullptr);
   });
-  auto start = [self, ticket, req, started = now_millis()](std::vector<order_line> lines) {
+  auto start = [self, ticket, req](std::vector<order_line> lines, millis started) {
     if (lines.empty()) {
       auto err = make_error(errc::validation_failed, "the cart is empty");
       finish_placement(self, ticket, &err);
@@ -311,11 +327,12 @@ void place(order_self* self, const checkout& req) {
     reserve_lines(self, ticket, req, std::move(lines), started);
   };
   if (!req.from_cart) {
-    start(req.items);
+    start(req.items, now_millis());
     return;
   }
-  self->request(ctx->region, ctx->ask_timeout, get_cart{req.user_id})
-    .then([start](cart_view& cart) { start(std::move(cart.items)); },
+  // (The cart may have waited for another checkout of it to end first.)
+  self->request(ctx->region, ctx->ask_timeout, take_cart{req.user_id, st.core.id, self->id()})
+    .then([start](cart_view& cart) { start(std::move(cart.items), now_millis()); },
           [self, ticket](caf::error& err) { finish_placement(self, ticket, &err); });
 }
 

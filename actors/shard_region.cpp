@@ -216,6 +216,8 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](get_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
     [=](set_cart_item& c) { route(self, k::cart, c.user_id, std::move(c)); },
     [=](clear_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
+    [=](take_cart& c) { route(self, k::cart, c.user_id, std::move(c)); },
+    [=](end_cart_checkout& c) { route(self, k::cart, c.user_id, std::move(c)); },
     [=](checkout& c) {
       // The order id: a keyed hash of (user, key) for a retry-safe request,
       // else a new time-ordered one. The empty sale id keeps these apart from flash-sale orders.

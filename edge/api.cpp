@@ -778,7 +778,7 @@ void api::delete_cart_item(context& c) {
 }
 
 void api::clear_cart(context& c) {
-  ask<cart_view>(c, shop::clear_cart{c.claims.sub, {}, {}}, 204,
+  ask<cart_view>(c, shop::clear_cart{c.claims.sub, {}, {}, {}}, 204,
                  [](const cart_view&) { return std::string{}; });
 }
 

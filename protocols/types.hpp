@@ -332,6 +332,26 @@ struct clear_cart {
   std::string user_id;
   std::vector<order_line> ordered;
   millis ordered_at = 0; // 0: whenever the lines were set
+  std::string order_id;  // the checkout this ends (see take_cart); empty: none
+};
+/// From an order being placed from the cart: the cart's lines, unpriced. The
+/// order holds them until its checkout ends (a clear_cart naming the order,
+/// or an end_cart_checkout naming the attempt): another order's take_cart
+/// waits until then, so two checkouts of one cart run as if one came after
+/// the other.
+struct take_cart {
+  std::string user_id;
+  std::string order_id;
+  uint64_t attempt = 0; // this placement of the order (its entity's actor id)
+};
+/// From an order whose checkout from the cart ended without taking the lines
+/// (refused, failed, or placed after its payment was due): the cart's next
+/// checkout may go on. Only the attempt that took the lines ends its hold: a
+/// late message of an earlier attempt does not end a retry's.
+struct end_cart_checkout {
+  std::string user_id;
+  std::string order_id;
+  uint64_t attempt = 0;
 };
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
@@ -469,7 +489,16 @@ typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, clear_cart& x) {
-  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered, x.ordered_at);
+  return f(caf::meta::type_name("shop::clear_cart"), x.user_id, x.ordered, x.ordered_at,
+           x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, take_cart& x) {
+  return f(caf::meta::type_name("shop::take_cart"), x.user_id, x.order_id, x.attempt);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, end_cart_checkout& x) {
+  return f(caf::meta::type_name("shop::end_cart_checkout"), x.user_id, x.order_id, x.attempt);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

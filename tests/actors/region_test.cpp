@@ -554,6 +554,75 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
   EXPECT_EQ(lines_in_cart(), 1u);
 }
 
+// A checkout from the cart takes the cart's lines (take_cart) and holds them
+// until its order ends the checkout: by taking the lines out (clear_cart), by
+// ending it without them (end_cart_checkout), or, if its order never says,
+// once the checkout's time limit (2 ask timeouts and a follow-up wait) has
+// passed. Another order's take waits until then, so two checkouts of one cart
+// run as if one came after the other.
+TEST_F(RegionTest, test_a_second_checkout_of_a_cart_waits_until_the_first_has_ended) {
+  follow_up_wait = 200ms;
+  start(120s, 1s); // a checkout holds the lines for 2.2 s at most
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  auto first = ask<cart_view>(take_cart{"u1", "o1", 1});
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->items.size(), 1u);
+  EXPECT_EQ(first->items[0].quantity, 2);
+  // The same order again (another attempt to place it, after its entity
+  // restarted) gets the lines at once.
+  EXPECT_TRUE((ask<cart_view>(take_cart{"u1", "o1", 2})));
+
+  // o1 refused (say, out of stock): o2 gets the lines, unchanged. The end of
+  // the earlier attempt, arriving late, ends nothing.
+  auto second = ask_async<cart_view>(take_cart{"u1", "o2"});
+  self->send(region, end_cart_checkout{"u1", "o1", 1});
+  EXPECT_EQ(second.wait_for(300ms), std::future_status::timeout);
+  self->send(region, end_cart_checkout{"u1", "o1", 2});
+  ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+  auto taken = second.get();
+  ASSERT_TRUE(taken) << to_string(taken.error());
+  EXPECT_EQ(taken->items.size(), 1u);
+
+  // o2 never ends its checkout (its entity was lost): o3 waits for the limit.
+  auto asked = std::chrono::steady_clock::now();
+  auto third = ask_async<cart_view>(take_cart{"u1", "o3"});
+  ASSERT_EQ(third.wait_for(5s), std::future_status::ready);
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 1s);
+  taken = third.get();
+  ASSERT_TRUE(taken) << to_string(taken.error());
+  EXPECT_EQ(taken->items.size(), 1u);
+
+  // o3 placed: its clear ends the checkout, and o4, waiting, finds the cart empty.
+  auto fourth = ask_async<cart_view>(take_cart{"u1", "o4"});
+  EXPECT_EQ(fourth.wait_for(100ms), std::future_status::timeout);
+  ASSERT_TRUE((ask<cart_view>(clear_cart{"u1", taken->items, 0, "o3"}))); // (any attempt)
+  ASSERT_EQ(fourth.wait_for(5s), std::future_status::ready);
+  taken = fourth.get();
+  ASSERT_TRUE(taken) << to_string(taken.error());
+  EXPECT_TRUE(taken->items.empty());
+  // An empty cart is held by no checkout: the next take is answered at once.
+  auto fifth = ask_async<cart_view>(take_cart{"u1", "o5"});
+  EXPECT_EQ(fifth.wait_for(1s), std::future_status::ready);
+
+  // A placement that waited orders the lines as the cart holds them when it
+  // gets them, and takes them out: also a line changed while it waited.
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  ASSERT_TRUE((ask<cart_view>(take_cart{"u1", "o6"})));
+  auto placing = ask_async<purchase_result>(place_order{"o7", from_cart_of("u1")});
+  EXPECT_EQ(placing.wait_for(300ms), std::future_status::timeout);
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 3})));
+  self->send(region, end_cart_checkout{"u1", "o6"});
+  ASSERT_EQ(placing.wait_for(5s), std::future_status::ready);
+  auto placed = placing.get();
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  ASSERT_EQ(placed->order.items.size(), 1u);
+  EXPECT_EQ(placed->order.items[0].quantity, 3);
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
+}
+
 // An order placed from the cart is answered once the cart has stored that its
 // lines left it. The order is stored before that: if its entity crashes while
 // it waits for the cart, the placement and a retry that joined it are

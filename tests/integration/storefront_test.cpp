@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <simdjson.h>
 
@@ -469,6 +470,69 @@ TEST(Checkout, test_from_cart_orders_the_cart_and_empties_it) {
     return json_field(c.request("GET", "/api/v1/cart", {}, {bearer(alice)}).body, "total_cents")
            == "0";
   }));
+}
+
+// A double click on "Place order", or a client that makes a new key for each
+// attempt: checkouts of one cart that run at once order its lines once, as if
+// one came after the other (the later ones find the cart empty). A checkout
+// that is refused leaves the lines to the next.
+TEST(Checkout, test_concurrent_checkouts_of_one_cart_order_its_lines_once) {
+  temp_dir dir;
+  shopd_process shopd{dir.path()};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "a", "Item A", 1000, 10);
+  create_product(c, admin, "b", "Item B", 500, 1);
+  auto alice = user_token(c, "alice");
+  auto bob = user_token(c, "bob");
+  auto checkouts = [&](const std::string& token, const std::string& key_prefix) {
+    std::mutex m;
+    std::map<int, int> statuses;
+    std::set<std::string> refusals;
+    parallel_for(shopd.port(), 8, 8, [&](http_client& cc, size_t i) {
+      // Half without a key, half each with a key of its own.
+      auto key = i % 2 == 0 ? std::string{} : key_prefix + std::to_string(i);
+      auto r = place_order(cc, token, R"({"from_cart":true})", key);
+      std::lock_guard<std::mutex> g{m};
+      ++statuses[r.status];
+      if (r.status != 201)
+        refusals.insert(json_field(r.body, "error.code") + ": "
+                        + json_field(r.body, "error.message"));
+    });
+    return std::make_pair(statuses, refusals);
+  };
+  auto cart_lines = [&](const std::string& token) {
+    return column(c.request("GET", "/api/v1/cart", {}, {bearer(token)}).body, "items", "sku");
+  };
+
+  ASSERT_EQ(c.request("PUT", "/api/v1/cart/items/a", R"({"quantity":2})", {bearer(alice)}).status,
+            200);
+  ASSERT_EQ(c.request("PUT", "/api/v1/cart/items/b", R"({"quantity":1})", {bearer(alice)}).status,
+            200);
+  auto [statuses, refusals] = checkouts(alice, "alice-");
+  EXPECT_EQ(statuses, (std::map<int, int>{{201, 1}, {422, 7}}));
+  EXPECT_EQ(refusals, (std::set<std::string>{"validation_failed: the cart is empty"}));
+  EXPECT_EQ(get_inventory(c, "a"), (inventory{8, 2, 0}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{0, 1, 0}));
+  EXPECT_TRUE(cart_lines(alice).empty());
+
+  // Bob's line is out of stock: every checkout is refused, none holds the
+  // cart, and the line stays for a checkout once there is stock again.
+  ASSERT_EQ(c.request("PUT", "/api/v1/cart/items/b", R"({"quantity":1})", {bearer(bob)}).status,
+            200);
+  std::tie(statuses, refusals) = checkouts(bob, "bob-");
+  EXPECT_EQ(statuses, (std::map<int, int>{{409, 8}}));
+  EXPECT_EQ(refusals.size(), 1u);
+  EXPECT_EQ(refusals.begin()->rfind("insufficient_stock: ", 0), 0u) << *refusals.begin();
+  EXPECT_EQ(cart_lines(bob), (std::vector<std::string>{"b"}));
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{0, 1, 0}));
+  auto restocked = c.request("POST", "/api/v1/products/b/restock", R"({"quantity":1})",
+                             {bearer(admin)});
+  ASSERT_EQ(restocked.status, 200) << restocked.body;
+  auto r = place_order(c, bob, R"({"from_cart":true})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(get_inventory(c, "b"), (inventory{0, 2, 0}));
 }
 
 TEST(Payment, test_signed_callback_pays_once_and_bad_ones_change_nothing) {
