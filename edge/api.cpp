@@ -435,13 +435,20 @@ void api::serve(context& ctx, const route& rt, bridge_state& bridge) {
     if (!field_once(ctx, "authorization", "Authorization", field))
       return;
     auto auth = field.value_or(std::string_view{});
-    // The scheme name is case-insensitive (RFC 9110 11.1): "bearer" works too.
-    constexpr std::string_view bearer = "Bearer ";
-    if (auth.size() <= bearer.size() || !equals_ignore_case(auth.substr(0, bearer.size()), bearer)) {
+    // `Bearer 1*SP token` (RFC 6750 2.1); the scheme name is case-insensitive
+    // (RFC 9110 11.1): "bearer" works too.
+    constexpr std::string_view scheme = "Bearer";
+    std::string_view token;
+    if (auth.size() > scheme.size() && auth[scheme.size()] == ' '
+        && equals_ignore_case(auth.substr(0, scheme.size()), scheme)) {
+      token = auth.substr(scheme.size());
+      token.remove_prefix(std::min(token.find_first_not_of(' '), token.size()));
+    }
+    if (token.empty()) {
       ctx.fail_bearer(make_error(errc::unauthorized, "a bearer token is required"), false);
       return;
     }
-    auto claims = bridge.jwt.verify(auth.substr(bearer.size()), now_secs());
+    auto claims = bridge.jwt.verify(token, now_secs());
     if (!claims) {
       ctx.fail_bearer(claims.error(), true);
       return;
@@ -709,10 +716,11 @@ void api::list_products(context& c) {
     if (part.empty())
       continue;
     auto eq = part.find('=');
-    auto name = part.substr(0, eq);
-    std::string value;
-    if (!percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1),
-                        value, true))
+    auto name = part.substr(0, eq); // as sent, for the messages
+    std::string decoded_name, value;
+    if (!percent_decode(name, decoded_name, true)
+        || !percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1),
+                           value, true))
       return c.fail(errc::bad_request, "malformed percent-encoding in the query string");
     auto once = [&](bool& seen) {
       if (seen) {
@@ -722,13 +730,13 @@ void api::list_products(context& c) {
       }
       return seen = true;
     };
-    if (name == "q") {
+    if (decoded_name == "q") {
       if (!once(seen_q))
         return;
       if (value.size() > 200)
         return c.fail(errc::validation_failed, "query parameter 'q' must be at most 200 bytes");
       cmd.query = std::move(value);
-    } else if (name == "limit") {
+    } else if (decoded_name == "limit") {
       if (!once(seen_limit))
         return;
       int64_t n = 0;
@@ -739,7 +747,7 @@ void api::list_products(context& c) {
         return c.fail(errc::validation_failed,
                       "query parameter 'limit' must be an integer from 1 to 100");
       cmd.limit = n;
-    } else if (name == "cursor") {
+    } else if (decoded_name == "cursor") {
       if (!once(seen_cursor))
         return;
       if (value.empty() || value.size() > 80)

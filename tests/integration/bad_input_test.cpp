@@ -275,6 +275,15 @@ TEST_F(BadInput, test_missing_expired_forged_and_alg_none_tokens) {
   // The scheme's name is case-insensitive (RFC 9110); the token is not.
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: bearer " + user}).status, 200);
   EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: BEARER " + user}).status, 200);
+  // One space or more after it (RFC 6750 2.1), none is no token.
+  EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: Bearer   " + user}).status, 200);
+  for (auto no_token : {"Authorization: Bearer", "Authorization: Bearer    ",
+                        "Authorization: Bearer\tx"}) {
+    auto r = c().request("GET", "/api/v1/users/me", {}, {no_token});
+    expect_error(r, 401, "unauthorized");
+    EXPECT_EQ(r.header("www-authenticate"), "Bearer") << no_token;
+  }
+  EXPECT_EQ(c().request("GET", "/api/v1/users/me", {}, {"Authorization: Bearerx" + user}).status, 401);
 }
 
 // /users/me is the account the token's `sub` names. A token also carries the

@@ -164,18 +164,26 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
   // In every script: "CAFÉ CRÈ" and "glacée" find "Café Crème Glacée".
   EXPECT_EQ(search("CAF%C3%89+CR%C3%88"), (std::set<std::string>{"glace"}));
   EXPECT_EQ(search("glac%C3%A9e"), (std::set<std::string>{"glace"}));
+  // A parameter's name is form-decoded like its value: `%71` is `q`.
+  EXPECT_EQ(column(c.request("GET", "/api/v1/products?%71=lamp").body, "items", "sku"),
+            (std::vector<std::string>{"lamp"}));
   // Listed products carry live stock.
   auto r = c.request("GET", "/api/v1/products?q=mug");
   EXPECT_EQ(column(r.body, "items", "available"), (std::vector<std::string>{"3"}));
 
   for (auto bad : {"/api/v1/products?limit=0", "/api/v1/products?limit=101",
                    "/api/v1/products?limit=x", "/api/v1/products?sort=price",
-                   "/api/v1/products?cursor=zz", "/api/v1/products?q=a&q=b"}) {
+                   "/api/v1/products?cursor=zz", "/api/v1/products?q=a&q=b",
+                   "/api/v1/products?q=a&%71=b"}) {
     auto res = c.request("GET", bad);
     EXPECT_EQ(res.status, 422) << bad << " " << res.body;
     EXPECT_EQ(json_field(res.body, "error.code"), "validation_failed") << bad;
   }
-  EXPECT_EQ(c.request("GET", "/api/v1/products?q=%zz").status, 400);
+  for (auto bad : {"/api/v1/products?q=%zz", "/api/v1/products?%zz=1", "/api/v1/products?l%6=1"}) {
+    auto res = c.request("GET", bad);
+    EXPECT_EQ(res.status, 400) << bad << " " << res.body;
+    EXPECT_EQ(json_field(res.body, "error.code"), "bad_request") << bad;
+  }
 }
 
 // A SKU in trouble (here: crashed past its restart budget, so quarantined)
