@@ -6,8 +6,10 @@
 //
 // Order: storage order (by shard, then SKU), stable across pages. The cursor
 // is the last product of a page, so products created meanwhile are neither
-// repeated nor skipped behind it. A page scans at most `max_scanned` records:
-// a rare query may return a short (even empty) page with a cursor to go on.
+// repeated nor skipped behind it. A full page looks ahead for one more match,
+// so the last page of a search has no cursor. A page scans at most
+// `max_scanned` records, the look-ahead included: a rare query may return a
+// short (even empty) page with a cursor to go on.
 
 #include <cctype>
 #include <chrono>
@@ -103,16 +105,26 @@ caf::behavior catalog_actor(caf::event_based_actor* self, context_ptr ctx) {
       auto err = ctx->db->scan(
         prefix,
         [&](std::string_view k, std::string_view v) {
-          if (j->page.items.size() == limit || scanned == max_scanned) {
-            more = true; // something is left: the page ends here
+          if (scanned == max_scanned) {
+            more = true; // something may be left: the page ends here
             return false;
           }
           ++scanned;
-          last_key.assign(k);
           product_record p;
-          if (!decode(v, p))
-            return true; // not served; the SKU entity reports it when activated
-          if (matches(query, p.name))
+          // A record that does not decode is not served; the SKU entity
+          // reports it when activated.
+          bool match = decode(v, p) && matches(query, p.name);
+          if (j->page.items.size() == limit) {
+            // Full: a next page only if a product is left for it, so that a
+            // search's last page says so (its cursor is the page's last product).
+            if (match) {
+              more = true;
+              return false;
+            }
+            return true;
+          }
+          last_key.assign(k);
+          if (match)
             j->page.items.push_back(catalog_item{product_view{std::move(p), {}}});
           return true;
         },

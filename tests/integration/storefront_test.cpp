@@ -184,6 +184,23 @@ TEST(Catalog, test_pages_cover_every_product_once_and_search_matches_name_words)
     EXPECT_EQ(res.status, 400) << bad << " " << res.body;
     EXPECT_EQ(json_field(res.body, "error.code"), "bad_request") << bad;
   }
+
+  // A search whose matches fill its page exactly says it is the last
+  // (next_cursor null), though products that do not match come after: a
+  // "load more" must not fetch an empty page. (The first product in storage
+  // order is renamed so that it alone matches.)
+  auto all = column(c.request("GET", "/api/v1/products?limit=100").body, "items", "sku");
+  ASSERT_EQ(all.size(), 7u);
+  auto renamed = c.request("PATCH", "/api/v1/products/" + all[0], R"({"name":"Zebra Stripes"})",
+                           {bearer(admin)});
+  ASSERT_EQ(renamed.status, 200) << renamed.body;
+  auto only = c.request("GET", "/api/v1/products?q=zebra&limit=1");
+  EXPECT_EQ(column(only.body, "items", "sku"), (std::vector<std::string>{all[0]}));
+  EXPECT_EQ(json_field(only.body, "next_cursor"), "null") << only.body;
+  // Without a query a full page goes on as before.
+  auto first = c.request("GET", "/api/v1/products?limit=6");
+  EXPECT_EQ(column(first.body, "items", "sku").size(), 6u);
+  EXPECT_NE(json_field(first.body, "next_cursor"), "null") << first.body;
 }
 
 // A SKU in trouble (here: crashed past its restart budget, so quarantined)
