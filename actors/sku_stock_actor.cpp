@@ -286,10 +286,11 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
   auto room = max_expiries_in_flight - std::min(max_expiries_in_flight, st.book.handed_out());
   for (auto& order_id : st.book.take_due(now_millis(), room)) {
     // Ask again in a second when the order is still being placed or not
-    // yet due, or when its entity is unreachable right now; at the
-    // reservation's expiry when it was asked early (recheck_restored).
-    auto later = [self, order_id] {
-      self->state.book.ask_again(order_id, now_millis());
+    // yet due, or when its entity did not answer (restarting after a crash,
+    // say); at the reservation's expiry when it was asked early
+    // (recheck_restored) and answered "not yet".
+    auto later = [self, order_id](bool unanswered = false) {
+      self->state.book.ask_again(order_id, now_millis(), unanswered);
       arm_timer(self);
     };
     self->request(ctx->region, ctx->ask_timeout, expire_order{order_id, k.sku})
@@ -299,7 +300,7 @@ void on_expiry(sku_actor* self, const sku_keys& k) {
             return later();
           arm_timer(self);
         },
-        [later](caf::error&) { later(); });
+        [later](caf::error&) { later(true); });
   }
   arm_timer(self);
 }

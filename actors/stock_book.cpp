@@ -263,11 +263,12 @@ std::vector<std::string> stock_book::take_due(millis now, size_t max) {
   return out;
 }
 
-void stock_book::ask_again(const std::string& order_id, millis now) {
+void stock_book::ask_again(const std::string& order_id, millis now, bool unanswered) {
   auto h = ledger_.find(order_id);
   if (!h || h->entry.state != reservation_state::reserved || h->check != handed_out_mark)
     return; // settled meanwhile, or not handed out
-  queue_check(*h, std::max(now + ask_again_after, h->entry.expires_at));
+  queue_check(*h, unanswered ? now + ask_again_after
+                             : std::max(now + ask_again_after, h->entry.expires_at));
 }
 
 bool stock_book::can_check_sooner(const std::string& order_id, millis at) const {

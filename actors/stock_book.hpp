@@ -140,10 +140,11 @@ public:
   /// How long a due entry waits before its order is asked again.
   static constexpr millis ask_again_after = 1000;
   /// Queues a handed-out entry that is still reserved again, after its order
-  /// gave no final answer at `now` (still being placed or not yet due, or
-  /// not reachable): a due entry `ask_again_after` later, one asked before
-  /// it was due (check_sooner) at its expiry, as if it had not been asked.
-  void ask_again(const std::string& order_id, millis now);
+  /// gave no final answer at `now`: `ask_again_after` later if it is due or
+  /// its order did not answer at all (`unanswered`: its entity restarting,
+  /// say); one asked before it was due (check_sooner) whose order answered
+  /// "not yet" at its expiry, as if it had not been asked.
+  void ask_again(const std::string& order_id, millis now, bool unanswered = false);
   /// Whether check_sooner(order_id, at) would move the entry: it is queued
   /// (reserved, not handed out) and not due by `at` anyway.
   bool can_check_sooner(const std::string& order_id, millis at) const;

@@ -239,6 +239,21 @@ TEST(StockBook, test_an_entry_asked_early_without_a_final_answer_is_asked_again_
   EXPECT_EQ(*b.next_check(), 901'010);
 }
 
+// One asked early whose order did not answer at all (its entity restarting
+// after the same crash) is asked again in a second: the early ask is what
+// returns the units of an order that ended before the crash.
+TEST(StockBook, test_an_entry_asked_early_whose_order_did_not_answer_is_asked_again_in_a_second) {
+  auto b = book_with(5, 5, 5);
+  b.reserve(entry("o1", "u", 1, 900'000));
+  EXPECT_TRUE(b.check_sooner("o1", 200));
+  EXPECT_EQ(b.take_due(200, 10), std::vector<std::string>{"o1"});
+  b.ask_again("o1", 250, true);
+  EXPECT_EQ(*b.next_check(), 1250);
+  EXPECT_EQ(b.take_due(1250, 10), std::vector<std::string>{"o1"});
+  b.ask_again("o1", 1300); // now it answered "not yet": at its expiry
+  EXPECT_EQ(*b.next_check(), 900'000);
+}
+
 TEST(StockBook, test_a_check_moved_sooner_is_due_then_and_only_a_queued_one_moves) {
   auto b = book_with(5, 5, 5);
   b.reserve(entry("o1", "u", 1, 900));
