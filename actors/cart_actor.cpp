@@ -94,39 +94,62 @@ std::vector<order_line> lines_of(const cart_record& cart) {
   return out;
 }
 
-/// How long one checkout may hold the cart's lines: its reservations (each
-/// answered within ask_timeout), then its order's write and the cart's clear,
-/// or the releases of a refusal (each within follow_up_wait). Past it (an
-/// order that ended without saying so), the next checkout goes on.
+/// How long one checkout may hold the cart's lines before the cart looks at
+/// its order: its reservations (each answered within ask_timeout), then its
+/// order's write and the cart's clear, or the releases of a refusal (each
+/// within follow_up_wait). Past it, a hold whose order's entity is gone
+/// (crashed or stopped without ending it) ends; one whose order still runs
+/// (a slow disk) lasts another such period.
 std::chrono::milliseconds checkout_limit(const entity_context& ctx) {
   return 2 * ctx.ask_timeout + ctx.follow_up_wait;
 }
 
-/// Answers `c` with the cart's lines, which its checkout then holds until it
-/// ends. An empty cart is not held: that checkout ends with its refusal.
-void grant_take(cart_self* self, const take_cart& c, cart_promise rp) {
+/// Answers `c`, sent by `order`, with the cart's lines, which its checkout
+/// then holds until it ends. An empty cart is not held: that checkout ends
+/// with its refusal.
+void grant_take(cart_self* self, const take_cart& c, const caf::actor_addr& order,
+                cart_promise rp) {
   auto& st = self->state;
   auto lines = lines_of(st.cart);
   if (!lines.empty()) {
     st.checkout_order = c.order_id;
     st.checkout_attempt = c.attempt;
+    st.checkout_entity = order;
+    st.checkout_entity_gone = !order;
+    if (order)
+      self->monitor(order);
     self->delayed_send(self, checkout_limit(*st.core.ctx), checkout_atom::value,
                        ++st.checkout_number);
   }
   deliver_durable(st.core, rp, cart_view{std::move(lines), 0});
 }
 
-/// The checkout that held the lines has ended: the first waiting take gets them.
-void free_lines(cart_self* self) {
+/// Ends the hold, if any (the next take is not yet granted).
+void end_hold(cart_self* self) {
   auto& st = self->state;
+  if (st.checkout_entity)
+    self->demonitor(st.checkout_entity);
   st.checkout_order.clear();
   st.checkout_attempt = 0;
+  st.checkout_entity = nullptr;
+  st.checkout_entity_gone = false;
+}
+
+/// While nobody holds the lines, the first waiting take gets them.
+void grant_waiting(cart_self* self) {
+  auto& st = self->state;
   while (st.checkout_order.empty() && !st.waiting_takes.empty()) {
     auto next = std::move(st.waiting_takes.front());
     st.waiting_takes.pop_front();
     st.core.unhold(next.ticket);
-    grant_take(self, next.cmd, next.rp);
+    grant_take(self, next.cmd, next.order, next.rp);
   }
+}
+
+/// The checkout that held the lines has ended: the first waiting take gets them.
+void free_lines(cart_self* self) {
+  end_hold(self);
+  grant_waiting(self);
 }
 
 } // namespace
@@ -232,13 +255,18 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const take_cart& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
+        // The order's entity: the region delegates, so it is the sender
+        // (read first: making the promise takes the sender out of the message).
+        auto order = caf::actor_cast<caf::actor_addr>(self->current_sender());
         auto rp = self->make_response_promise<cart_view>();
         if (st.checkout_order.empty() || st.checkout_order == c.order_id) {
-          grant_take(self, c, rp); // (again, for a retry of the same order)
+          end_hold(self); // (a new attempt of the order that holds the lines)
+          grant_take(self, c, order, rp);
+          grant_waiting(self); // (if the cart is empty now, nobody holds it)
           return rp;
         }
         auto ticket = st.core.hold([rp](const caf::error& err) mutable { rp.deliver(err); });
-        st.waiting_takes.push_back({c, rp, ticket});
+        st.waiting_takes.push_back({c, order, rp, ticket});
         return rp;
       },
       [=](const end_cart_checkout& c) {
@@ -261,13 +289,26 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
         auto& st = self->state;
         if (number != st.checkout_number || st.checkout_order.empty())
           return;
-        spdlog::warn("cart of {}: the checkout of order {} did not end within {} ms; the "
-                     "cart's next checkout goes on",
-                     st.core.id, st.checkout_order, checkout_limit(*st.core.ctx).count());
+        auto limit = checkout_limit(*st.core.ctx);
+        if (!st.checkout_entity_gone) { // still under way: freeing now could order the lines twice
+          self->delayed_send(self, limit, checkout_atom::value, ++st.checkout_number);
+          return;
+        }
+        spdlog::warn("cart of {}: order {} stopped without ending its checkout within {} ms; "
+                     "the cart's next checkout goes on",
+                     st.core.id, st.checkout_order, limit.count());
         free_lines(self);
       },
     };
   };
+  // The order entity holding the lines stopped: if it never ends the
+  // checkout (a clear or an end comes before its stop when it does), the
+  // hold ends at its time limit.
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source == st.checkout_entity)
+      st.checkout_entity_gone = true;
+  });
   return activate_entity(self, ctx, entity_kind::cart, std::move(user_id), load, running,
                          [self] { return self->state.checkout_order.empty(); });
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -105,9 +106,13 @@ struct cart_state {
   std::string checkout_order;
   uint64_t checkout_attempt = 0;
   uint64_t checkout_number = 0;
+  /// That order's entity (monitored), and whether it has stopped.
+  caf::actor_addr checkout_entity;
+  bool checkout_entity_gone = false;
   /// take_cart requests of other orders, waiting for that checkout to end.
   struct waiting_take {
     take_cart cmd;
+    caf::actor_addr order; // its entity
     caf::typed_response_promise<cart_view> rp;
     uint64_t ticket; // entity_core::hold: a crash answers it
   };

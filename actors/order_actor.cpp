@@ -123,13 +123,11 @@ void end_cart_checkout_of(order_self* self, const std::string& user_id,
 /// whenever it is loaded.
 template <class Done>
 void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
-  auto ctx = self->state.core.ctx;
   if (!takes_cart_lines(o)) {
-    if (o.source == order_source::cart) // (placed after it was due: the lines stay)
-      end_cart_checkout_of(self, o.user_id, o.order_id);
     done();
     return;
   }
+  auto ctx = self->state.core.ctx;
   auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
   self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at, o.order_id})
     .then([done](cart_view&) mutable { done(); },
@@ -277,6 +275,8 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
         return;
       }
       self->state.placed = created;
+      if (created.source == order_source::cart && !takes_cart_lines(created))
+        end_cart_checkout_of(self, created.user_id, created.order_id); // due already: the lines stay
       clear_ordered_lines_then(self, created, [self, ticket, created] {
         if (!self->state.placement.empty()) // else the entity failed and answered meanwhile
           finish_placement(self, ticket, nullptr, &created);
