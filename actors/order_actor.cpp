@@ -114,13 +114,47 @@ void end_cart_checkout_of(order_self* self, const std::string& user_id,
   caf::anon_send(self->state.core.ctx->region, end_cart_checkout{user_id, order_id, self->id()});
 }
 
+/// How often an order asks a cart again whose write failed (it restarts
+/// from storage, and the new one is asked): enough for a failed commit or
+/// two, and a quarantined cart (answered at once) is not asked in a loop.
+constexpr int clear_retries = 3;
+
+/// Asks the cart to take the lines of `o` out, until `deadline`; `retries`
+/// more times after an error that is not a timeout.
+template <class Done>
+void ask_cart_to_clear(order_self* self, const order_record& o,
+                       std::chrono::steady_clock::time_point deadline, int retries, Done done) {
+  auto ctx = self->state.core.ctx;
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+    deadline - std::chrono::steady_clock::now());
+  self->request(ctx->region, std::max(left, std::chrono::milliseconds{1}),
+                clear_cart{o.user_id, o.items, o.created_at, o.order_id})
+    .then([done](cart_view&) mutable { done(); },
+          [self, o, deadline, retries, done, ctx](caf::error& err) mutable {
+            if (retries > 0 && err != caf::sec::request_timeout
+                && std::chrono::steady_clock::now() < deadline) {
+              ask_cart_to_clear(self, o, deadline, retries - 1, std::move(done));
+              return;
+            }
+            if (ctx->metrics)
+              ctx->metrics->unconfirmed_cart_clears.fetch_add(1, std::memory_order_relaxed);
+            uint64_t held_back = 0;
+            if (unconfirmed_clear_log.allow(held_back))
+              spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
+                           "it ({}); they leave when the order is loaded again{}",
+                           o.order_id, o.user_id, describe(err).message,
+                           log_throttle::held_back_note(held_back));
+            done();
+          });
+}
+
 /// Takes the lines of `o` out of the cart and calls `done` once the cart has
 /// stored that (at once for an order that takes none). The 201 of an order
 /// placed from the cart waits for it: a client that has its 201 must not find
 /// the ordered lines in its cart after a crash, free to be ordered twice. A
-/// cart that does not confirm within `follow_up_wait` (restarting,
-/// quarantined) is logged and `done` still runs; the order asks again
-/// whenever it is loaded.
+/// cart whose write fails restarts from storage and is asked again. One that
+/// does not confirm within `follow_up_wait` (restarting, quarantined) is
+/// logged and `done` still runs; the order asks again whenever it is loaded.
 template <class Done>
 void clear_ordered_lines_then(order_self* self, const order_record& o, Done done) {
   if (!takes_cart_lines(o)) {
@@ -129,19 +163,8 @@ void clear_ordered_lines_then(order_self* self, const order_record& o, Done done
   }
   auto ctx = self->state.core.ctx;
   auto wait = std::min(ctx->ask_timeout, ctx->follow_up_wait);
-  self->request(ctx->region, wait, clear_cart{o.user_id, o.items, o.created_at, o.order_id})
-    .then([done](cart_view&) mutable { done(); },
-          [done, ctx, order_id = o.order_id, user = o.user_id](caf::error& err) mutable {
-            if (ctx->metrics)
-              ctx->metrics->unconfirmed_cart_clears.fetch_add(1, std::memory_order_relaxed);
-            uint64_t held_back = 0;
-            if (unconfirmed_clear_log.allow(held_back))
-              spdlog::warn("order {}: the cart of {} did not confirm that the ordered lines left "
-                           "it ({}); they leave when the order is loaded again{}",
-                           order_id, user, describe(err).message,
-                           log_throttle::held_back_note(held_back));
-            done();
-          });
+  ask_cart_to_clear(self, o, std::chrono::steady_clock::now() + wait, clear_retries,
+                    std::move(done));
 }
 
 /// Sends `release_reservation` for every line (idempotent at the SKU).

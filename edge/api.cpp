@@ -966,7 +966,7 @@ void api::openapi(context& c) {
 }
 
 void api::crash(context& c) {
-  // Body: {"kind":"sku"|"sale"|"order"|"user"|"bridge","id":"..."}.
+  // Body: {"kind":"sku"|"sale"|"order"|"user"|"cart"|"bridge","id":"..."}.
   auto req = decode_crash_request(c.req.body);
   if (!req)
     return c.fail(req.error());
@@ -988,8 +988,11 @@ void api::crash(context& c) {
     cmd.kind = entity_kind::order;
   else if (kind_name == "user")
     cmd.kind = entity_kind::user;
+  else if (kind_name == "cart")
+    cmd.kind = entity_kind::cart;
   else
-    return c.fail(errc::validation_failed, "field 'kind' must be sku, sale, order, user or bridge");
+    return c.fail(errc::validation_failed,
+                  "field 'kind' must be sku, sale, order, user, cart or bridge");
   cmd.id = req->id;
   caf::anon_send(region_, std::move(cmd));
   auto res = json_response(202, R"({"status":"crash requested"})");

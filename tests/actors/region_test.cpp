@@ -685,6 +685,33 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   EXPECT_EQ(stock->reserved, 2);
 }
 
+// A cart whose write of the cleared lines fails restarts from storage, with
+// the lines; the order asks the new cart, and answers once the lines are out.
+TEST_F(RegionTest, test_an_order_asks_the_cart_again_when_its_write_of_the_clear_fails) {
+  follow_up_wait = 4s; // as above
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto shards = entity_context{}.shard_count;
+  // The cart's write is held while the test arms the failure: it is to fail.
+  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 1s);
+  auto placing = ask_async<purchase_result>(place_order{"o1", from_cart_of("u1")});
+  std::string stored;
+  const auto order_key = keys::entity(keys::order, "o1", shards);
+  for (int i = 0; i < 300 && !*db_->get(order_key, stored); ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_FALSE(stored.empty());
+  journal_->fail_next_groups(1);
+  auto placed = placing.get();
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  EXPECT_EQ(placed->order.order_id, "o1");
+  EXPECT_EQ(journal_->failures(), 1u); // (the failure did meet the cart's write)
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
+  EXPECT_EQ(metrics->unconfirmed_cart_clears.load(), 0u);
+}
+
 // A retry with the key, after a crash that lost the cart's change, takes the
 // lines out again and waits for the cart as the placement did. If the order's
 // entity crashes meanwhile, the retry is answered with the stored order.

@@ -250,6 +250,33 @@ TEST(Catalog, test_a_page_lists_a_quarantined_skus_product_with_its_stock_unknow
   }));
 }
 
+// A cart is an entity like the others: crashed (fault injection), it starts
+// again from what it stored, its lines and their quantities.
+TEST(Cart, test_a_crashed_cart_starts_again_with_its_lines) {
+  temp_dir dir;
+  shopd_process shopd{dir.path(), {"--fault-injection"}};
+  ASSERT_TRUE(shopd.start());
+  http_client c{shopd.port()};
+  auto admin = shopd.admin_token();
+  create_product(c, admin, "tee", "Tee", 1500, 5);
+  auto alice = user_token(c, "alice");
+  auto me = json_field(c.request("GET", "/api/v1/users/me", {}, {bearer(alice)}).body, "user_id");
+  ASSERT_FALSE(me.empty());
+  ASSERT_EQ(c.request("PUT", "/api/v1/cart/items/tee", R"({"quantity":3})", {bearer(alice)}).status,
+            200);
+  auto crashed = c.request("POST", "/api/v1/admin/fault-injection/crash",
+                           R"({"kind":"cart","id":")" + me + R"("})", {bearer(admin)});
+  ASSERT_EQ(crashed.status, 202) << crashed.body;
+  ASSERT_TRUE(eventually(5s, [&] { return metric(c, "shop_entity_crashes_total") == 1; }));
+  http_result cart;
+  ASSERT_TRUE(eventually(5s, [&] {
+    cart = c.request("GET", "/api/v1/cart", {}, {bearer(alice)});
+    return cart.status == 200; // (a request meeting the restart may get 503)
+  })) << cart.body;
+  EXPECT_EQ(column(cart.body, "items", "sku"), (std::vector<std::string>{"tee"}));
+  EXPECT_EQ(column(cart.body, "items", "quantity"), (std::vector<std::string>{"3"}));
+}
+
 // A SKU in trouble does not take down the carts that hold it: they show the
 // price it stored, and changes to their lines are stored and answered.
 TEST(Cart, test_a_cart_holding_a_quarantined_sku_is_still_shown_and_changed) {
