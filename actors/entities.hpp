@@ -80,6 +80,9 @@ struct order_state {
   /// for the cart: if the entity crashes or fails meanwhile, the requests are
   /// answered with it, not with an error (a stored order is never a 503).
   std::optional<order_record> placed;
+  /// The lines of the placement's reservations until the order's write is
+  /// submitted: if the entity crashes before, they are released.
+  std::vector<order_line> reserving;
   static inline const char* name = "order";
 };
 caf::behavior order_actor(caf::stateful_actor<order_state>* self, context_ptr ctx,

@@ -11,11 +11,13 @@
 //      ends the checkout), answer 201 once both are durable; any refused:
 //      release every line, end the checkout and answer the refusal
 //      (all-or-nothing).
-// A crash between 2 and 3 leaves reservations without an order: their SKUs
-// ask this entity when they load again (after a restart), at the latest when
-// the reservations fall due, and it answers `expired` for an order that does
-// not exist and is not being placed; the units return. A retry with the same
-// Idempotency-Key lands here again and reuses the reservations.
+// A crash of this entity between 2 and 3 releases the reservations made so far
+// (no write of the order was submitted, so none can land). A crash of the node
+// leaves reservations without an order: their SKUs ask this entity when they
+// load again (after a restart), at the latest when the reservations fall due,
+// and it answers `expired` for an order that does not exist and is not being
+// placed; the units return. A retry with the same Idempotency-Key lands here
+// again and reuses the reservations that are left.
 
 #include <algorithm>
 #include <memory>
@@ -260,6 +262,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
   auto j = std::make_shared<join>();
   j->lines = std::move(lines);
   j->pending = j->lines.size();
+  st.reserving = j->lines;
   j->created_at = started;
   j->expires_at = j->created_at + ctx->payment_timeout.count();
   auto on_done = [self, ticket, j, ctx, user = req.user_id, from_cart = req.from_cart] {
@@ -289,6 +292,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     o.expires_at = j->expires_at;
     o.source = from_cart ? order_source::cart : order_source::items;
     st.exists = true;
+    st.reserving.clear(); // the order's write holds them from here
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
@@ -334,10 +338,17 @@ void place(order_self* self, const checkout& req) {
   // The entity crashed or failed before the placement was answered: with the
   // order if it is stored (the answer was waiting for the cart), else `err`.
   auto ticket = st.core.hold([self](const caf::error& err) {
-    if (auto placed = std::move(self->state.placed))
+    auto& st = self->state;
+    if (auto placed = std::move(st.placed)) {
       answer_placement(self, nullptr, &*placed);
-    else
-      answer_placement(self, &err, nullptr);
+      return;
+    }
+    // Before the order's write was submitted, nothing can store the order
+    // now: its reservations go back at once, not at their expiry. (The
+    // releases reach each SKU behind the reservation they release.)
+    if (!st.reserving.empty())
+      release_lines(st.core.ctx, st.core.id, std::exchange(st.reserving, {}));
+    answer_placement(self, &err, nullptr);
   });
   auto start = [self, ticket, req](std::vector<order_line> lines, millis started) {
     if (lines.empty()) {

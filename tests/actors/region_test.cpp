@@ -842,6 +842,40 @@ TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_
   EXPECT_EQ(inv->available, 9);
 }
 
+// An order entity that crashes while its reservations are being made, before
+// its write: no order can be stored now, so its reservations go back at once,
+// not at their expiry (15 minutes here), also one that lands after the crash.
+TEST_F(RegionTest, test_a_placement_that_crashes_before_its_write_releases_its_reservations) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
+  const auto shards = entity_context{}.shard_count;
+  // B's reservation is held by a stalled disk (A's waits behind it or with it).
+  journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
+  checkout order;
+  order.user_id = "u1";
+  order.items = {{"a", 1, 0}, {"b", 2, 0}};
+  auto placed = ask_async<purchase_result>(place_order{"o1", order});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // still reserving
+  ASSERT_TRUE(crash_once(entity_kind::order, "o1"));
+  auto answer = placed.get();
+  ASSERT_FALSE(answer);
+  EXPECT_EQ(describe(answer.error()).code, errc::unavailable);
+  auto a = inventory_once_reserved("a", 0);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->reserved, 0);
+  EXPECT_EQ(a->available, 10);
+  auto b = inventory_once_reserved("b", 0);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->reserved, 0);
+  EXPECT_EQ(b->available, 10);
+  // The order does not exist.
+  auto o = ask<order_record>(get_order{"o1", "u1"});
+  ASSERT_FALSE(o);
+  EXPECT_EQ(describe(o.error()).code, errc::not_found);
+}
+
 // The SKU's question may come while the placement is still under way, its
 // reservations being made (a SKU that loads while a checkout reserves, or
 // whose timer fires then): the order, not stored yet, is not an orphan.
