@@ -30,6 +30,7 @@ void register_shop_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<cancel_order>("shop::cancel_order");
   cfg.add_message_type<expire_order>("shop::expire_order");
   cfg.add_message_type<release_reservation>("shop::release_reservation");
+  cfg.add_message_type<recheck_reservation>("shop::recheck_reservation");
   cfg.add_message_type<register_user>("shop::register_user");
   cfg.add_message_type<login_user>("shop::login_user");
   cfg.add_message_type<get_user>("shop::get_user");

@@ -80,8 +80,9 @@ struct order_state {
   /// for the cart: if the entity crashes or fails meanwhile, the requests are
   /// answered with it, not with an error (a stored order is never a 503).
   std::optional<order_record> placed;
-  /// The lines of the placement's reservations until the order's write is
-  /// submitted: if the entity crashes before, they are released.
+  /// The lines whose reservations the placement asked for, until it ends: if
+  /// it fails (the entity crashed, or the order's write failed), their SKUs
+  /// are asked to check them now (recheck_reservation).
   std::vector<order_line> reserving;
   static inline const char* name = "order";
 };

@@ -11,13 +11,14 @@
 //      ends the checkout), answer 201 once both are durable; any refused:
 //      release every line, end the checkout and answer the refusal
 //      (all-or-nothing).
-// A crash of this entity between 2 and 3 releases the reservations made so far
-// (no write of the order was submitted, so none can land). A crash of the node
-// leaves reservations without an order: their SKUs ask this entity when they
-// load again (after a restart), at the latest when the reservations fall due,
-// and it answers `expired` for an order that does not exist and is not being
-// placed; the units return. A retry with the same Idempotency-Key lands here
-// again and reuses the reservations that are left.
+// A crash of this entity during 2 or 3, or a failed write of the order, leaves
+// reservations without an order: this entity asks their SKUs to check them
+// now (recheck_reservation), a crash of the node makes them check when they
+// load again (after a restart), and in any case they ask when the
+// reservations fall due. The entity, loaded from storage, answers `expired`
+// for an order that does not exist and is not being placed; the units return.
+// A retry with the same Idempotency-Key lands here again and reuses the
+// reservations that are left.
 
 #include <algorithm>
 #include <memory>
@@ -218,6 +219,14 @@ void answer_placement(order_self* self, const caf::error* err, const order_recor
   auto& st = self->state;
   if (err && !st.placement.empty() && st.placement.front().first.from_cart)
     end_cart_checkout_of(self, st.placement.front().first.user_id, st.core.id);
+  // Failed with reservations made or asked for (the entity crashed, or the
+  // order's write failed): their SKUs ask this order now, not at their
+  // expiry. Its entity, loaded from storage, answers `expired` unless the
+  // order was stored after all, and the units return. (Each question reaches
+  // its SKU behind the reservation it is about.)
+  for (auto& line : std::exchange(st.reserving, {}))
+    if (err)
+      caf::anon_send(st.core.ctx->region, recheck_reservation{line.sku, st.core.id});
   auto waiting = std::move(st.placement);
   st.placement.clear();
   st.placing = false;
@@ -273,6 +282,7 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     if (j->refusal) {
       // Answered once the lines already reserved are released (durably, at
       // their SKUs): a client that retries at once finds the units back.
+      self->state.reserving.clear(); // released here, durably
       release_lines_then(self, order_id, j->lines, [self, ticket, j] {
         if (!self->state.placement.empty()) // else the entity failed and answered meanwhile
           finish_placement(self, ticket, &j->refusal);
@@ -292,7 +302,6 @@ void reserve_lines(order_self* self, uint64_t ticket, const checkout& req,
     o.expires_at = j->expires_at;
     o.source = from_cart ? order_source::cart : order_source::items;
     st.exists = true;
-    st.reserving.clear(); // the order's write holds them from here
     write_batch ops;
     ops.push_back(put_op(keys::entity(keys::order, order_id, ctx->shard_count), encode(o)));
     st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
@@ -338,17 +347,10 @@ void place(order_self* self, const checkout& req) {
   // The entity crashed or failed before the placement was answered: with the
   // order if it is stored (the answer was waiting for the cart), else `err`.
   auto ticket = st.core.hold([self](const caf::error& err) {
-    auto& st = self->state;
-    if (auto placed = std::move(st.placed)) {
+    if (auto placed = std::move(self->state.placed))
       answer_placement(self, nullptr, &*placed);
-      return;
-    }
-    // Before the order's write was submitted, nothing can store the order
-    // now: its reservations go back at once, not at their expiry. (The
-    // releases reach each SKU behind the reservation they release.)
-    if (!st.reserving.empty())
-      release_lines(st.core.ctx, st.core.id, std::exchange(st.reserving, {}));
-    answer_placement(self, &err, nullptr);
+    else
+      answer_placement(self, &err, nullptr);
   });
   auto start = [self, ticket, req](std::vector<order_line> lines, millis started) {
     if (lines.empty()) {

@@ -208,6 +208,7 @@ caf::behavior region(region_actor* self, entity_context base) {
     [=](get_sale_stock& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](purchase_at_sku& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](release_reservation& c) { route(self, k::sku, c.sku, std::move(c)); },
+    [=](recheck_reservation& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](reserve_stock& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](confirm_sale& c) { route(self, k::sku, c.sku, std::move(c)); },
     [=](list_products& c) {

@@ -717,6 +717,12 @@ caf::behavior sku_stock_actor(sku_actor* self, context_ptr ctx, std::string sku)
           persist_settled(self, k, c.order_id, open_before);
         return reply_durable(self, true); // idempotent: releasing twice changes nothing
       },
+      [=](const recheck_reservation& c) {
+        auto& st = self->state;
+        st.core.touch();
+        if (st.book.check_sooner(c.order_id, now_millis())) // (a queued reservation only)
+          arm_timer(self);
+      },
       [=](expiry_atom) { on_expiry(self, k); },
       [=](recheck_atom) { recheck_restored(self); },
     };

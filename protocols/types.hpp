@@ -308,6 +308,13 @@ struct release_reservation {
   std::string sku;
   std::string order_id;
 };
+/// From an order whose placement failed once its reservations were asked
+/// for: ask the order about this reservation now, not at its expiry (the
+/// order's entity, loaded from storage, says whether the order exists).
+struct recheck_reservation {
+  std::string sku;
+  std::string order_id;
+};
 /// GET /products: a page of products whose names match every word of `query`.
 struct list_products {
   std::string query;
@@ -612,6 +619,10 @@ typename Inspector::result_type inspect(Inspector& f, expire_order& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {
   return f(caf::meta::type_name("shop::release_reservation"), x.sku, x.order_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, recheck_reservation& x) {
+  return f(caf::meta::type_name("shop::recheck_reservation"), x.sku, x.order_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, register_user& x) {

@@ -842,10 +842,11 @@ TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_
   EXPECT_EQ(inv->available, 9);
 }
 
-// An order entity that crashes while its reservations are being made, before
-// its write: no order can be stored now, so its reservations go back at once,
-// not at their expiry (15 minutes here), also one that lands after the crash.
-TEST_F(RegionTest, test_a_placement_that_crashes_before_its_write_releases_its_reservations) {
+// A placement that fails once its reservations are asked for (its entity
+// crashes, or the order's write fails) has its SKUs ask the order now, not
+// at the reservations' expiry (15 minutes here): the order does not exist,
+// and the units return, also those of a reservation that lands after the crash.
+TEST_F(RegionTest, test_a_placement_that_fails_after_reserving_releases_its_reservations) {
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
@@ -872,6 +873,25 @@ TEST_F(RegionTest, test_a_placement_that_crashes_before_its_write_releases_its_r
   EXPECT_EQ(b->available, 10);
   // The order does not exist.
   auto o = ask<order_record>(get_order{"o1", "u1"});
+  ASSERT_FALSE(o);
+  EXPECT_EQ(describe(o.error()).code, errc::not_found);
+
+  // The order's write fails (held by the disk while the test arms the failure).
+  journal_->stall_group_writing(keys::entity(keys::order, "o2", shards), 1s);
+  placed = ask_async<purchase_result>(place_order{"o2", order});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // the write is held
+  journal_->fail_next_groups(1);
+  answer = placed.get();
+  ASSERT_FALSE(answer);
+  EXPECT_EQ(describe(answer.error()).code, errc::unavailable);
+  a = inventory_once_reserved("a", 0);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->available, 10);
+  b = inventory_once_reserved("b", 0);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->available, 10);
+  o = ask_retrying<order_record>(get_order{"o2", "u1"});
   ASSERT_FALSE(o);
   EXPECT_EQ(describe(o.error()).code, errc::not_found);
 }
