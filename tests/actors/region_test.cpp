@@ -128,6 +128,25 @@ protected:
     return metrics->crashes.load() > before;
   }
 
+  /// Products "a" and "b" (10 in stock each), then order "o1" of `lines`
+  /// being placed for "u1" with B's reservation held 2 s by a stalled disk
+  /// (A's waits behind it or with it): returns the placement's answer to
+  /// come, once the placement is under way (still reserving).
+  std::future<caf::expected<purchase_result>>
+  place_while_b_is_held(std::vector<order_line> lines) {
+    EXPECT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+    EXPECT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
+    const auto shards = entity_context{}.shard_count;
+    journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
+    checkout order;
+    order.user_id = "u1";
+    order.items = std::move(lines);
+    auto placed = ask_async<purchase_result>(place_order{"o1", order});
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(placed.wait_for(0s), std::future_status::timeout); // still reserving
+    return placed;
+  }
+
   /// Order "o1" placed from the cart of "u1" (2 of product "a", 10 in
   /// stock), then what a crash between the order's write and the cart's
   /// leaves: the cart stored as it was before the order (`cart_before`),
@@ -848,17 +867,9 @@ TEST_F(RegionTest, test_a_reservation_without_an_order_is_released_when_its_sku_
 // and the units return, also those of a reservation that lands after the crash.
 TEST_F(RegionTest, test_a_placement_that_fails_after_reserving_releases_its_reservations) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
-  const auto shards = entity_context{}.shard_count;
-  // B's reservation is held by a stalled disk (A's waits behind it or with it).
-  journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
-  checkout order;
-  order.user_id = "u1";
-  order.items = {{"a", 1, 0}, {"b", 2, 0}};
-  auto placed = ask_async<purchase_result>(place_order{"o1", order});
-  std::this_thread::sleep_for(300ms);
-  ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // still reserving
+  const std::vector<order_line> lines{{"a", 1, 0}, {"b", 2, 0}};
+  auto placed = place_while_b_is_held(lines);
+  ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(crash_once(entity_kind::order, "o1"));
   auto answer = placed.get();
   ASSERT_FALSE(answer);
@@ -877,7 +888,11 @@ TEST_F(RegionTest, test_a_placement_that_fails_after_reserving_releases_its_rese
   EXPECT_EQ(describe(o.error()).code, errc::not_found);
 
   // The order's write fails (held by the disk while the test arms the failure).
+  const auto shards = entity_context{}.shard_count;
   journal_->stall_group_writing(keys::entity(keys::order, "o2", shards), 1s);
+  checkout order;
+  order.user_id = "u1";
+  order.items = lines;
   placed = ask_async<purchase_result>(place_order{"o2", order});
   std::this_thread::sleep_for(300ms);
   ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // the write is held
@@ -901,17 +916,8 @@ TEST_F(RegionTest, test_a_placement_that_fails_after_reserving_releases_its_rese
 // whose timer fires then): the order, not stored yet, is not an orphan.
 TEST_F(RegionTest, test_an_order_asked_by_a_sku_while_it_reserves_is_still_pending) {
   start();
-  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
-  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
-  const auto shards = entity_context{}.shard_count;
-  // B's reservation is held by a stalled disk; A's is made.
-  journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
-  checkout order;
-  order.user_id = "u1";
-  order.items = {{"a", 1, 0}, {"b", 1, 0}};
-  auto placed = ask_async<purchase_result>(place_order{"o1", order});
-  std::this_thread::sleep_for(300ms);
-  ASSERT_EQ(placed.wait_for(0s), std::future_status::timeout); // still reserving
+  auto placed = place_while_b_is_held({{"a", 1, 0}, {"b", 1, 0}});
+  ASSERT_FALSE(HasFailure());
   auto asked = ask_async<uint8_t>(expire_order{"o1", "a"});
   auto status = asked.get();
   ASSERT_TRUE(status) << describe(status.error()).message;
