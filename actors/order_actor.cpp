@@ -224,8 +224,9 @@ void answer_placement(order_self* self, const caf::error* err, const order_recor
   // expiry. Its entity, loaded from storage, answers `expired` unless the
   // order was stored after all, and the units return. (Each question reaches
   // its SKU behind the reservation it is about.)
-  for (auto& line : std::exchange(st.reserving, {}))
-    if (err)
+  auto reserving = std::exchange(st.reserving, {});
+  if (err)
+    for (auto& line : reserving)
       caf::anon_send(st.core.ctx->region, recheck_reservation{line.sku, st.core.id});
   auto waiting = std::move(st.placement);
   st.placement.clear();
