@@ -104,33 +104,56 @@ std::chrono::milliseconds checkout_limit(const entity_context& ctx) {
   return 2 * ctx.ask_timeout + ctx.follow_up_wait;
 }
 
+/// Stores the cart: its lines and the checkout holding them. An empty cart's
+/// record is erased, hold and all: a hold over no lines keeps nothing from
+/// being ordered twice.
+void store_cart(cart_self* self) {
+  auto& st = self->state;
+  auto key = keys::entity(keys::cart, st.core.id, st.core.ctx->shard_count);
+  write_batch ops;
+  if (st.cart.items.empty())
+    ops.push_back(erase_op(key));
+  else
+    ops.push_back(put_op(key, encode(st.cart)));
+  st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
+}
+
+/// The hold's time limit starts (again); an earlier one goes stale.
+void arm_limit(cart_self* self) {
+  auto& st = self->state;
+  self->delayed_send(self, checkout_limit(*st.core.ctx), checkout_atom::value,
+                     ++st.checkout_number);
+}
+
 /// Answers `c`, sent by `order`, with the cart's lines, which its checkout
-/// then holds until it ends. An empty cart is not held: that checkout ends
-/// with its refusal.
+/// then holds until it ends. The hold is stored before the lines are handed
+/// out, so a cart that restarts meanwhile keeps them held. An empty cart is
+/// not held: that checkout ends with its refusal.
 void grant_take(cart_self* self, const take_cart& c, const caf::actor_addr& order,
                 cart_promise rp) {
   auto& st = self->state;
   auto lines = lines_of(st.cart);
   if (!lines.empty()) {
-    st.checkout_order = c.order_id;
-    st.checkout_attempt = c.attempt;
+    st.cart.checkout_order = c.order_id;
+    st.cart.checkout_attempt = c.attempt;
     st.checkout_entity = order;
-    st.checkout_entity_gone = !order;
+    st.checkout_entity_gone = false;
     if (order)
       self->monitor(order);
-    self->delayed_send(self, checkout_limit(*st.core.ctx), checkout_atom::value,
-                       ++st.checkout_number);
+    arm_limit(self);
+    store_cart(self);
   }
   deliver_durable(st.core, rp, cart_view{std::move(lines), 0});
 }
 
-/// Ends the hold, if any (the next take is not yet granted).
-void end_hold(cart_self* self) {
+/// Ends the hold, if any, in memory (the caller stores the cart; the next
+/// take is not yet granted).
+void release_hold(cart_self* self) {
   auto& st = self->state;
   if (st.checkout_entity)
     self->demonitor(st.checkout_entity);
-  st.checkout_order.clear();
-  st.checkout_attempt = 0;
+  st.cart.checkout_order.clear();
+  st.cart.checkout_attempt = 0;
   st.checkout_entity = nullptr;
   st.checkout_entity_gone = false;
 }
@@ -138,7 +161,7 @@ void end_hold(cart_self* self) {
 /// While nobody holds the lines, the first waiting take gets them.
 void grant_waiting(cart_self* self) {
   auto& st = self->state;
-  while (st.checkout_order.empty() && !st.waiting_takes.empty()) {
+  while (st.cart.checkout_order.empty() && !st.waiting_takes.empty()) {
     auto next = std::move(st.waiting_takes.front());
     st.waiting_takes.pop_front();
     st.core.unhold(next.ticket);
@@ -146,10 +169,43 @@ void grant_waiting(cart_self* self) {
   }
 }
 
-/// The checkout that held the lines has ended: the first waiting take gets them.
+/// The checkout that held the lines has ended: the first waiting take gets
+/// them, else the cart is stored without the hold.
 void free_lines(cart_self* self) {
-  end_hold(self);
+  release_hold(self);
   grant_waiting(self);
+  if (self->state.cart.checkout_order.empty()) // (a take granted stored its own hold)
+    store_cart(self);
+}
+
+/// Asks the order holding the lines whether that attempt is still being
+/// placed: for a hold whose order's entity the cart does not watch (loaded
+/// from storage after the cart restarted). Not: the hold ends. Yes, or no
+/// answer: the cart asks again at the hold's next limit.
+void ask_holder(cart_self* self) {
+  auto& st = self->state;
+  auto ctx = st.core.ctx;
+  auto number = st.checkout_number;
+  self->request(ctx->region, ctx->ask_timeout,
+                checkout_under_way{st.cart.checkout_order, st.cart.checkout_attempt})
+    .then(
+      [self, number](bool under_way) {
+        auto& st = self->state;
+        if (number != st.checkout_number) // ended, or taken again, meanwhile
+          return;
+        if (under_way) {
+          arm_limit(self);
+          return;
+        }
+        spdlog::info("cart of {}: order {} is no longer taking the cart's lines; the cart's "
+                     "next checkout goes on",
+                     st.core.id, st.cart.checkout_order);
+        free_lines(self);
+      },
+      [self, number](caf::error&) {
+        if (number == self->state.checkout_number)
+          arm_limit(self);
+      });
 }
 
 } // namespace
@@ -163,18 +219,14 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       return found.error();
     if (*found && !decode(raw, self->state.cart))
       return make_error(errc::internal, "corrupt cart record");
+    // Lines held by a checkout when this cart stopped (it crashed, a write
+    // failed, the node restarted): they stay held until the order says its
+    // attempt is over, asked at once.
+    if (!self->state.cart.checkout_order.empty())
+      self->send(self, checkout_atom::value, ++self->state.checkout_number);
     return caf::none;
   };
-  auto save = [self, key] {
-    auto& st = self->state;
-    write_batch ops;
-    if (st.cart.items.empty())
-      ops.push_back(erase_op(key));
-    else
-      ops.push_back(put_op(key, encode(st.cart)));
-    st.core.persist(caf::actor_cast<caf::actor>(self), std::move(ops));
-  };
-  auto running = [self, ctx, save]() -> caf::message_handler {
+  auto running = [self, ctx]() -> caf::message_handler {
     return {
       [=](const get_cart&) -> caf::result<cart_view> {
         self->state.core.touch();
@@ -196,11 +248,11 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
         if (c.quantity == 0 || line != st.cart.items.end()) {
           if (c.quantity == 0 && line != st.cart.items.end()) {
             st.cart.items.erase(line);
-            save();
+            store_cart(self);
           } else if (c.quantity != 0 && line->quantity != c.quantity) {
             line->quantity = c.quantity;
             line->changed_at = now_millis();
-            save();
+            store_cart(self);
           }
           reply_priced(self, rp, lines_of(st.cart));
           return rp;
@@ -215,7 +267,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
           st.cart.items.push_back(cart_line{c.sku, c.quantity, now_millis()});
           std::sort(st.cart.items.begin(), st.cart.items.end(),
                     [](const cart_line& a, const cart_line& b) { return a.sku < b.sku; });
-          save();
+          store_cart(self);
           reply_priced(self, rp, lines_of(st.cart));
         };
         self->request(ctx->region, ctx->ask_timeout, get_product{c.sku})
@@ -245,11 +297,14 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
               st.cart.items.erase(i);
           }
         }
-        if (st.cart.items.size() != before)
-          save();
+        bool ends = !c.order_id.empty() && c.order_id == st.cart.checkout_order;
+        if (ends)
+          release_hold(self);
+        if (ends || st.cart.items.size() != before)
+          store_cart(self);
         auto answer = reply_durable(self, cart_view{lines_of(st.cart), 0}); // unpriced
-        if (!c.order_id.empty() && c.order_id == st.checkout_order)
-          free_lines(self); // the next checkout sees the lines gone
+        if (ends)
+          grant_waiting(self); // the next checkout sees the lines gone
         return answer;
       },
       [=](const take_cart& c) -> caf::result<cart_view> {
@@ -259,8 +314,8 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
         // (read first: making the promise takes the sender out of the message).
         auto order = caf::actor_cast<caf::actor_addr>(self->current_sender());
         auto rp = self->make_response_promise<cart_view>();
-        if (st.checkout_order.empty() || st.checkout_order == c.order_id) {
-          end_hold(self); // (a new attempt of the order that holds the lines)
+        if (st.cart.checkout_order.empty() || st.cart.checkout_order == c.order_id) {
+          release_hold(self); // (a new attempt of the order that holds the lines)
           grant_take(self, c, order, rp);
           grant_waiting(self); // (if the cart is empty now, nobody holds it)
           return rp;
@@ -282,21 +337,24 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
           i->rp.deliver(make_error(errc::unavailable, "the checkout ended before the cart was free"));
           i = st.waiting_takes.erase(i);
         }
-        if (c.order_id == st.checkout_order && c.attempt == st.checkout_attempt)
+        if (c.order_id == st.cart.checkout_order && c.attempt == st.cart.checkout_attempt)
           free_lines(self);
       },
       [=](checkout_atom, uint64_t number) {
         auto& st = self->state;
-        if (number != st.checkout_number || st.checkout_order.empty())
+        if (number != st.checkout_number || st.cart.checkout_order.empty())
           return;
-        auto limit = checkout_limit(*st.core.ctx);
+        if (!st.checkout_entity) { // a hold loaded from storage: the order knows
+          ask_holder(self);
+          return;
+        }
         if (!st.checkout_entity_gone) { // still under way: freeing now could order the lines twice
-          self->delayed_send(self, limit, checkout_atom::value, ++st.checkout_number);
+          arm_limit(self);
           return;
         }
         spdlog::warn("cart of {}: order {} stopped without ending its checkout within {} ms; "
                      "the cart's next checkout goes on",
-                     st.core.id, st.checkout_order, limit.count());
+                     st.core.id, st.cart.checkout_order, checkout_limit(*st.core.ctx).count());
         free_lines(self);
       },
     };
@@ -310,7 +368,7 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       st.checkout_entity_gone = true;
   });
   return activate_entity(self, ctx, entity_kind::cart, std::move(user_id), load, running,
-                         [self] { return self->state.checkout_order.empty(); });
+                         [self] { return self->state.cart.checkout_order.empty(); });
 }
 
 } // namespace shop

@@ -103,14 +103,13 @@ caf::behavior user_account_actor(caf::stateful_actor<user_account_state>* self, 
 /// One per user: the cart (SKU -> quantity; prices are looked up when shown).
 struct cart_state {
   entity_core core;
+  /// The lines, and the checkout holding them (stored with them).
   cart_record cart;
-  /// The order (and its attempt) that has taken the cart's lines
-  /// (take_cart) and not yet ended its checkout, and the checkout's number
-  /// (its time limit's). In memory only.
-  std::string checkout_order;
-  uint64_t checkout_attempt = 0;
+  /// The number of the hold's time limit (a limit whose number is not the
+  /// latest is stale).
   uint64_t checkout_number = 0;
-  /// That order's entity (monitored), and whether it has stopped.
+  /// The holding order's entity (monitored), and whether it has stopped.
+  /// Unknown (null) for a hold loaded from storage: the cart asks the order.
   caf::actor_addr checkout_entity;
   bool checkout_entity_gone = false;
   /// take_cart requests of other orders, waiting for that checkout to end.

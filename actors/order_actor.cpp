@@ -18,7 +18,9 @@
 // reservations fall due. The entity, loaded from storage, answers `expired`
 // for an order that does not exist and is not being placed; the units return.
 // A retry with the same Idempotency-Key lands here again and reuses the
-// reservations that are left.
+// reservations that are left. A cart that restarted while its lines were
+// held asks the order whether that attempt is still under way
+// (checkout_under_way).
 
 #include <algorithm>
 #include <memory>
@@ -456,6 +458,12 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
         if (!st.placing) // else: a concurrent retry, answered with the first request
           place(self, c.request);
         return rp;
+      },
+      [=](const checkout_under_way& c) -> bool {
+        // (No touch: an entity loaded only to answer this passivates soon.)
+        // An attempt is this entity's placement: a placement of an earlier
+        // entity of this order ended when that entity stopped.
+        return self->state.placing && c.attempt == self->id();
       },
       [=](const cancel_order& c) -> caf::result<order_record> {
         auto& st = self->state;

@@ -229,6 +229,7 @@ caf::behavior region(region_actor* self, entity_context base) {
       route(self, k::order, id, place_order{id, std::move(c)});
     },
     [=](place_order& c) { route(self, k::order, c.order_id, std::move(c)); },
+    [=](checkout_under_way& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](pay_order& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](payment_callback& c) { route(self, k::order, c.order_id, std::move(c)); },
     [=](create_sale& c) { route(self, k::sale, c.terms.id, std::move(c)); },

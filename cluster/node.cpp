@@ -216,9 +216,10 @@ namespace {
 /// 3: order records may be of record format 3 (with their source), which a
 /// shopd of format 2 cannot read: it must refuse the data dir, not load
 /// orders as corrupt. 4: cart records may be of record format 2 (each line
-/// with the time it was last set). Formats 2 and 3 need nothing moved to
-/// become 4.
-constexpr std::string_view storage_format = "4";
+/// with the time it was last set). 5: cart records may be of record format 3
+/// (with the checkout holding their lines). Formats 2 to 4 need nothing
+/// moved to become 5.
+constexpr std::string_view storage_format = "5";
 
 /// Marks a new data dir with the current format, or brings an older one to it.
 caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
@@ -228,7 +229,7 @@ caf::error upgrade_storage(store& db, const node_config& cfg, bool existing) {
     return found.error();
   if (*found && stored == storage_format)
     return caf::none;
-  if (*found && (stored == "2" || stored == "3")) { // their records read as they are
+  if (*found && (stored == "2" || stored == "3" || stored == "4")) { // read as they are
     spdlog::info("node {}: storage upgraded to format {} (nothing moved)", cfg.node_id,
                  storage_format);
     return db.write({put_op(keys::meta("storage_format"), std::string{storage_format})}, true);

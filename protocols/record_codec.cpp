@@ -9,7 +9,8 @@ constexpr uint8_t format_v1 = 1;
 /// Orders with payment fields (v1 orders have none); cart lines with the
 /// time they were last set.
 constexpr uint8_t format_v2 = 2;
-/// Orders with their source (checkout items or cart).
+/// Orders with their source (checkout items or cart); carts with the
+/// checkout that holds their lines.
 constexpr uint8_t format_v3 = 3;
 
 class writer {
@@ -205,15 +206,16 @@ bool decode(std::string_view in, order_record& x) {
 }
 
 std::string encode(const cart_record& x) {
-  writer w{format_v2};
+  writer w{format_v3};
   w.u(x.items.size());
   for (auto& line : x.items)
     w.s(line.sku).i(line.quantity).i(line.changed_at);
+  w.s(x.checkout_order).u(x.checkout_attempt);
   return w.take();
 }
 
 bool decode(std::string_view in, cart_record& x) {
-  reader r{in, format_v2};
+  reader r{in, format_v3};
   uint64_t n = 0;
   r.u(n);
   if (n > 1000)
@@ -226,6 +228,10 @@ bool decode(std::string_view in, cart_record& x) {
     else // stored before the time was kept
       line.changed_at = 0;
   }
+  x.checkout_order.clear();
+  x.checkout_attempt = 0;
+  if (r.format() >= format_v3) // (stored before the hold was: not held)
+    r.s(x.checkout_order).u(x.checkout_attempt);
   return r.done();
 }
 

@@ -121,9 +121,14 @@ struct cart_line {
   millis changed_at = 0;
 };
 
-/// A user's cart: SKUs and quantities.
+/// A user's cart: SKUs and quantities, and the checkout that has taken its
+/// lines (take_cart) and not yet ended, if any. The hold is stored with the
+/// lines so that a cart that restarts (after a crash or a failed write) keeps
+/// them held: another checkout taking them meanwhile would order them twice.
 struct cart_record {
   std::vector<cart_line> items; // in SKU order
+  std::string checkout_order;   // empty: not held
+  uint64_t checkout_attempt = 0;
 };
 
 enum class user_role : uint8_t { user = 0, admin = 1 };
@@ -360,6 +365,15 @@ struct end_cart_checkout {
   std::string order_id;
   uint64_t attempt = 0;
 };
+/// From a cart that found its lines held by a checkout it cannot watch (the
+/// hold was loaded from storage after the cart restarted): whether that
+/// attempt of the order is still being placed. The answer is a bool; `false`
+/// ends the hold (the attempt stopped, or the order, loaded from storage,
+/// is not being placed).
+struct checkout_under_way {
+  std::string order_id;
+  uint64_t attempt = 0;
+};
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
   uint8_t version = protocol_version;
@@ -463,7 +477,8 @@ typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_record& x) {
-  return f(caf::meta::type_name("shop::cart_record"), x.items);
+  return f(caf::meta::type_name("shop::cart_record"), x.items, x.checkout_order,
+           x.checkout_attempt);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
@@ -506,6 +521,10 @@ typename Inspector::result_type inspect(Inspector& f, take_cart& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, end_cart_checkout& x) {
   return f(caf::meta::type_name("shop::end_cart_checkout"), x.user_id, x.order_id, x.attempt);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, checkout_under_way& x) {
+  return f(caf::meta::type_name("shop::checkout_under_way"), x.order_id, x.attempt);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

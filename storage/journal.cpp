@@ -124,10 +124,12 @@ bool journal::commit(const std::vector<const write_batch*>& parts, bool sync) {
   return true;
 }
 
-void journal::stall_group_writing(std::string key, std::chrono::milliseconds delay) {
+void journal::stall_group_writing(std::string key, std::chrono::milliseconds delay,
+                                  uint32_t skip) {
   std::lock_guard<std::mutex> guard{stall_mtx_};
   stall_key_ = std::move(key);
   stall_delay_ = delay;
+  stall_skip_ = skip;
   stall_armed_.store(true);
 }
 
@@ -142,6 +144,10 @@ void journal::stall_if_armed(const std::vector<const write_batch*>& parts) {
     if (!stall_armed_.load()
         || (!stall_key_.empty() && std::none_of(parts.begin(), parts.end(), writes_key)))
       return;
+    if (stall_skip_ > 0) {
+      --stall_skip_;
+      return;
+    }
     delay = stall_delay_;
     stall_armed_.store(false);
   }

@@ -101,9 +101,10 @@ public:
   /// writes, as a stalled disk would hold it (and every batch behind it).
   void stall_next_group(std::chrono::milliseconds delay) { stall_group_writing({}, delay); }
   /// Fault injection (tests): the next group commit that writes `key` (any
-  /// group if `key` is empty) waits `delay` before it writes, so that a test
-  /// can hold one entity's change while the changes before it are durable.
-  void stall_group_writing(std::string key, std::chrono::milliseconds delay);
+  /// group if `key` is empty), past the first `skip` such groups, waits
+  /// `delay` before it writes, so that a test can hold one entity's change
+  /// while the changes before it are durable.
+  void stall_group_writing(std::string key, std::chrono::milliseconds delay, uint32_t skip = 0);
 
   // -- figures for /metrics ---------------------------------------------------
   uint64_t groups() const noexcept { return groups_.load(std::memory_order_relaxed); }
@@ -145,6 +146,7 @@ private:
   std::mutex stall_mtx_;
   std::string stall_key_;                  // under stall_mtx_; empty: any group
   std::chrono::milliseconds stall_delay_{0}; // under stall_mtx_
+  uint32_t stall_skip_ = 0;                  // under stall_mtx_
   stopped_handler on_stopped_;
   // Writer thread only:
   std::chrono::steady_clock::time_point next_probe_;

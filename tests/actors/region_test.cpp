@@ -661,6 +661,57 @@ TEST_F(RegionTest, test_a_checkout_that_waited_orders_the_cart_as_it_found_it) {
   EXPECT_TRUE(cart->items.empty());
 }
 
+// A cart that restarts while a checkout holds its lines (a crash, a failed
+// write) keeps them held: the hold is stored with them. A second checkout
+// waits for the first to end, and finds the lines ordered, not a cart it
+// would order again.
+TEST_F(RegionTest, test_a_cart_that_restarts_during_a_checkout_keeps_its_lines_held) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<product_view>(create_product{{"b", "B", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "b", 1})));
+  const auto shards = entity_context{}.shard_count;
+  journal_->stall_group_writing(keys::child(keys::ledger, "b", "o1", shards), 2s);
+  auto first = ask_async<purchase_result>(place_order{"o1", from_cart_of("u1")});
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(first.wait_for(0s), std::future_status::timeout); // o1 holds the lines, reserving
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  auto second = ask_async<purchase_result>(place_order{"o2", from_cart_of("u1")});
+  auto placed = first.get();
+  ASSERT_TRUE(placed) << to_string(placed.error());
+  EXPECT_EQ(placed->order.items.size(), 2u);
+  auto refused = second.get();
+  ASSERT_FALSE(refused) << "the cart's lines were ordered twice";
+  EXPECT_EQ(describe(refused.error()).code, errc::validation_failed); // the cart is empty
+  auto a = inventory_once_reserved("a", 2);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->reserved, 2);
+  auto b = inventory_once_reserved("b", 1);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->reserved, 1);
+}
+
+// A hold loaded from storage whose attempt is no longer under way (its
+// order's entity stopped, or the node restarted) ends as soon as the cart has
+// asked the order, not at the hold's time limit.
+TEST_F(RegionTest, test_a_stored_hold_whose_checkout_is_over_ends_once_the_order_says_so) {
+  start(); // the time limit: 2 x 5 s + 1 s
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  // Taken by an attempt that no entity of order "o1" runs (this test's actor).
+  ASSERT_TRUE((ask<cart_view>(take_cart{"u1", "o1", 7})));
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  auto asked = std::chrono::steady_clock::now();
+  auto next = ask_async<cart_view>(take_cart{"u1", "o2"});
+  ASSERT_EQ(next.wait_for(5s), std::future_status::ready);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 5s);
+  auto taken = next.get();
+  ASSERT_TRUE(taken) << to_string(taken.error());
+  ASSERT_EQ(taken->items.size(), 1u);
+  EXPECT_EQ(taken->items[0].quantity, 2);
+}
+
 // An order placed from the cart is answered once the cart has stored that its
 // lines left it. The order is stored before that: if its entity crashes while
 // it waits for the cart, the placement and a retry that joined it are
@@ -672,7 +723,8 @@ TEST_F(RegionTest, test_an_order_stored_while_its_answer_waits_for_the_cart_is_a
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
   const auto shards = entity_context{}.shard_count;
-  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 3s);
+  // The cart's second write: the first stores the checkout's hold.
+  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 3s, 1);
   const auto from_cart = from_cart_of("u1");
   auto place = [&] { return ask_async<purchase_result>(place_order{"o1", from_cart}); };
   auto first = place();
@@ -712,8 +764,9 @@ TEST_F(RegionTest, test_an_order_asks_the_cart_again_when_its_write_of_the_clear
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
   const auto shards = entity_context{}.shard_count;
-  // The cart's write is held while the test arms the failure: it is to fail.
-  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 1s);
+  // The cart's write of the clear (after that of the checkout's hold) is
+  // held while the test arms the failure: it is to fail.
+  journal_->stall_group_writing(keys::entity(keys::cart, "u1", shards), 1s, 1);
   auto placing = ask_async<purchase_result>(place_order{"o1", from_cart_of("u1")});
   std::string stored;
   const auto order_key = keys::entity(keys::order, "o1", shards);

@@ -186,19 +186,20 @@ TEST(Startup, test_a_data_dir_of_a_newer_storage_format_is_refused_untouched) {
   {
     auto db = shop::store::open({dir.path()});
     ASSERT_TRUE(db);
-    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "5")}, true));
+    ASSERT_FALSE((*db)->write({shop::put_op(shop::keys::meta("storage_format"), "6")}, true));
   }
   EXPECT_LT(refused_start(shopd).count(), 10000);
   EXPECT_EQ(shopd.exit_status(), 1);
-  EXPECT_NE(shopd.start_output().find("storage format 5"), std::string::npos)
+  EXPECT_NE(shopd.start_output().find("storage format 6"), std::string::npos)
     << shopd.start_output();
-  EXPECT_EQ(stored_format(dir.path()), "5");
+  EXPECT_EQ(stored_format(dir.path()), "6");
 }
 
-// Storage formats 3 and 4 only mark that order records may carry their
-// source and cart records the orders they were cleared for: a data dir of
-// format 2 or 3 is taken as it is, its orders and stock intact.
-TEST(Startup, test_a_data_dir_of_storage_format_2_or_3_is_upgraded_in_place) {
+// Storage formats 3 to 5 only mark that order records may carry their
+// source, and cart records the time of each line and the checkout holding
+// them: a data dir of format 2, 3 or 4 is taken as it is, its orders and
+// stock intact.
+TEST(Startup, test_a_data_dir_of_storage_format_2_3_or_4_is_upgraded_in_place) {
   temp_dir dir;
   shopd_process shopd{dir.path()};
   ASSERT_TRUE(shopd.start());
@@ -217,7 +218,7 @@ TEST(Startup, test_a_data_dir_of_storage_format_2_or_3_is_upgraded_in_place) {
     order = json_field(r.body, "order_id");
   }
   ASSERT_TRUE(shopd.stop());
-  for (auto older : {"2", "3"}) {
+  for (auto older : {"2", "3", "4"}) {
     {
       auto db = shop::store::open({dir.path()});
       ASSERT_TRUE(db);
@@ -231,7 +232,7 @@ TEST(Startup, test_a_data_dir_of_storage_format_2_or_3_is_upgraded_in_place) {
       EXPECT_EQ(get_inventory(c, "fmt-1"), (inventory{9, 1, 0})) << older;
     }
     ASSERT_TRUE(shopd.stop());
-    EXPECT_EQ(stored_format(dir.path()), "4") << older;
+    EXPECT_EQ(stored_format(dir.path()), "5") << older;
   }
 }
 

@@ -484,7 +484,7 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_EQ(back.source, order_source::unknown);
   v2[0] = 4; // a format this build does not know
   EXPECT_FALSE(decode(v2, back));
-  cart_record cart{{{"a", 2, 1'700'000'000'123}, {"b", 1, 1'700'000'000'456}}};
+  cart_record cart{{{"a", 2, 1'700'000'000'123}, {"b", 1, 1'700'000'000'456}}, "o7", 42};
   cart_record cart_back;
   auto cart_bytes = encode(cart);
   ASSERT_TRUE(decode(cart_bytes, cart_back));
@@ -492,6 +492,15 @@ TEST(RecordCodec, test_records_round_trip_and_truncation_is_detected) {
   EXPECT_EQ(cart_back.items[1].sku, "b");
   EXPECT_EQ(cart_back.items[1].quantity, 1);
   EXPECT_EQ(cart_back.items[1].changed_at, 1'700'000'000'456);
+  EXPECT_EQ(cart_back.checkout_order, "o7"); // the checkout holding the lines
+  EXPECT_EQ(cart_back.checkout_attempt, 42u);
+  // Format 2 (before the hold was stored): a line "a" x 2 set at 5; not held.
+  const std::string cart_v2{"\x02\x01\x01" "a" "\x04" "\x0a", 6};
+  ASSERT_TRUE(decode(cart_v2, cart_back));
+  ASSERT_EQ(cart_back.items.size(), 1u);
+  EXPECT_EQ(cart_back.items[0].changed_at, 5);
+  EXPECT_TRUE(cart_back.checkout_order.empty());
+  EXPECT_EQ(cart_back.checkout_attempt, 0u);
   for (size_t n = 0; n < cart_bytes.size(); ++n)
     EXPECT_FALSE(decode(std::string_view{cart_bytes}.substr(0, n), cart_back)) << n;
   // Format 1 (before lines kept their time): sku and quantity per line.
