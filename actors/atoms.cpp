@@ -45,6 +45,7 @@ void register_shop_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<take_cart>("shop::take_cart");
   cfg.add_message_type<end_cart_checkout>("shop::end_cart_checkout");
   cfg.add_message_type<checkout_under_way>("shop::checkout_under_way");
+  cfg.add_message_type<checkout_progress>("shop::checkout_progress");
   cfg.add_message_type<checkout>("shop::checkout");
   cfg.add_message_type<place_order>("shop::place_order");
   cfg.add_message_type<reserve_stock>("shop::reserve_stock");

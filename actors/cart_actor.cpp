@@ -85,6 +85,20 @@ std::vector<cart_line>::iterator find_line(cart_record& cart, const std::string&
                       [&](const cart_line& l) { return l.sku == sku; });
 }
 
+/// Takes out of `cart` the lines an order took: each only where the cart
+/// still holds the ordered quantity, not set since `ordered_at` (0: whenever
+/// it was set). True if a line left.
+bool take_out(cart_record& cart, const std::vector<order_line>& ordered, millis ordered_at) {
+  auto before = cart.items.size();
+  for (auto& line : ordered) {
+    auto i = find_line(cart, line.sku);
+    if (i != cart.items.end() && i->quantity == line.quantity
+        && (ordered_at == 0 || i->changed_at <= ordered_at))
+      cart.items.erase(i);
+  }
+  return cart.items.size() != before;
+}
+
 /// The cart's lines as the cart shows them and checkouts take them (unpriced).
 std::vector<order_line> lines_of(const cart_record& cart) {
   std::vector<order_line> out;
@@ -97,9 +111,9 @@ std::vector<order_line> lines_of(const cart_record& cart) {
 /// How long one checkout may hold the cart's lines before the cart looks at
 /// its order: its reservations (each answered within ask_timeout), then its
 /// order's write and the cart's clear, or the releases of a refusal (each
-/// within follow_up_wait). Past it, a hold whose order's entity is gone
-/// (crashed or stopped without ending it) ends; one whose order still runs
-/// (a slow disk) lasts another such period.
+/// within follow_up_wait). Past it, the cart asks the order how a hold whose
+/// entity is gone (crashed or stopped without ending it) stands; one whose
+/// order still runs (a slow disk) lasts another such period.
 std::chrono::milliseconds checkout_limit(const entity_context& ctx) {
   return 2 * ctx.ask_timeout + ctx.follow_up_wait;
 }
@@ -178,10 +192,13 @@ void free_lines(cart_self* self) {
     store_cart(self);
 }
 
-/// Asks the order holding the lines whether that attempt is still being
-/// placed: for a hold whose order's entity the cart does not watch (loaded
-/// from storage after the cart restarted). Not: the hold ends. Yes, or no
-/// answer: the cart asks again at the hold's next limit.
+/// Asks the order holding the lines how that attempt stands: for a hold whose
+/// order's entity the cart does not watch (loaded from storage after the cart
+/// restarted) or that stopped without ending the checkout. Still placing, or
+/// no answer: the cart asks again at the hold's next limit. Else the hold
+/// ends, the lines the order took out of the cart first if it is stored (its
+/// entity, loading, waited for every write in flight): a crash between the
+/// order's write and the cart's clear must not leave them to be ordered again.
 void ask_holder(cart_self* self) {
   auto& st = self->state;
   auto ctx = st.core.ctx;
@@ -189,17 +206,25 @@ void ask_holder(cart_self* self) {
   self->request(ctx->region, ctx->ask_timeout,
                 checkout_under_way{st.cart.checkout_order, st.cart.checkout_attempt})
     .then(
-      [self, number](bool under_way) {
+      [self, number](checkout_progress& p) {
         auto& st = self->state;
         if (number != st.checkout_number) // ended, or taken again, meanwhile
           return;
-        if (under_way) {
+        if (p.under_way) {
           arm_limit(self);
           return;
         }
-        spdlog::info("cart of {}: order {} is no longer taking the cart's lines; the cart's "
-                     "next checkout goes on",
-                     st.core.id, st.cart.checkout_order);
+        bool ordered = take_out(st.cart, p.ordered, p.ordered_at);
+        if (st.checkout_entity) // it stopped: a message that ended the checkout was lost
+          spdlog::warn("cart of {}: order {} stopped without ending its checkout within {} ms{}; "
+                       "the cart's next checkout goes on",
+                       st.core.id, st.cart.checkout_order, checkout_limit(*st.core.ctx).count(),
+                       ordered ? " (the lines it ordered left the cart)" : "");
+        else
+          spdlog::info("cart of {}: order {} is no longer taking the cart's lines{}; the cart's "
+                       "next checkout goes on",
+                       st.core.id, st.cart.checkout_order,
+                       ordered ? " (the lines it ordered left the cart)" : "");
         free_lines(self);
       },
       [self, number](caf::error&) {
@@ -285,22 +310,15 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       [=](const clear_cart& c) -> caf::result<cart_view> {
         auto& st = self->state;
         st.core.touch();
-        auto before = st.cart.items.size();
-        if (c.ordered.empty()) {
+        bool changed = !st.cart.items.empty() && c.ordered.empty();
+        if (c.ordered.empty())
           st.cart.items.clear();
-        } else {
-          // Only what the order took: the same quantity, not set again since.
-          for (auto& line : c.ordered) {
-            auto i = find_line(st.cart, line.sku);
-            if (i != st.cart.items.end() && i->quantity == line.quantity
-                && (c.ordered_at == 0 || i->changed_at <= c.ordered_at))
-              st.cart.items.erase(i);
-          }
-        }
+        else // only what the order took: the same quantity, not set again since
+          changed = take_out(st.cart, c.ordered, c.ordered_at);
         bool ends = !c.order_id.empty() && c.order_id == st.cart.checkout_order;
         if (ends)
           release_hold(self);
-        if (ends || st.cart.items.size() != before)
+        if (ends || changed)
           store_cart(self);
         auto answer = reply_durable(self, cart_view{lines_of(st.cart), 0}); // unpriced
         if (ends)
@@ -344,24 +362,17 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
         auto& st = self->state;
         if (number != st.checkout_number || st.cart.checkout_order.empty())
           return;
-        if (!st.checkout_entity) { // a hold loaded from storage: the order knows
-          ask_holder(self);
-          return;
-        }
-        if (!st.checkout_entity_gone) { // still under way: freeing now could order the lines twice
+        if (st.checkout_entity && !st.checkout_entity_gone) { // still under way (a slow disk)
           arm_limit(self);
           return;
         }
-        spdlog::warn("cart of {}: order {} stopped without ending its checkout within {} ms; "
-                     "the cart's next checkout goes on",
-                     st.core.id, st.cart.checkout_order, checkout_limit(*st.core.ctx).count());
-        free_lines(self);
+        ask_holder(self); // its entity stopped, or the hold was loaded from storage
       },
     };
   };
   // The order entity holding the lines stopped: if it never ends the
   // checkout (a clear or an end comes before its stop when it does), the
-  // hold ends at its time limit.
+  // cart asks the order at the hold's time limit.
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source == st.checkout_entity)

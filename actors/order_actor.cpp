@@ -18,9 +18,10 @@
 // reservations fall due. The entity, loaded from storage, answers `expired`
 // for an order that does not exist and is not being placed; the units return.
 // A retry with the same Idempotency-Key lands here again and reuses the
-// reservations that are left. A cart that restarted while its lines were
-// held asks the order whether that attempt is still under way
-// (checkout_under_way).
+// reservations that are left. A cart whose lines an attempt still holds past
+// its time limit, or held when the cart restarted, asks the order how that
+// attempt stands (checkout_under_way): still placing, placed (the cart takes
+// the lines out), or over.
 
 #include <algorithm>
 #include <memory>
@@ -459,11 +460,18 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           place(self, c.request);
         return rp;
       },
-      [=](const checkout_under_way& c) -> bool {
+      [=](const checkout_under_way& c) {
         // (No touch: an entity loaded only to answer this passivates soon.)
         // An attempt is this entity's placement: a placement of an earlier
         // entity of this order ended when that entity stopped.
-        return self->state.placing && c.attempt == self->id();
+        auto& st = self->state;
+        checkout_progress out;
+        out.under_way = st.placing && c.attempt == self->id();
+        if (!out.under_way && st.exists && takes_cart_lines(st.order)) {
+          out.ordered = st.order.items;
+          out.ordered_at = st.order.created_at;
+        }
+        return out;
       },
       [=](const cancel_order& c) -> caf::result<order_record> {
         auto& st = self->state;

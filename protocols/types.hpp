@@ -365,14 +365,21 @@ struct end_cart_checkout {
   std::string order_id;
   uint64_t attempt = 0;
 };
-/// From a cart that found its lines held by a checkout it cannot watch (the
-/// hold was loaded from storage after the cart restarted): whether that
-/// attempt of the order is still being placed. The answer is a bool; `false`
-/// ends the hold (the attempt stopped, or the order, loaded from storage,
-/// is not being placed).
+/// From a cart whose lines a checkout holds past its time limit with the
+/// order's entity gone, or since before the cart restarted (the hold loaded
+/// from storage): how that attempt of the order stands (checkout_progress).
 struct checkout_under_way {
   std::string order_id;
   uint64_t attempt = 0;
+};
+/// The answer to checkout_under_way. Under way: the hold stays. Else the hold
+/// ends; if the order is stored, placed from the cart and still to be paid,
+/// the cart first takes its lines out (as its clear_cart would: the order may
+/// have been written just before a crash that lost the clear).
+struct checkout_progress {
+  bool under_way = false;
+  std::vector<order_line> ordered;
+  millis ordered_at = 0;
 };
 /// POST /orders: explicit items, or the user's cart (`from_cart`).
 struct checkout {
@@ -525,6 +532,10 @@ typename Inspector::result_type inspect(Inspector& f, end_cart_checkout& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout_under_way& x) {
   return f(caf::meta::type_name("shop::checkout_under_way"), x.order_id, x.attempt);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, checkout_progress& x) {
+  return f(caf::meta::type_name("shop::checkout_progress"), x.under_way, x.ordered, x.ordered_at);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, checkout& x) {

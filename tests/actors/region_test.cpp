@@ -712,6 +712,35 @@ TEST_F(RegionTest, test_a_stored_hold_whose_checkout_is_over_ends_once_the_order
   EXPECT_EQ(taken->items[0].quantity, 2);
 }
 
+// A crash of the node between an order's write and its cart's clear leaves the
+// cart with the lines and the order's hold. The cart, loading, asks the order:
+// stored, so its lines leave the cart before the next checkout gets it (which
+// finds it empty), not ordered a second time.
+TEST_F(RegionTest, test_a_stored_hold_of_an_order_that_was_written_takes_its_lines_out) {
+  start();
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto cart_key = keys::entity(keys::cart, "u1", entity_context{}.shard_count);
+  std::string stored;
+  ASSERT_TRUE(*db_->get(cart_key, stored));
+  cart_record held;
+  ASSERT_TRUE(decode(stored, held));
+  ASSERT_TRUE((ask<purchase_result>(place_order{"o1", from_cart_of("u1")})));
+  held.checkout_order = "o1";
+  held.checkout_attempt = 99; // an entity gone with the node
+  ASSERT_FALSE(db_->write({put_op(cart_key, encode(held))}, true));
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  auto second = ask<purchase_result>(place_order{"o2", from_cart_of("u1")});
+  ASSERT_FALSE(second) << "the cart's lines were ordered twice";
+  EXPECT_EQ(describe(second.error()).code, errc::validation_failed); // the cart is empty
+  auto a = inventory_once_reserved("a", 2);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->reserved, 2);
+  auto cart = ask<cart_view>(get_cart{"u1"});
+  ASSERT_TRUE(cart);
+  EXPECT_TRUE(cart->items.empty());
+}
+
 // An order placed from the cart is answered once the cart has stored that its
 // lines left it. The order is stored before that: if its entity crashes while
 // it waits for the cart, the placement and a retry that joined it are
