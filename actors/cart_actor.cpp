@@ -170,6 +170,7 @@ void release_hold(cart_self* self) {
   st.cart.checkout_attempt = 0;
   st.checkout_entity = nullptr;
   st.checkout_entity_gone = false;
+  st.unanswered_asks = 0;
 }
 
 /// While nobody holds the lines, the first waiting take gets them.
@@ -183,19 +184,24 @@ void grant_waiting(cart_self* self) {
   }
 }
 
-/// The checkout that held the lines has ended: the first waiting take gets
-/// them, else the cart is stored without the hold.
+/// The checkout that held the lines has ended: the cart is stored without
+/// the hold, then the first waiting take gets the lines (answered once that
+/// is stored).
 void free_lines(cart_self* self) {
   release_hold(self);
+  store_cart(self);
   grant_waiting(self);
-  if (self->state.cart.checkout_order.empty()) // (a take granted stored its own hold)
-    store_cart(self);
 }
+
+/// How many questions in a row to the holding order may go unanswered (each
+/// within ask_timeout, a time limit apart) before the hold ends anyway.
+constexpr int max_unanswered_asks = 3;
 
 /// Asks the order holding the lines how that attempt stands: for a hold whose
 /// order's entity the cart does not watch (loaded from storage after the cart
 /// restarted) or that stopped without ending the checkout. Still placing, or
-/// no answer: the cart asks again at the hold's next limit. Else the hold
+/// no answer: the cart asks again at the hold's next limit (after
+/// `max_unanswered_asks` unanswered questions the hold ends). Else the hold
 /// ends, the lines the order took out of the cart first if it is stored (its
 /// entity, loading, waited for every write in flight): a crash between the
 /// order's write and the cart's clear must not leave them to be ordered again.
@@ -208,8 +214,9 @@ void ask_holder(cart_self* self) {
     .then(
       [self, number](checkout_progress& p) {
         auto& st = self->state;
-        if (number != st.checkout_number) // ended, or taken again, meanwhile
-          return;
+        if (number != st.checkout_number || st.cart.checkout_order.empty())
+          return; // ended, or taken again, meanwhile
+        st.unanswered_asks = 0;
         if (p.under_way) {
           arm_limit(self);
           return;
@@ -227,9 +234,19 @@ void ask_holder(cart_self* self) {
                        ordered ? " (the lines it ordered left the cart)" : "");
         free_lines(self);
       },
-      [self, number](caf::error&) {
-        if (number == self->state.checkout_number)
+      [self, number](caf::error& err) {
+        auto& st = self->state;
+        if (number != st.checkout_number || st.cart.checkout_order.empty())
+          return;
+        if (++st.unanswered_asks < max_unanswered_asks) {
           arm_limit(self);
+          return;
+        }
+        spdlog::error("cart of {}: order {} did not say how its checkout stands, asked {} "
+                      "times ({}); the cart's next checkout goes on",
+                      st.core.id, st.cart.checkout_order, st.unanswered_asks,
+                      describe(err).message);
+        free_lines(self);
       });
 }
 

@@ -108,6 +108,10 @@ struct cart_state {
   /// The number of the hold's time limit (a limit whose number is not the
   /// latest is stale).
   uint64_t checkout_number = 0;
+  /// Questions to the holding order (checkout_under_way) in a row that got
+  /// no answer: past a few, the hold ends (an order that can never answer
+  /// must not keep the cart from every later checkout).
+  int unanswered_asks = 0;
   /// The holding order's entity (monitored), and whether it has stopped.
   /// Unknown (null) for a hold loaded from storage: the cart asks the order.
   caf::actor_addr checkout_entity;

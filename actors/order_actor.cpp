@@ -460,18 +460,20 @@ caf::behavior order_actor(order_self* self, context_ptr ctx, std::string order_i
           place(self, c.request);
         return rp;
       },
-      [=](const checkout_under_way& c) {
-        // (No touch: an entity loaded only to answer this passivates soon.)
-        // An attempt is this entity's placement: a placement of an earlier
-        // entity of this order ended when that entity stopped.
+      [=](const checkout_under_way& c) -> caf::result<checkout_progress> {
         auto& st = self->state;
+        st.core.touch();
+        // An attempt is this entity's placement: a placement of an earlier
+        // entity of this order ended when that entity stopped. Answered
+        // once the state it reports is stored (a cancel being written could
+        // still fail, and the order take its lines after all).
         checkout_progress out;
         out.under_way = st.placing && c.attempt == self->id();
         if (!out.under_way && st.exists && takes_cart_lines(st.order)) {
           out.ordered = st.order.items;
           out.ordered_at = st.order.created_at;
         }
-        return out;
+        return reply_durable(self, std::move(out));
       },
       [=](const cancel_order& c) -> caf::result<order_record> {
         auto& st = self->state;

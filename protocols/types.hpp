@@ -373,9 +373,9 @@ struct checkout_under_way {
   uint64_t attempt = 0;
 };
 /// The answer to checkout_under_way. Under way: the hold stays. Else the hold
-/// ends; if the order is stored, placed from the cart and still to be paid,
-/// the cart first takes its lines out (as its clear_cart would: the order may
-/// have been written just before a crash that lost the clear).
+/// ends; if the order is stored, placed from the cart, unpaid and not yet
+/// due, the cart first takes its lines out (as its clear_cart would: the
+/// order may have been written just before a crash that lost the clear).
 struct checkout_progress {
   bool under_way = false;
   std::vector<order_line> ordered;

@@ -578,8 +578,9 @@ TEST_F(RegionTest, test_an_order_from_the_cart_takes_its_lines_out_again_after_a
 // by ending it without them (end_cart_checkout). Another order's take waits
 // until then, so two checkouts of one cart run as if one came after the
 // other. An order whose entity stopped without saying loses the hold at the
-// checkout's time limit (2 ask timeouts and a follow-up wait); one that still
-// runs (a slow disk) keeps it.
+// checkout's time limit (2 ask timeouts and a follow-up wait), once the cart
+// has asked the order (here: none is stored); one that still runs (a slow
+// disk) keeps it.
 TEST_F(RegionTest, test_a_second_checkout_of_a_cart_waits_until_the_first_has_ended) {
   follow_up_wait = 200ms;
   start(120s, 1s); // the time limit: 2.2 s
@@ -710,6 +711,41 @@ TEST_F(RegionTest, test_a_stored_hold_whose_checkout_is_over_ends_once_the_order
   ASSERT_TRUE(taken) << to_string(taken.error());
   ASSERT_EQ(taken->items.size(), 1u);
   EXPECT_EQ(taken->items[0].quantity, 2);
+}
+
+// An order that cannot say how its checkout stands (here its record cannot
+// be read) does not keep the cart from every later checkout: after three
+// questions without an answer, a time limit apart, the hold ends.
+TEST_F(RegionTest, test_a_stored_hold_whose_order_cannot_answer_ends_after_three_questions) {
+  follow_up_wait = 200ms;
+  start(120s, 1s); // the time limit: 2.2 s
+  ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
+  ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
+  const auto order_key = keys::entity(keys::order, "o1", entity_context{}.shard_count);
+  ASSERT_FALSE(db_->write({put_op(order_key, "not an order record")}, true));
+  ASSERT_TRUE((ask<cart_view>(take_cart{"u1", "o1", 7})));
+  ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
+  auto asked = std::chrono::steady_clock::now();
+  auto next = ask_async<cart_view>(take_cart{"u1", "o2"}); // (its client waits 10 s)
+  auto taken = next.get();
+  ASSERT_TRUE(taken) << to_string(taken.error());
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 4s); // asked at once, then twice more
+  ASSERT_EQ(taken->items.size(), 1u);
+}
+
+// An order entity loaded only to answer a cart's question passivates when
+// idle, as any other.
+TEST_F(RegionTest, test_an_order_loaded_to_answer_a_cart_passivates_when_idle) {
+  start(300ms);
+  auto progress = ask<checkout_progress>(checkout_under_way{"o9", 1});
+  ASSERT_TRUE(progress) << to_string(progress.error());
+  EXPECT_FALSE(progress->under_way);
+  EXPECT_TRUE(progress->ordered.empty()); // no such order
+  EXPECT_GE(metrics->activations.load(), 1u);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metrics->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(metrics->active.load(), 0);
 }
 
 // A crash of the node between an order's write and its cart's clear leaves the

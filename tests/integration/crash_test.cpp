@@ -17,6 +17,8 @@
 #include <set>
 #include <thread>
 
+#include "storage/keys.hpp"
+#include "storage/store.hpp"
 #include "tests/fixtures/shopd_process.hpp"
 #include "tests/fixtures/wal_file.hpp"
 
@@ -397,6 +399,67 @@ TEST(Crash, test_kill9_right_after_a_checkout_from_the_cart_leaves_its_lines_out
       << id;
   EXPECT_EQ(get_inventory(c, "cart-a"), (inventory{992, 8, 0}));
   EXPECT_EQ(get_inventory(c, "cart-b"), (inventory{984, 16, 0}));
+}
+
+// A kill -9 between the write of an order placed from the cart and the
+// cart's clear: the order is stored, the cart still has its lines, held by
+// that checkout. After the restart the next checkout of the cart must find
+// them ordered (422, the cart empty), not order them a second time. The
+// preloaded library holds the cart's second write to the WAL (the first
+// stores the checkout's hold) until shopd is killed, so the kill lands there
+// every time.
+TEST(Crash, test_kill9_between_a_cart_checkouts_order_and_its_clear_orders_the_lines_once) {
+  temp_dir dir;
+  std::string token;
+  {
+    shopd_process setup{dir.path()};
+    ASSERT_TRUE(setup.start());
+    http_client c{setup.port()};
+    ASSERT_EQ(c.request("POST", "/api/v1/products",
+                        R"({"sku":"half-a","name":"Cart item","price_cents":100,"stock":100})",
+                        {bearer(setup.admin_token())})
+                .status,
+              201);
+    token = make_users(setup.port(), "halfway_", 1)[0];
+    ASSERT_EQ(c.request("PUT", "/api/v1/cart/items/half-a", R"({"quantity":2})", {bearer(token)})
+                .status,
+              200);
+    ASSERT_TRUE(setup.stop());
+  }
+  std::string cart_key;
+  {
+    auto db = shop::store::open({dir.path()});
+    ASSERT_TRUE(db);
+    ASSERT_FALSE((*db)->scan(std::string{shop::keys::cart} + "/",
+                             [&](std::string_view key, std::string_view) {
+                               cart_key = std::string{key};
+                               return false;
+                             }));
+  }
+  ASSERT_FALSE(cart_key.empty());
+  temp_dir scratch;
+  const auto marker = scratch.path() + "/held";
+  auto env = with_wal_preload("SHOP_TEST_HOLD_WAL_WRITE=" + marker);
+  env.push_back("SHOP_TEST_HOLD_WAL_MATCH=" + cart_key);
+  env.push_back("SHOP_TEST_HOLD_WAL_SKIP=1");
+  shopd_process shopd{dir.path(), {}, env};
+  ASSERT_TRUE(shopd.start());
+  std::thread checkout([&] {
+    http_client c{shopd.port()};
+    c.request("POST", "/api/v1/orders", R"({"from_cart":true})", {bearer(token)}); // no answer
+  });
+  bool held = eventually(10s, [&] { return std::filesystem::exists(marker); });
+  shopd.kill9();
+  checkout.join();
+  ASSERT_TRUE(held) << "the cart's clear never reached the WAL";
+  ASSERT_TRUE(shopd.restart());
+  http_client c{shopd.port()};
+  // The order was stored before the clear: its 2 units are reserved.
+  EXPECT_EQ(get_inventory(c, "half-a"), (inventory{98, 2, 0}));
+  auto again = c.request("POST", "/api/v1/orders", R"({"from_cart":true})", {bearer(token)});
+  EXPECT_EQ(again.status, 422) << "the cart's lines were ordered a second time: " << again.body;
+  EXPECT_EQ(json_field(c.request("GET", "/api/v1/cart", {}, {bearer(token)}).body, "items"), "[]");
+  EXPECT_EQ(get_inventory(c, "half-a"), (inventory{98, 2, 0}));
 }
 
 TEST(Crash, test_entity_crash_answers_every_request_and_restarts_from_storage) {
