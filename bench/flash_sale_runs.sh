@@ -4,7 +4,8 @@
 #   sale     - flash sale: 100,000 users, 10,000 units, sync and async durability
 #   rates    - open-loop latency at 25/50/75/90% of the measured maximum purchase rate
 #   shop     - the storefront mix: 2,000 shoppers, 500 products, 64 connections, 20 s, 3 runs
-#              (SHOPD_OLD=<shopd>: 3 runs of that build and of $SHOPD, alternating)
+#              (SHOPD_OLD=<shopd>: 3 runs of that build and of $SHOPD, alternating;
+#              AB_NAME=<name>: their output as <name>.txt, not shop-ab.txt)
 #   expiry   - 40,000 unpaid orders of one sale falling due while it is still busy: time
 #              until their stock is back, and the SKU's read latency meanwhile
 #   restart  - kill -9 after 10 s of purchases at full speed, then the time until the node
@@ -77,8 +78,9 @@ if [ "$WHAT" = rates ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = shop ] || [ "$WHAT" = all ]; then
-  # With SHOPD_OLD set: an A/B of two builds, old and new alternating, to shop-ab.txt.
-  if [ -n "${SHOPD_OLD:-}" ]; then builds=(old new); name=shop-ab; else builds=(""); name=shop; fi
+  # With SHOPD_OLD set: an A/B of two builds, old and new alternating, to shop-ab.txt
+  # ($AB_NAME.txt with AB_NAME set, to keep an earlier A/B's output).
+  if [ -n "${SHOPD_OLD:-}" ]; then builds=(old new); name=${AB_NAME:-shop-ab}; else builds=(""); name=shop; fi
   : >"$OUT/$name.txt"
   for run in 1 2 3; do
     for build in "${builds[@]}"; do
