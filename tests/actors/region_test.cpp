@@ -300,10 +300,8 @@ TEST_F(RegionTest, test_idle_entities_passivate_and_come_back_intact) {
   // (Not `active`: with slow fsyncs the first ones may be idle long enough
   // to have gone already.)
   EXPECT_GE(metrics->activations.load(), 20u);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (metrics->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(metrics->active.load(), 0);
+  EXPECT_TRUE(test::eventually(10s, [&] { return metrics->active.load() == 0; }))
+    << metrics->active.load() << " entities still active";
   EXPECT_GE(metrics->passivations.load(), 20u);
   for (int i = 0; i < 20; ++i) {
     auto v = ask<inventory_view>(get_inventory{"p" + std::to_string(i)});
@@ -742,10 +740,8 @@ TEST_F(RegionTest, test_an_order_loaded_to_answer_a_cart_passivates_when_idle) {
   EXPECT_FALSE(progress->under_way);
   EXPECT_TRUE(progress->ordered.empty()); // no such order
   EXPECT_GE(metrics->activations.load(), 1u);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (metrics->active.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(metrics->active.load(), 0);
+  EXPECT_TRUE(test::eventually(10s, [&] { return metrics->active.load() == 0; }))
+    << metrics->active.load() << " entities still active";
 }
 
 // A crash of the node between an order's write and its cart's clear leaves the
