@@ -111,9 +111,9 @@ std::vector<order_line> lines_of(const cart_record& cart) {
 /// How long one checkout may hold the cart's lines before the cart looks at
 /// its order: its reservations (each answered within ask_timeout), then its
 /// order's write and the cart's clear, or the releases of a refusal (each
-/// within follow_up_wait). Past it, the cart asks the order how a hold whose
-/// entity is gone (crashed or stopped without ending it) stands; one whose
-/// order still runs (a slow disk) lasts another such period.
+/// within follow_up_wait). A hold whose order still runs (a slow disk) lasts
+/// another such period. (One whose order's entity stopped without ending it
+/// is asked about at once, and again at this limit while it gets no answer.)
 std::chrono::milliseconds checkout_limit(const entity_context& ctx) {
   return 2 * ctx.ask_timeout + ctx.follow_up_wait;
 }
@@ -222,10 +222,10 @@ void ask_holder(cart_self* self) {
           return;
         }
         bool ordered = take_out(st.cart, p.ordered, p.ordered_at);
-        if (st.checkout_entity) // it stopped: a message that ended the checkout was lost
-          spdlog::warn("cart of {}: order {} stopped without ending its checkout within {} ms{}; "
-                       "the cart's next checkout goes on",
-                       st.core.id, st.cart.checkout_order, checkout_limit(*st.core.ctx).count(),
+        if (st.checkout_entity) // it stopped without ending the checkout (a crash)
+          spdlog::warn("cart of {}: order {} stopped without ending its checkout{}; the cart's "
+                       "next checkout goes on",
+                       st.core.id, st.cart.checkout_order,
                        ordered ? " (the lines it ordered left the cart)" : "");
         else
           spdlog::info("cart of {}: order {} is no longer taking the cart's lines{}; the cart's "
@@ -387,13 +387,17 @@ caf::behavior cart_actor(cart_self* self, context_ptr ctx, std::string user_id) 
       },
     };
   };
-  // The order entity holding the lines stopped: if it never ends the
-  // checkout (a clear or an end comes before its stop when it does), the
-  // cart asks the order at the hold's time limit.
+  // The order entity holding the lines stopped. If it ended the checkout,
+  // that message may still be on its way (through the region); if not (it
+  // crashed while its order's write was held by the disk), nothing else will
+  // end it. Either way the cart asks the order now: its next entity answers
+  // once that write is done, stored or not.
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (dm.source == st.checkout_entity)
-      st.checkout_entity_gone = true;
+    if (dm.source != st.checkout_entity || st.cart.checkout_order.empty())
+      return;
+    st.checkout_entity_gone = true;
+    self->send(self, checkout_atom::value, ++st.checkout_number);
   });
   return activate_entity(self, ctx, entity_kind::cart, std::move(user_id), load, running,
                          [self] { return self->state.cart.checkout_order.empty(); });

@@ -195,6 +195,7 @@ void entity_core::settle_before_crash() {
     auto durable = durable_prefix();
     if (durable > committed_)
       on_committed(durable); // answers every request whose batch is durable
+    in_doubt_ = !settled && !quiescent();
     fail_all(settled ? make_error(errc::unavailable,
                                   "the entity crashed before the change was stored; retry")
                      : make_error(errc::unavailable,

@@ -260,6 +260,12 @@ public:
   /// loads, so a retry sees it if it was.
   void settle_before_crash();
 
+  /// True once settle_before_crash gave up waiting for storage: a change this
+  /// entity answered with an error may still be stored. Whoever acts on
+  /// those errors (an order freeing its cart's lines) must not take them as
+  /// "not stored"; the restarted entity, which loads after the journal, knows.
+  bool outcome_in_doubt() const noexcept { return in_doubt_; }
+
 private:
   /// Highest sequence number the journal reported durable; written on the
   /// journal's thread, read by settle_before_crash.
@@ -279,6 +285,7 @@ private:
   void fail_holds(const caf::error& err);
   std::unordered_map<uint64_t, std::function<void(const caf::error&)>> holds_;
   uint64_t next_hold_ = 0;
+  bool in_doubt_ = false;
   uint64_t submitted_ = 0;
   uint64_t committed_ = 0;
   uint64_t processed_ = 0;

@@ -217,10 +217,15 @@ void release_lines_then(order_self* self, const std::string& order_id,
 
 /// Answers every request waiting on the placement and ends it: with `err`,
 /// or with the order as it was created (a cancel may already have followed).
-/// A checkout from the cart that failed frees the cart's lines for the next.
+/// A checkout from the cart that failed frees the cart's lines for the next,
+/// unless the entity crashed while storage held the order's write: it may
+/// still land, and a second checkout must not order the same lines meanwhile.
+/// The cart keeps them held and asks this order's next entity, which loads
+/// once that write is done (and, if it landed, takes them out on load).
 void answer_placement(order_self* self, const caf::error* err, const order_record* created) {
   auto& st = self->state;
-  if (err && !st.placement.empty() && st.placement.front().first.from_cart)
+  if (err && !st.placement.empty() && st.placement.front().first.from_cart
+      && !st.core.outcome_in_doubt())
     end_cart_checkout_of(self, st.placement.front().first.user_id, st.core.id);
   // Failed with reservations made or asked for (the entity crashed, or the
   // order's write failed): their SKUs ask this order now, not at their
