@@ -5,14 +5,17 @@
 # per purchase: this compares that figure between builds on a machine too small
 # to show the bound itself.
 #   Usage: bench/wrk/loop_ab.sh OLD_SHOPD NEW_SHOPD [rounds]   (default 3 rounds)
-# Each run: a fresh node (sync), 64 users, `wrk -c64` for 14 s; the loop's CPU
-# time (from /proc) is taken over the middle 8 s. SHOPD_CPUS, WRK_CPUS and
-# WRK_THREADS as for run.sh.
+# Each run: a fresh node (sync), USERS users (256: each may buy 10,000 units,
+# so none reaches the sale's per-user limit within a run even at 180,000
+# purchases/s; answers refused at the limit would cost the loop less than
+# purchases), `wrk -c64` for 14 s; the loop's CPU time (from /proc) is taken
+# over the middle 8 s. SHOPD_CPUS, WRK_CPUS and WRK_THREADS as for run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 OLD_SHOPD NEW_SHOPD [rounds]" >&2; exit 2; }
 OLD=$1 NEW=$2 ROUNDS=${3:-3}
 PORT=${PORT:-18991}
+USERS=${USERS:-256}
 WRK_THREADS=${WRK_THREADS:-1}
 PIN_SHOPD=() PIN_WRK=()
 [ -n "${SHOPD_CPUS:-}" ] && PIN_SHOPD=(taskset -c "$SHOPD_CPUS")
@@ -23,7 +26,7 @@ one_run() { # build label, shopd binary, what (purchase|healthz)
   (
     . bench/wrk/node.sh
     start_shopd "${PIN_SHOPD[@]}" "$2"
-    hot_sale bench-sale 64
+    hot_sale bench-sale "$USERS"
     local loop="" t
     for t in /proc/"$PID"/task/*; do [ "$(cat "$t/comm")" = shop-edge ] && loop=$t; done
     [ -n "$loop" ] || { echo "$1 $3: no shop-edge thread"; exit 1; }
