@@ -25,11 +25,16 @@ hot_sale bench-sale "$USERS"
 echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H "Authorization: Bearer $(head -1 "$WORK/tokens.txt")" -d '{"quantity":1}' | cut -c1-120)"
 # shopd's own CPU time (user + system) per answered request, from /proc, in
 # total and by thread name: a steadier figure than requests/s on a shared
-# machine, and it shows which stage a request costs most in.
-thread_ticks() { # "tid name ticks" per thread of shopd
-  for f in /proc/"$PID"/task/*/stat; do
-    awk '{ sub(/^[0-9]+ \(/, ""); split($0, a, ") "); split(a[2], b, " ");
-           print FILENAME, a[1], b[12] + b[13] }' "$f" 2>/dev/null
+# machine, and it shows which stage a request costs most in. Also each thread
+# name's sleeps per request (voluntary context switches: a wait in epoll, on a
+# futex or on the disk), which tell how often a stage idles and is woken.
+thread_ticks() { # "tid name ticks sleeps" per thread of shopd
+  local t
+  for t in /proc/"$PID"/task/*; do
+    awk 'FNR == NR { sub(/^[0-9]+ \(/, ""); split($0, a, ") "); split(a[2], b, " ");
+                     name = a[1]; ticks = b[12] + b[13]; next }
+         /^voluntary_ctxt_switches:/ { print FILENAME, name, ticks, $2 }' \
+      "$t/stat" "$t/status" 2>/dev/null
   done
 }
 measure() { # label, then the wrk command line
@@ -49,11 +54,14 @@ measure() { # label, then the wrk command line
     END { printf "%s wrk_cpu_us_per_request=%.1f\n", label, cpu * 1e6 / n }'
   printf '%s\n--\n%s\n' "$before" "$after" | awk -v n="$n" -v hz="$(getconf CLK_TCK)" -v label="$label" '
     $0 == "--" { after = 1; next }
-    !after { start[$1] = $3; next }
-    { d = $3 - start[$1]; by[$2] += d; total += d }
+    !after { start[$1] = $3; slept[$1] = $4; next }
+    { d = $3 - start[$1]; by[$2] += d; total += d; sleeps[$2] += $4 - slept[$1] }
     END {
       line = sprintf("%s shopd_cpu_us_per_request=%d (", label, total * 1e6 / hz / n)
       for (t in by) if (by[t] > 0) line = line sprintf(" %s=%.1f", t, by[t] * 1e6 / hz / n)
+      print line " )"
+      line = sprintf("%s sleeps_per_request (", label)
+      for (t in sleeps) if (sleeps[t] >= n / 1000) line = line sprintf(" %s=%.3f", t, sleeps[t] / n)
       print line " )"
     }'
 }
