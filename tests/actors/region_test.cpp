@@ -840,7 +840,7 @@ TEST_F(RegionTest, test_a_checkout_whose_order_write_then_fails_frees_the_cart_o
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
-  auto first = place_from_the_cart_and_crash_while_the_order_is_written("o1", 1500ms);
+  auto first = place_from_the_cart_and_crash_while_the_order_is_written("o1", 2500ms);
   journal_->fail_next_groups(1); // (armed while the disk still holds the order's group)
   auto answer = first.get();
   ASSERT_FALSE(answer);
