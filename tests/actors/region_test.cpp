@@ -161,14 +161,15 @@ protected:
     ASSERT_TRUE(crash_once(entity_kind::cart, "u1"));
   }
 
-  /// Starts placing `order_id` from the cart of "u1" (which holds product
-  /// "a"), with the disk holding the order's write for `stall`, and crashes
-  /// the order's entity while it is held: returns the placement's answer to
-  /// come. (Call with a short crash_settle_timeout, so that it comes before
-  /// the write is done.)
-  std::future<caf::expected<purchase_result>>
-  place_from_the_cart_and_crash_while_the_order_is_written(const std::string& order_id,
-                                                           std::chrono::milliseconds stall) {
+  /// Places `order_id` from the cart of "u1" (which holds product "a"), with
+  /// the disk holding the order's write for `stall`, and crashes the order's
+  /// entity while it is held; `then_fail`: that write fails once the disk lets
+  /// it go. The placement must be answered 503 "may still be stored" (call with
+  /// a short crash_settle_timeout, so that the answer comes before the write
+  /// is done).
+  void place_from_the_cart_and_crash_while_the_order_is_written(const std::string& order_id,
+                                                                std::chrono::milliseconds stall,
+                                                                bool then_fail) {
     const auto shards = entity_context{}.shard_count;
     journal_->stall_group_writing(keys::entity(keys::order, order_id, shards), stall);
     auto placed = ask_async<purchase_result>(place_order{order_id, from_cart_of("u1")});
@@ -179,7 +180,12 @@ protected:
     std::this_thread::sleep_for(300ms);
     EXPECT_EQ(placed.wait_for(0s), std::future_status::timeout); // the order's write is held
     EXPECT_TRUE(crash_once(entity_kind::order, order_id));
-    return placed;
+    if (then_fail)
+      journal_->fail_next_groups(1); // (armed while the disk still holds the order's group)
+    auto answer = placed.get();
+    ASSERT_FALSE(answer);
+    EXPECT_NE(describe(answer.error()).message.find("may still be stored"), std::string::npos)
+      << describe(answer.error()).message;
   }
 
   std::chrono::milliseconds crash_settle_timeout = 30s;
@@ -811,11 +817,7 @@ TEST_F(RegionTest, test_a_checkout_whose_order_may_still_be_stored_keeps_the_car
   auto none = ask<order_record>(get_order{"o2", "u1"});
   ASSERT_FALSE(none);
   ASSERT_EQ(describe(none.error()).code, errc::not_found);
-  auto first = place_from_the_cart_and_crash_while_the_order_is_written("o1", 3s);
-  auto answer = first.get();
-  ASSERT_FALSE(answer);
-  EXPECT_NE(describe(answer.error()).message.find("may still be stored"), std::string::npos)
-    << describe(answer.error()).message;
+  ASSERT_NO_FATAL_FAILURE(place_from_the_cart_and_crash_while_the_order_is_written("o1", 3s, false));
   auto second = ask_async<purchase_result>(place_order{"o2", from_cart_of("u1")}).get();
   ASSERT_FALSE(second) << "the cart's lines were ordered twice";
   EXPECT_EQ(describe(second.error()).code, errc::validation_failed); // the cart is empty
@@ -840,12 +842,8 @@ TEST_F(RegionTest, test_a_checkout_whose_order_write_then_fails_frees_the_cart_o
   start();
   ASSERT_TRUE((ask<product_view>(create_product{{"a", "A", "", 100, 10}, {}, {}})));
   ASSERT_TRUE((ask<cart_view>(set_cart_item{"u1", "a", 2})));
-  auto first = place_from_the_cart_and_crash_while_the_order_is_written("o1", 2500ms);
-  journal_->fail_next_groups(1); // (armed while the disk still holds the order's group)
-  auto answer = first.get();
-  ASSERT_FALSE(answer);
-  EXPECT_NE(describe(answer.error()).message.find("may still be stored"), std::string::npos)
-    << describe(answer.error()).message;
+  ASSERT_NO_FATAL_FAILURE(
+    place_from_the_cart_and_crash_while_the_order_is_written("o1", 2500ms, true));
   auto asked = std::chrono::steady_clock::now();
   auto second = ask_async<purchase_result>(place_order{"o2", from_cart_of("u1")}).get();
   ASSERT_TRUE(second) << to_string(second.error());
