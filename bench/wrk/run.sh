@@ -27,7 +27,8 @@ echo "sample purchase: $(curl -s -XPOST "$B/flash-sales/bench-sale/purchase" -H 
 # total and by thread name: a steadier figure than requests/s on a shared
 # machine, and it shows which stage a request costs most in. Also each thread
 # name's sleeps per request (voluntary context switches: a wait in epoll, on a
-# futex or on the disk), which tell how often a stage idles and is woken.
+# futex or on the disk), which tell how often a stage idles and is woken (names
+# that slept at least once per 1,000 requests).
 thread_ticks() { # "tid name ticks sleeps" per thread of shopd
   local t
   for t in /proc/"$PID"/task/*; do
